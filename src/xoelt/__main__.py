@@ -1,0 +1,3 @@
+from xoelt.cli import main
+
+main()

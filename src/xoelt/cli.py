@@ -1,0 +1,143 @@
+"""The ``xoelt`` command: parse arguments, call one core function, render. Nothing else.
+
+Errors are turned into a one-line message and an exit code in exactly one place
+(:class:`XoeltGroup`): 2 for bad input, 1 for a failed run; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from xoelt import __version__
+
+STAGE_COMMANDS = ("extract", "stage", "load", "transform")
+
+
+class XoeltGroup(click.Group):
+    """Runs a command and maps expected errors to messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from xoelt.errors import XoeltError
+
+        try:
+            return super().invoke(ctx)
+        except XoeltError as exc:
+            if ctx.meta.get("xoelt.debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=XoeltGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="xoelt")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    show_default=True,
+    help="Logs on stderr: JSON lines off a TTY by default.",
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, log_format: str) -> None:
+    """Move SaaS data through object storage into Snowflake or DuckDB, bronze to gold."""
+    from xoelt import logging as xlog
+
+    ctx.meta["xoelt.debug"] = debug
+    xlog.configure(debug=debug, json=None if log_format == "auto" else log_format == "json")
+
+
+def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--target", "-t", default=None, help="Target name (default $XOELT_TARGET or local).")(fn)
+    fn = click.option(
+        "--date",
+        "-d",
+        "when",
+        default=None,
+        help="Run date YYYY-MM-DD (or instant YYYY-MM-DDTHH:MM); default now.",
+    )(fn)
+    return click.argument("pipeline")(fn)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1)
+def validate(paths: tuple[str, ...]) -> None:
+    """Check pipeline files (default: every file under pipelines/)."""
+    from xoelt.core import validate_all
+
+    ok, problems = validate_all(list(paths))
+    for path in ok:
+        click.echo(f"ok     {path}")
+    for problem in problems:
+        click.echo(f"error  {problem}", err=True)
+    if problems:
+        sys.exit(2)
+    if not ok:
+        click.echo("error: no pipeline files found", err=True)
+        sys.exit(2)
+
+
+@cli.command()
+@_common
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--no-sql", is_flag=True, help="Leave the SQL out of the text output.")
+def plan(pipeline: str, when: str | None, target: str | None, fmt: str, no_sql: bool) -> None:
+    """Show what a run would do: window, object keys, tables, SQL. No I/O, no credentials."""
+    from xoelt import console
+    from xoelt.core import make_plan
+
+    run_plan = make_plan(pipeline, when, target)
+    if fmt == "json":
+        console.print_json(run_plan.as_dict())
+    else:
+        console.render_plan(run_plan, show_sql=not no_sql)
+
+
+def _run(pipeline: str, when: str | None, target: str | None, source: str | None, stages: tuple[str, ...], fmt: str) -> None:
+    from xoelt import console
+    from xoelt.core import execute, make_plan
+
+    report = execute(make_plan(pipeline, when, target), stages=stages, source=source)
+    if fmt == "json":
+        console.print_json(report.as_dict())
+    else:
+        console.render_report(report)
+
+
+@cli.command()
+@_common
+@click.option("--source", "-s", default=None, help="Only this source.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def run(pipeline: str, when: str | None, target: str | None, source: str | None, fmt: str) -> None:
+    """Run extract → stage → load → transform for one window."""
+    _run(pipeline, when, target, source, STAGE_COMMANDS, fmt)
+
+
+def _stage_command(name: str, help_text: str) -> None:
+    @cli.command(name=name, help=help_text)
+    @_common
+    @click.option("--source", "-s", default=None, help="Only this source.")
+    @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+    def command(pipeline: str, when: str | None, target: str | None, source: str | None, fmt: str) -> None:
+        _run(pipeline, when, target, source, (name,), fmt)
+
+
+_stage_command("extract", "Extract: source → CSV in the ingest bucket.")
+_stage_command("stage", "Stage: copy ingest → stage bucket, read the header (8 KB peek).")
+_stage_command("load", "Load: replace bronze with the staged file (atomic, reconciled).")
+_stage_command("transform", "Transform: bronze → silver by load strategy, then gold models.")
+
+
+def main() -> None:
+    cli(prog_name="xoelt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Find and load pipeline files; turn validation errors into ``file:line key: message``."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from xoelt.config.env import environment
+from xoelt.config.models import Pipeline
+from xoelt.config.yamlpos import Loc, line_for, load_yaml_with_lines
+from xoelt.errors import ConfigError, InputError
+
+
+class PipelineInvalid(ConfigError):
+    """One or more problems in a pipeline file; ``problems`` lists every one, in file order."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = problems
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"{first.message}{more}")
+        self.message = f"{first.message}{more}"
+        self.file, self.line, self.key = first.file, first.line, first.key
+
+
+def pipelines_root() -> Path:
+    """Where pipeline files live: ``$XOELT_PIPELINES`` or ``./pipelines``."""
+    return Path(os.environ.get("XOELT_PIPELINES", "pipelines"))
+
+
+def discover(root: Path | None = None) -> list[Path]:
+    """Every pipeline YAML under ``root`` in a stable order."""
+    base = root or pipelines_root()
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.rglob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+
+
+def resolve(ref: str, root: Path | None = None) -> Path:
+    """A pipeline by path, ``domain/name`` or bare ``name`` (when unique)."""
+    candidate = Path(ref)
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
+        if not candidate.is_file():
+            raise InputError(f"{ref}: file not found")
+        return candidate
+    base = root or pipelines_root()
+    for suffix in (".yaml", ".yml"):
+        direct = base / f"{ref}{suffix}"
+        if direct.is_file():
+            return direct
+    if "/" not in ref:
+        matches = [p for p in discover(base) if p.stem == ref]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            names = ", ".join(str(p.relative_to(base).with_suffix("")) for p in matches)
+            raise InputError(f"pipeline {ref!r} is ambiguous: {names}")
+    known = [str(p.relative_to(base).with_suffix("")) for p in discover(base)]
+    hint = difflib.get_close_matches(ref, known + [Path(k).name for k in known], n=1)
+    suffix = f"; did you mean {hint[0]!r}?" if hint else ""
+    raise InputError(f"pipeline {ref!r} not found under {base}/{suffix}")
+
+
+def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
+    """Load and validate one pipeline file, including each source's extractor block."""
+    from xoelt.sources import get_source
+
+    env = environment() if env is None else env
+    data, lines = load_yaml_with_lines(path)
+    display = str(path)
+    if not isinstance(data, dict):
+        raise ConfigError("a pipeline file must be a mapping (dag:, globals:, sources:)", file=display, line=1)
+    context = {"env": env}
+    try:
+        pipeline = Pipeline.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise PipelineInvalid(_problems(exc, (), Pipeline, lines, display)) from None
+    problems: list[ConfigError] = []
+    extractors: dict[str, BaseModel] = {}
+    for name, source in pipeline.sources.items():
+        model = get_source(source.source_type).Config
+        prefix: Loc = ("sources", name, "extractor")
+        try:
+            extractors[name] = model.model_validate(source.extractor, context=context)
+        except ValidationError as exc:
+            problems.extend(_problems(exc, prefix, model, lines, display))
+    if problems:
+        raise PipelineInvalid(problems)
+    pipeline._path = path
+    pipeline._extractors = extractors
+    return pipeline
+
+
+def _problems(
+    exc: ValidationError, prefix: Loc, model: type[BaseModel], lines: dict[Loc, int], display: str
+) -> list[ConfigError]:
+    out: list[ConfigError] = []
+    for err in exc.errors(include_url=False):
+        loc: Loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        full = (*prefix, *loc)
+        key = ".".join(str(p) for p in full) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+            message = f"unknown key {loc[-1]!r}" + (
+                f"; did you mean {hint[0]!r}?" if hint else f"; valid keys: {', '.join(allowed)}"
+            )
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"].startswith("literal") and "input" in err:
+                message = f"{err['input']!r}: {message}"
+        out.append(ConfigError(message, file=display, line=line_for(lines, full), key=key))
+    out.sort(key=lambda e: e.line or 0)
+    return out
+
+
+def _allowed_keys(model: type[BaseModel], loc: Loc) -> list[str]:
+    current: Any = model
+    for part in loc:
+        current = _step(current, part)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0] if len(args) == 1 else annotation
+            if len(args) != 1:
+                return annotation
+        else:
+            return annotation
+
+
+def _step(current: Any, part: str | int) -> Any:
+    current = _unwrap(current)
+    origin = typing.get_origin(current)
+    if origin in (dict, list, Mapping):
+        return _unwrap(typing.get_args(current)[-1])
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        for name, field in current.model_fields.items():
+            if part in (name, field.alias):
+                return _unwrap(field.annotation)
+    return None

@@ -1,0 +1,77 @@
+"""Human output: plans and run reports as rich text on stdout (JSON when asked)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xoelt.core import RunReport
+    from xoelt.plan import RunPlan
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(soft_wrap=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    import sys
+
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def render_plan(plan: RunPlan, show_sql: bool = True) -> None:
+    from rich.markup import escape
+
+    c = _console()
+    w = plan.window
+    c.print(f"[bold]pipeline[/] {plan.name}  ({plan.pipeline.path})")
+    c.print(f"[bold]target[/]   {plan.target_name} ({plan.target.type})")
+    c.print(f"[bold]schedule[/] {plan.pipeline.dag.schedule}  {w.timezone}")
+    c.print(f"[bold]window[/]   {w.refresh_type} {escape(w.label)}  ({w.duration})")
+    for sp in plan.sources:
+        c.print()
+        c.print(f"[bold cyan]source {sp.name}[/] ({sp.source_type}, {sp.load_strategy})")
+        if sp.request:
+            c.print(f"  request  {escape(json.dumps(sp.request, default=str))}")
+        c.print(f"  ingest   {sp.ingest_bucket}/{sp.ingest_key}")
+        c.print(f"  stage    {sp.stage_bucket}/{sp.stage_key}")
+        c.print(f"  bronze   {sp.bronze_table}")
+        c.print(f"  silver   {sp.silver_table}")
+        if show_sql:
+            for stage, statements in sp.sql.items():
+                c.print(f"  [dim]-- {stage}[/]")
+                for stmt in statements:
+                    c.print(f"  [dim]{escape(stmt)};[/]")
+    if plan.gold:
+        c.print()
+        c.print("[bold cyan]gold[/] (in dependency order)")
+        for g in plan.gold:
+            deps = f" ← {', '.join(g.depends_on)}" if g.depends_on else ""
+            c.print(f"  {g.table}{deps}  [dim]{g.path}[/]")
+
+
+def render_report(report: RunReport) -> None:
+    from rich.table import Table
+
+    c = _console()
+    table = Table(title=f"{report.plan.name}  {report.plan.window.label}", title_justify="left")
+    table.add_column("source")
+    for col in ("extracted", "staged", "bronze", "silver"):
+        table.add_column(col, justify="right")
+    keys = ("extract", "stage", "load", "transform")
+    for s in report.sources:
+        table.add_row(s.name, *[f"{s.rows[k]:,}" if k in s.rows else "-" for k in keys])
+    c.print(table)
+    if report.gold:
+        gold = Table(title="gold", title_justify="left")
+        gold.add_column("model")
+        gold.add_column("rows", justify="right")
+        for name, rows in report.gold.items():
+            gold.add_row(name, f"{rows:,}")
+        c.print(gold)
+    c.print(f"run_id {report.run_id}")
+    if report.warehouse_path:
+        c.print(f"warehouse {report.warehouse_path}")

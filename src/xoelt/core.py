@@ -1,0 +1,165 @@
+"""The core API under every front end: load a pipeline, build its plan, execute stages.
+
+The CLI, the tests and the demo all go through these functions, so ``plan`` and ``run``
+share one RunPlan and can never disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from xoelt.config.loader import load_pipeline, resolve
+from xoelt.config.targets import resolve_target
+from xoelt.errors import RunError, XoeltError
+from xoelt.logging import get_logger
+from xoelt.plan import RunPlan, build_plan
+from xoelt.stages import STAGES
+from xoelt.timewindow import parse_run_at
+
+
+def make_plan(ref: str, when: str | None, target: str | None = None) -> RunPlan:
+    """Resolve pipeline ``ref`` and ``--date`` (default: now) into a RunPlan."""
+    pipeline = load_pipeline(resolve(ref))
+    target_name, target_cfg = resolve_target(target)
+    zone = pipeline.dag.time_window.zone
+    run_at: date | datetime = parse_run_at(when, zone) if when else datetime.now(UTC).astimezone(zone)
+    return build_plan(pipeline, target_name, target_cfg, run_at)
+
+
+@dataclass
+class SourceReport:
+    name: str
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    plan: RunPlan
+    sources: list[SourceReport] = field(default_factory=list)
+    gold: dict[str, int] = field(default_factory=dict)
+    warehouse_path: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "pipeline": self.plan.name,
+            "window": self.plan.window.as_dict(),
+            "sources": [{"name": s.name, "rows": s.rows, "seconds": s.seconds} for s in self.sources],
+            "gold": self.gold,
+            "warehouse": self.warehouse_path,
+        }
+
+
+def execute(
+    plan: RunPlan,
+    stages: Sequence[str] = STAGES,
+    source: str | None = None,
+    run_id: str | None = None,
+    on_step: Callable[[str, str], None] | None = None,
+) -> RunReport:
+    """Run ``stages`` (in order) for the selected sources, then gold if transforming."""
+    from xoelt.runtime import Runtime
+    from xoelt.stages.extract import extract
+    from xoelt.stages.load import load
+    from xoelt.stages.stage import stage
+    from xoelt.stages.transform import gold, silver
+
+    steps: dict[str, Callable[..., dict[str, Any]]] = {
+        "extract": extract,
+        "stage": stage,
+        "load": load,
+        "transform": silver,
+    }
+    selected = plan.select(source)
+    window = plan.window
+    with Runtime(plan, run_id) as rt:
+        report = RunReport(rt.run_id, plan)
+        if {"load", "transform"} & set(stages):
+            _ = rt.warehouse  # open (and migrate) up front so every stage is in the ledger
+        for sp in selected:
+            log = get_logger(pipeline=plan.name, source=sp.name, run_id=rt.run_id, window=window.label)
+            item = SourceReport(sp.name)
+            report.sources.append(item)
+            with rt.lock(sp.name):
+                for name in [s for s in STAGES if s in stages]:
+                    if on_step:
+                        on_step(sp.name, name)
+                    started = datetime.now(UTC)
+                    t0 = time.perf_counter()
+                    try:
+                        result = steps[name](rt, sp, log)
+                    except XoeltError as exc:
+                        if isinstance(exc, RunError):
+                            exc.locate(source=sp.name, window=window.label)
+                        _record(rt, sp.name, name, "failed", started, None, str(exc), log)
+                        raise
+                    item.rows[name] = int(result.get("rows", 0))
+                    item.seconds[name] = round(time.perf_counter() - t0, 3)
+                    _record(rt, sp.name, name, "success", started, item.rows[name], "", log)
+        if "transform" in stages and plan.gold:
+            log = get_logger(pipeline=plan.name, source="gold", run_id=rt.run_id, window=window.label)
+            if on_step:
+                on_step("gold", "transform")
+            try:
+                report.gold = gold(rt, log)
+            except RunError as exc:
+                exc.locate(source="gold", window=window.label)
+                raise
+        if rt._warehouse is not None:
+            report.warehouse_path = str(rt.warehouse.path_of(plan.database))
+        return report
+
+
+def _record(rt: Any, source: str, stage: str, status: str, started: datetime, rows: int | None, message: str, log: Any) -> None:
+    """Ledger row for a stage; extract/stage alone do not open the warehouse for it."""
+    from xoelt import ledger
+
+    if stage in ("extract", "stage") and rt._warehouse is None:
+        return
+    try:
+        ledger.record(
+            rt.warehouse,
+            rt.plan.database,
+            run_id=rt.run_id,
+            pipeline=rt.plan.name,
+            source=source,
+            stage=stage,
+            window_start=rt.plan.window.start.isoformat(),
+            window_end=rt.plan.window.end.isoformat(),
+            status=status,
+            started_at=started,
+            rows=rows,
+            message=message,
+        )
+    except XoeltError as exc:  # the ledger must never hide the run's own outcome
+        log.warning("ledger write failed", error=str(exc))
+
+
+def validate_all(paths: list[str]) -> tuple[list[str], list[str]]:
+    """Validate pipeline files; return (ok paths, one line per problem)."""
+    from pathlib import Path
+
+    from xoelt.config.loader import PipelineInvalid, discover
+    from xoelt.errors import ConfigError, InputError
+
+    files = [Path(p) for p in paths] if paths else discover()
+    expanded: list[Path] = []
+    for f in files:
+        expanded.extend(discover(f) if f.is_dir() else [f])
+    ok: list[str] = []
+    problems: list[str] = []
+    for f in expanded:
+        try:
+            load_pipeline(f)
+            ok.append(str(f))
+        except PipelineInvalid as exc:
+            problems.extend(str(p) for p in exc.problems)
+        except (ConfigError, InputError) as exc:
+            problems.append(str(exc))
+    return ok, problems

@@ -1,0 +1,85 @@
+"""Gold models: one SELECT per ``sql/gold/<domain>/<name>.sql``, run in dependency order.
+
+Dependencies are read from the SQL itself with sqlglot: a model depends on every other gold
+model whose name appears as a table in its FROM/JOIN clauses.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+from xoelt.config.models import NAME
+from xoelt.errors import ConfigError
+from xoelt.warehouse.base import TableRef
+
+PREFIXES = ("fct_", "dim_", "agg_", "rpt_")
+
+
+@dataclass(frozen=True)
+class GoldModel:
+    name: str
+    path: str
+    table: TableRef
+    depends_on: tuple[str, ...]
+    select: str
+
+    @property
+    def sql(self) -> str:
+        return f"CREATE OR REPLACE TABLE {self.table.sql} AS\n{self.select}"
+
+
+def sql_root() -> Path:
+    return Path(os.environ.get("XOELT_SQL", "sql"))
+
+
+def load_models(
+    domain: str, database: str, schema: str, only: list[str] | None = None, root: Path | None = None
+) -> list[GoldModel]:
+    """The domain's gold models (or ``only`` those, plus what they depend on), sorted."""
+    import sqlglot
+    from sqlglot import exp
+
+    folder = (root or sql_root()) / "gold" / domain
+    files = sorted(folder.glob("*.sql")) if folder.is_dir() else []
+    texts: dict[str, tuple[Path, str]] = {}
+    for path in files:
+        name = path.stem.lower()
+        if not NAME.match(name) or not name.startswith(PREFIXES):
+            raise ConfigError(f"gold model names start with {', '.join(PREFIXES)}", file=str(path))
+        texts[name] = (path, path.read_text(encoding="utf-8").strip().rstrip(";").strip())
+    deps: dict[str, tuple[str, ...]] = {}
+    for name, (path, text) in texts.items():
+        try:
+            statements = [s for s in sqlglot.parse(text, read="snowflake") if s is not None]
+        except sqlglot.errors.ParseError as exc:
+            line = exc.errors[0].get("line") if exc.errors else None
+            raise ConfigError(f"SQL does not parse: {str(exc).splitlines()[0]}", file=str(path), line=line) from None
+        if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+            raise ConfigError("a gold model is exactly one SELECT statement", file=str(path))
+        ctes = {c.alias_or_name.lower() for c in statements[0].find_all(exp.CTE)}
+        tables = {t.name.lower() for t in statements[0].find_all(exp.Table)} - ctes
+        deps[name] = tuple(sorted(t for t in tables if t in texts and t != name))
+    wanted = set(texts)
+    if only is not None:
+        unknown = [m for m in only if m.lower() not in texts]
+        if unknown:
+            raise ConfigError(
+                f"gold model(s) {', '.join(unknown)} not found in {folder}/ (have: {', '.join(sorted(texts)) or 'none'})"
+            )
+        wanted, frontier = set(), [m.lower() for m in only]
+        while frontier:
+            m = frontier.pop()
+            if m not in wanted:
+                wanted.add(m)
+                frontier.extend(deps[m])
+    try:
+        order = list(TopologicalSorter({m: deps[m] for m in sorted(wanted)}).static_order())
+    except CycleError as exc:
+        raise ConfigError(f"gold models depend on each other in a cycle: {' -> '.join(exc.args[1])}") from None
+    return [
+        GoldModel(m, str(texts[m][0]), TableRef(database, schema, m.upper()), deps[m], texts[m][1])
+        for m in order
+    ]

@@ -1,0 +1,101 @@
+"""Migrations and the run ledger (who ran what window, rows in/out, status), in the warehouse.
+
+Migrations are ``sql/migrations/V<NNN>__<name>.sql`` files (``$XOELT_SQL`` moves ``sql/``),
+applied once per database in version order and recorded in ``XOELT.SCHEMA_MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from datetime import UTC, datetime
+from typing import Any
+
+from xoelt.warehouse.base import Warehouse, iter_statements, literal, quote
+
+
+def _migrations() -> list[tuple[str, str]]:
+    from xoelt.gold import sql_root
+
+    folder = sql_root() / "migrations"
+    files = sorted(folder.glob("V*__*.sql")) if folder.is_dir() else []
+    return [(f.name.split("__", 1)[0], f.read_text(encoding="utf-8")) for f in files]
+
+
+def apply_migrations(warehouse: Warehouse, database: str) -> list[str]:
+    """Apply pending migrations to ``database``; return the versions applied."""
+    db = quote(database)
+    warehouse.execute(f"CREATE SCHEMA IF NOT EXISTS {db}.{quote('XOELT')}")
+    warehouse.execute(
+        f"CREATE TABLE IF NOT EXISTS {db}.{quote('XOELT')}.{quote('SCHEMA_MIGRATIONS')} "
+        f"({quote('VERSION')} VARCHAR, {quote('APPLIED_AT')} TIMESTAMP_TZ)"
+    )
+    done = {r[0] for r in warehouse.execute(f"SELECT {quote('VERSION')} FROM {db}.{quote('XOELT')}.{quote('SCHEMA_MIGRATIONS')}")}
+    applied = []
+    for version, text in _migrations():
+        if version in done:
+            continue
+        for stmt in iter_statements(text.replace("{database}", db)):
+            warehouse.execute(stmt)
+        warehouse.execute(
+            f"INSERT INTO {db}.{quote('XOELT')}.{quote('SCHEMA_MIGRATIONS')} VALUES "
+            f"({literal(version)}, {literal(datetime.now(UTC).isoformat())}::TIMESTAMP_TZ)"
+        )
+        applied.append(version)
+    return applied
+
+
+def record(
+    warehouse: Warehouse,
+    database: str,
+    *,
+    run_id: str,
+    pipeline: str,
+    source: str,
+    stage: str,
+    window_start: str,
+    window_end: str,
+    status: str,
+    started_at: datetime,
+    rows: int | None = None,
+    message: str = "",
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Append one ledger row. ``message`` is an error's one-line text, which holds no secrets."""
+    table = f"{quote(database)}.{quote('XOELT')}.{quote('RUN_LEDGER')}"
+    values = [
+        literal(run_id),
+        literal(pipeline),
+        literal(source),
+        literal(stage),
+        f"{literal(window_start)}::TIMESTAMP_TZ",
+        f"{literal(window_end)}::TIMESTAMP_TZ",
+        literal(status),
+        "NULL" if rows is None else str(int(rows)),
+        literal(message[:2000]),
+        literal(json.dumps(details or {}, sort_keys=True, default=str)),
+        literal(_who()),
+        f"{literal(started_at.isoformat())}::TIMESTAMP_TZ",
+        f"{literal(datetime.now(UTC).isoformat())}::TIMESTAMP_TZ",
+    ]
+    warehouse.execute(f"INSERT INTO {table} VALUES ({', '.join(values)})")
+
+
+def last_success(warehouse: Warehouse, database: str, pipeline: str, source: str, stage: str, window_start: str) -> bool:
+    table = f"{quote(database)}.{quote('XOELT')}.{quote('RUN_LEDGER')}"
+    rows = warehouse.execute(
+        f"SELECT {quote('STATUS')} FROM {table} WHERE {quote('PIPELINE')} = {literal(pipeline)} "
+        f"AND {quote('SOURCE')} = {literal(source)} AND {quote('STAGE')} = {literal(stage)} "
+        f"AND {quote('WINDOW_START')} = {literal(window_start)}::TIMESTAMP_TZ "
+        f"ORDER BY {quote('FINISHED_AT')} DESC LIMIT 1"
+    )
+    return bool(rows) and rows[0][0] == "success"
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"

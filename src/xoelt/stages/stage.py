@@ -1,0 +1,95 @@
+"""Stage: server-side copy of the ingest file into the stage bucket, plus an 8 KB header peek.
+
+The file is never rewritten or streamed through this process, so stage time does not grow
+with file size. The header from the peek is standardised into the bronze column list.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Any
+
+from xoelt.errors import StageError
+from xoelt.plan import SourcePlan
+from xoelt.runtime import Runtime
+from xoelt.stages import manifest
+from xoelt.storage.base import PEEK_BYTES
+from xoelt.warehouse.base import METADATA_NAMES
+
+
+def standardise(names: list[str]) -> list[str]:
+    """Column names for the warehouse: UPPERCASE, runs of non-alphanumerics → ``_``.
+
+    Leading/trailing ``_`` are trimmed, a leading digit gets a ``_`` prefix, an empty name
+    becomes ``COLUMN_<n>``, a name that would shadow a metadata column gets ``SRC`` in
+    front, and collisions get ``_2``, ``_3``… in header order (deterministic).
+    """
+    out: list[str] = []
+    taken: set[str] = set()
+    for position, raw in enumerate(names, start=1):
+        name = re.sub(r"[^A-Za-z0-9]+", "_", raw.strip()).strip("_").upper()
+        if not name:
+            name = f"COLUMN_{position}"
+        if name[0].isdigit():
+            name = f"_{name}"
+        if name.startswith("_XO_") or name in METADATA_NAMES:
+            name = f"SRC{name}"
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{name}_{n}"
+        taken.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def read_header(head: bytes, where: str) -> list[str]:
+    """The first CSV record of ``head`` (the first 8 KB of a file)."""
+    text = head.decode("utf-8-sig", errors="strict") if head else ""
+    if not text:
+        raise StageError(f"{where} is empty (no header)")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except (StopIteration, csv.Error) as exc:
+        raise StageError(f"cannot read the header of {where}: {exc}") from None
+    consumed = reader.line_num
+    complete = len(text.splitlines(keepends=True)) > consumed or text.endswith(("\n", "\r"))
+    if len(head) >= PEEK_BYTES and not complete:
+        raise StageError(f"the header of {where} is longer than {PEEK_BYTES} bytes")
+    return header
+
+
+def stage(rt: Runtime, sp: SourcePlan, log: Any) -> dict[str, Any]:
+    store = rt.store
+    ingest = manifest.read(
+        store, sp.ingest_bucket, sp.ingest_manifest_key, StageError, "run `xoelt extract` for this window first"
+    )
+    store.delete(sp.stage_bucket, sp.stage_manifest_key)
+    try:
+        store.copy(sp.ingest_bucket, sp.ingest_key, sp.stage_bucket, sp.stage_key)
+    except FileNotFoundError:
+        raise StageError(f"ingest file {store.uri(sp.ingest_bucket, sp.ingest_key)} is missing") from None
+    where = store.uri(sp.stage_bucket, sp.stage_key)
+    try:
+        head = store.read_range(sp.stage_bucket, sp.stage_key, 0, PEEK_BYTES)
+    except UnicodeDecodeError as exc:
+        raise StageError(f"{where} is not UTF-8: {exc}") from None
+    header = read_header(head, where)
+    if header != ingest["columns"]:
+        raise StageError(f"header of {where} does not match the extract manifest's columns")
+    columns = standardise(header)
+    body = {
+        "source": sp.name,
+        "run_id": rt.run_id,
+        "key": sp.stage_key,
+        "ingest_key": sp.ingest_key,
+        "rows": ingest["rows"],
+        "columns": [{"source": s, "name": n} for s, n in zip(header, columns, strict=True)],
+    }
+    manifest.write(store, sp.stage_bucket, sp.stage_manifest_key, body)
+    renamed = {s: n for s, n in zip(header, columns, strict=True) if s != n}
+    log.info("staged", key=sp.stage_key, columns=len(columns), renamed=len(renamed))
+    return {"rows": ingest["rows"], "columns": len(columns)}

@@ -1,0 +1,1 @@
+"""Object stores: a directory (embedded default) or S3."""

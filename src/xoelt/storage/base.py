@@ -1,0 +1,56 @@
+"""The object-store interface every stage talks to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+PEEK_BYTES = 8 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+class ObjectStore(Protocol):
+    """Buckets of keys. Writes are atomic: an object is visible only once complete."""
+
+    def put_file(self, bucket: str, key: str, path: Path) -> None:
+        """Upload a local file as ``bucket/key`` atomically."""
+        ...
+
+    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
+        """Write a small object atomically."""
+        ...
+
+    def open(self, bucket: str, key: str) -> BinaryIO:
+        """A streaming reader of the whole object."""
+        ...
+
+    def read_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``start`` (a ranged GET); fewer at the end."""
+        ...
+
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
+        """Server-side copy; never streams the body through this process."""
+        ...
+
+    def list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, by key order."""
+        ...
+
+    def exists(self, bucket: str, key: str) -> bool: ...
+
+    def delete(self, bucket: str, key: str) -> None: ...
+
+    def local_path(self, bucket: str, key: str) -> Path | None:
+        """A filesystem path for the object when the store is local (else None)."""
+        ...
+
+    def uri(self, bucket: str, key: str) -> str:
+        """Where the object is, for messages and COPY statements."""
+        ...

@@ -1,0 +1,112 @@
+"""A directory as an object store: ``<root>/<bucket>/<key>``.
+
+Atomic writes are a temp file in the same directory plus ``os.replace``; a copy is a hard
+link (constant time, like S3's server-side CopyObject), falling back to a byte copy across
+filesystems.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from xoelt.errors import InputError
+from xoelt.storage.base import ObjectInfo
+
+TMP_PREFIX = ".xoelt-tmp-"
+
+
+class LocalObjectStore:
+    """Buckets are directories under ``root``; keys are relative paths inside them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, bucket: str, key: str) -> Path:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise InputError(f"invalid object key {key!r}")
+        return self.root / bucket / key
+
+    def _atomic(self, target: Path) -> tuple[int, str]:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=TMP_PREFIX, dir=target.parent)
+
+    def put_file(self, bucket: str, key: str, path: Path) -> None:
+        target = self._path(bucket, key)
+        fd, tmp = self._atomic(target)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
+        target = self._path(bucket, key)
+        fd, tmp = self._atomic(target)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def open(self, bucket: str, key: str) -> BinaryIO:
+        return self._path(bucket, key).open("rb")
+
+    def read_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
+        with self._path(bucket, key).open("rb") as fh:
+            fh.seek(start)
+            return fh.read(length)
+
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
+        src = self._path(src_bucket, src_key)
+        target = self._path(dst_bucket, dst_key)
+        if not src.is_file():
+            raise FileNotFoundError(str(src))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f"{TMP_PREFIX}{os.getpid()}-{target.name}"
+        tmp.unlink(missing_ok=True)
+        try:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        base = self.root / bucket
+        if not base.is_dir():
+            return
+        found = []
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.startswith(TMP_PREFIX):
+                    continue
+                full = Path(dirpath) / name
+                key = full.relative_to(base).as_posix()
+                if key.startswith(prefix):
+                    found.append(ObjectInfo(key, full.stat().st_size))
+        yield from sorted(found, key=lambda o: o.key)
+
+    def exists(self, bucket: str, key: str) -> bool:
+        return self._path(bucket, key).is_file()
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._path(bucket, key).unlink(missing_ok=True)
+
+    def local_path(self, bucket: str, key: str) -> Path | None:
+        return self._path(bucket, key)
+
+    def uri(self, bucket: str, key: str) -> str:
+        return str(self._path(bucket, key))

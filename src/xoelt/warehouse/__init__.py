@@ -1,0 +1,1 @@
+"""Warehouses: DuckDB (embedded default) and Snowflake, behind one small interface."""
