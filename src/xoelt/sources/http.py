@@ -1,0 +1,310 @@
+"""The HTTP client every API source shares: timeouts, retries, rate limits, streaming.
+
+Why httpx: one client for plain and streaming requests with per-phase timeouts
+(connect/read/write/pool), connection pooling, and typed transport errors that map cleanly
+onto "transient" (retry) versus "terminal" (fail now). tenacity drives the retries.
+
+- Every call has a timeout (``timeout_seconds``; the connect phase is capped at 10 s).
+- Retries only on 429, 5xx (and any extra statuses an API documents as "not ready", e.g.
+  Sprout's 202) and connection errors/timeouts; exponential backoff with full jitter, or
+  ``Retry-After`` (seconds or HTTP date) when the server sends it, capped at ``max_backoff``.
+- A per-API :class:`RateLimiter` (requests per minute and concurrent requests) shared by
+  every client in the process, so a backfill never exceeds the documented limits.
+- Bodies can be streamed to disk (:meth:`HttpClient.download`) with constant memory.
+- ``User-Agent: xoelt/<version>``. Auth headers and credentials are never logged or put in
+  error messages; messages name the method and the URL without its query string.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from xoelt import __version__
+from xoelt.config.models import StrictModel
+from xoelt.errors import ExtractError
+
+if TYPE_CHECKING:
+    import httpx
+
+USER_AGENT = f"xoelt/{__version__}"
+
+
+class RetryConfig(StrictModel):
+    """The ``retry:`` block any HTTP source accepts (defaults suit production)."""
+
+    max_attempts: int = Field(6, ge=1, le=20)
+    initial_backoff: float = Field(1.0, ge=0)
+    max_backoff: float = Field(120.0, ge=0)
+    timeout_seconds: float = Field(300.0, gt=0)
+
+
+class TransientHTTPError(ExtractError):
+    """A retryable answer (429, 5xx, documented "not ready") or a dropped connection."""
+
+    transient = True
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message, transient=True)
+        self.retry_after = retry_after
+
+
+@dataclass
+class RateLimiter:
+    """At most ``per_minute`` request starts in any 60 s and ``concurrent`` in flight."""
+
+    per_minute: int | None = None
+    concurrent: int | None = None
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    _starts: deque[float] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _slots: threading.BoundedSemaphore | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrent:
+            self._slots = threading.BoundedSemaphore(self.concurrent)
+
+    def _wait_for_start(self) -> None:
+        if not self.per_minute:
+            return
+        while True:
+            with self._lock:
+                now = self.clock()
+                while self._starts and now - self._starts[0] >= 60.0:
+                    self._starts.popleft()
+                if len(self._starts) < self.per_minute:
+                    self._starts.append(now)
+                    return
+                delay = 60.0 - (now - self._starts[0])
+            self.sleep(max(delay, 0.01))
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if self._slots is not None:
+            self._slots.acquire()
+        try:
+            self._wait_for_start()
+            yield
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+
+
+_LIMITERS: dict[str, RateLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def shared_limiter(key: str, per_minute: int | None = None, concurrent: int | None = None) -> RateLimiter:
+    """The process-wide limiter for ``key`` (e.g. ``gladly:reports:<org>``), made on first use."""
+    with _LIMITERS_LOCK:
+        if key not in _LIMITERS:
+            _LIMITERS[key] = RateLimiter(per_minute=per_minute, concurrent=concurrent)
+        return _LIMITERS[key]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date relative to now."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _where(method: str, url: Any) -> str:
+    text = str(url)
+    return f"{method} {text.split('?', 1)[0]}"
+
+
+class HttpClient:
+    """A retrying, rate-limited client for one API.
+
+    ``auth`` is anything httpx accepts (``httpx.BasicAuth``, a callable flow) or None, and
+    ``headers`` may hold a bearer token: neither is ever logged. ``auth_hint`` is appended
+    to 401/403 messages (e.g. "check GLADLY_API_USER and GLADLY_API_TOKEN").
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        retry: RetryConfig | None = None,
+        limiter: RateLimiter | None = None,
+        auth: Any = None,
+        headers: Mapping[str, str] | None = None,
+        retry_statuses: frozenset[int] = frozenset(),
+        auth_hint: str = "",
+        log: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import httpx
+
+        self.retry = retry or RetryConfig()
+        self.limiter = limiter or RateLimiter()
+        self.retry_statuses = retry_statuses
+        self.auth_hint = auth_hint
+        self.log = log
+        self._sleep = sleep
+        timeout = httpx.Timeout(self.retry.timeout_seconds, connect=min(10.0, self.retry.timeout_seconds))
+        self._client = httpx.Client(
+            base_url=base_url,
+            auth=auth,
+            headers={"User-Agent": USER_AGENT, **(headers or {})},
+            timeout=timeout,
+            follow_redirects=True,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- public -----------------------------------------------------------------------------
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send with retries; return the (fully read) successful response."""
+        return self._with_retries(method, url, lambda: self._once(method, url, kwargs))
+
+    def json(self, method: str, url: str, **kwargs: Any) -> Any:
+        """Send with retries and decode a JSON body; a malformed body is a clear error."""
+        response = self.request(method, url, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            snippet = response.text[:120].replace("\n", " ")
+            raise ExtractError(f"{_where(method, url)}: response is not JSON: {snippet!r}") from None
+
+    def download(self, method: str, url: str, path: Path, **kwargs: Any) -> httpx.Response:
+        """Stream the body to ``path`` (constant memory); a retry starts the file over."""
+
+        def attempt() -> httpx.Response:
+            with self.limiter.slot(), self._transport_errors(method, url):
+                with self._client.stream(method, url, **kwargs) as response:
+                    self._check(method, url, response, read=True)
+                    with path.open("wb") as fh:
+                        for chunk in response.iter_bytes(1 << 20):
+                            fh.write(chunk)
+                    return response
+
+        return self._with_retries(method, url, attempt)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _once(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+        with self.limiter.slot(), self._transport_errors(method, url):
+            response = self._client.request(method, url, **kwargs)
+            self._check(method, url, response, read=False)
+            return response
+
+    @contextmanager
+    def _transport_errors(self, method: str, url: str) -> Iterator[None]:
+        import httpx
+
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise TransientHTTPError(f"{_where(method, url)}: timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise TransientHTTPError(f"{_where(method, url)}: connection failed ({type(exc).__name__})") from None
+
+    def _check(self, method: str, url: str, response: httpx.Response, *, read: bool) -> None:
+        status = response.status_code
+        if status < 300 and status not in self.retry_statuses:
+            return
+        if read:
+            response.read()
+        where = _where(method, url)
+        detail = _error_detail(response)
+        if status == 429 or status >= 500 or status in self.retry_statuses:
+            raise TransientHTTPError(
+                f"{where}: HTTP {status}{detail}", parse_retry_after(response.headers.get("Retry-After"))
+            )
+        if status in (401, 403):
+            hint = f"; {self.auth_hint}" if self.auth_hint else ""
+            raise ExtractError(f"{where}: HTTP {status} (authentication or permission failed){detail}{hint}")
+        raise ExtractError(f"{where}: HTTP {status}{detail}")
+
+    def _with_retries(self, method: str, url: str, attempt: Callable[[], httpx.Response]) -> httpx.Response:
+        from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+        policy = self.retry
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hinted = getattr(exc, "retry_after", None)
+            if hinted is not None:
+                return min(hinted, policy.max_backoff)
+            ceiling = min(policy.max_backoff, policy.initial_backoff * 2 ** (state.attempt_number - 1))
+            return random.uniform(0, ceiling)
+
+        def before_sleep(state: RetryCallState) -> None:
+            if self.log is not None and state.outcome is not None:
+                self.log.warning(
+                    "retrying",
+                    request=_where(method, url),
+                    attempt=state.attempt_number,
+                    error=str(state.outcome.exception()),
+                    wait=round(state.next_action.sleep, 3) if state.next_action else None,
+                )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientHTTPError),
+            stop=stop_after_attempt(policy.max_attempts),
+            wait=wait,
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except TransientHTTPError as exc:
+            raise ExtractError(f"{exc.message} (gave up after {policy.max_attempts} attempts)") from None
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """A short, secret-free summary of an error body (JSON ``error``/``errors`` if present)."""
+    try:
+        body = response.json()
+    except Exception:
+        return ""
+    if isinstance(body, dict):
+        if isinstance(body.get("error"), str):
+            return f": {body['error'][:200]}"
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            e = errors[0]
+            return ": " + ", ".join(f"{k}={e[k]}" for k in ("attr", "code", "detail") if k in e)[:200]
+        if isinstance(body.get("error"), dict):
+            err = body["error"]
+            return f": {err.get('status', '')} {err.get('message', '')}"[:200]
+    return ""
+
+
+def redact(text: str, *secrets: str) -> str:
+    """Remove secret values from a message (for errors built from third-party text)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

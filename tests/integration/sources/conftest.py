@@ -1,0 +1,55 @@
+"""Helpers for source tests: write a one-source pipeline and run the CLI on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from xoelt.cli import cli
+
+
+@dataclass
+class SourceHarness:
+    root: Path
+    home: Path
+
+    def pipeline(self, name: str, source: dict[str, Any], *, refresh: dict[str, Any] | None = None) -> Path:
+        """Write ``pipelines/test/<name>.yaml`` with one source called ``src``."""
+        doc = {
+            "dag": {
+                "domain": "test",
+                "pipeline_name": name,
+                "schedule": "0 6 * * *",
+                "time_window": refresh or {"refresh_type": "daily", "lag": {"days": 1}, "timezone": "America/New_York"},
+            },
+            "globals": {"snowflake": {"database": "TEST_DB"}},
+            "sources": {"src": {"load_strategy": "full_refresh", "snowflake": {"target_table": "T_SRC"}, **source}},
+        }
+        path = self.root / "pipelines" / "test" / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> Any:
+        """Run ``xoelt ARGS`` in-process (CliRunner); returns the click Result."""
+        return CliRunner().invoke(cli, ["--log-format", "json", *args], env=env, catch_exceptions=False)
+
+    def ingest_files(self) -> list[Path]:
+        """Every visible object in the ingest bucket (temp files excluded)."""
+        base = self.home / "objects" / "xoelt-ingest"
+        return sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith(".xoelt-tmp-"))
+
+
+@pytest.fixture
+def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SourceHarness:
+    home = tmp_path / "home"
+    monkeypatch.setenv("XOELT_HOME", str(home))
+    monkeypatch.setenv("XOELT_PIPELINES", str(tmp_path / "pipelines"))
+    monkeypatch.setenv("XOELT_SQL", str(tmp_path / "sql"))
+    monkeypatch.chdir(tmp_path)
+    return SourceHarness(tmp_path, home)
