@@ -64,9 +64,33 @@ def day_rows(day: date, rng: random.Random) -> tuple[list[dict[str, str]], list[
             "Contact ID": contact, "Conversation ID": conversation, "Customer ID": customer,
             "Channel": channel, "Direction": direction, "Inbox ID": inbox_id, "Inbox Name": inbox_name,
         }  # fmt: skip
-        contacts.append({**common, "Timestamp": iso(created), "Event Type": "CONTACT_CREATED", "Agent ID": "", "Agent Name": ""})
-        contacts.append({**common, "Timestamp": iso(accepted), "Event Type": "CONTACT_ASSIGNED", "Agent ID": agent_id, "Agent Name": agent_name})
-        contacts.append({**common, "Timestamp": iso(ended), "Event Type": "CONTACT_ENDED", "Agent ID": agent_id, "Agent Name": agent_name})
+        contacts.append(
+            {
+                **common,
+                "Timestamp": iso(created),
+                "Event Type": "CONTACT_CREATED",
+                "Agent ID": "",
+                "Agent Name": "",
+            }
+        )
+        contacts.append(
+            {
+                **common,
+                "Timestamp": iso(accepted),
+                "Event Type": "CONTACT_ASSIGNED",
+                "Agent ID": agent_id,
+                "Agent Name": agent_name,
+            }
+        )
+        contacts.append(
+            {
+                **common,
+                "Timestamp": iso(ended),
+                "Event Type": "CONTACT_ENDED",
+                "Agent ID": agent_id,
+                "Agent Name": agent_name,
+            }
+        )
         handle = int((ended - accepted).total_seconds())
         sessions.append(
             {
@@ -96,8 +120,16 @@ def generate() -> None:
     rng = random.Random(20261102)
     for day in DAYS:
         contacts, sessions = day_rows(day, rng)
-        write(DATA / "gladly" / "contact_timestamps" / day.isoformat() / "contact_timestamps.csv", CONTACT_COLUMNS, contacts)
-        write(DATA / "gladly" / "work_sessions" / day.isoformat() / "work_sessions.csv", SESSION_COLUMNS, sessions)
+        write(
+            DATA / "gladly" / "contact_timestamps" / day.isoformat() / "contact_timestamps.csv",
+            CONTACT_COLUMNS,
+            contacts,
+        )
+        write(
+            DATA / "gladly" / "work_sessions" / day.isoformat() / "work_sessions.csv",
+            SESSION_COLUMNS,
+            sessions,
+        )
         print(f"{day}: {len(contacts)} contact events, {len(sessions)} work sessions")
 
 

@@ -55,7 +55,9 @@ def cli(ctx: click.Context, debug: bool, log_format: str) -> None:
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--target", "-t", default=None, help="Target name (default $XOELT_TARGET or local).")(fn)
+    fn = click.option(
+        "--target", "-t", default=None, help="Target name (default $XOELT_TARGET or local)."
+    )(fn)
     fn = click.option(
         "--date",
         "-d",
@@ -86,7 +88,9 @@ def validate(paths: tuple[str, ...]) -> None:
 
 @cli.command()
 @_common
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @click.option("--no-sql", is_flag=True, help="Leave the SQL out of the text output.")
 def plan(pipeline: str, when: str | None, target: str | None, fmt: str, no_sql: bool) -> None:
     """Show what a run would do: window, object keys, tables, SQL. No I/O, no credentials."""
@@ -100,7 +104,14 @@ def plan(pipeline: str, when: str | None, target: str | None, fmt: str, no_sql: 
         console.render_plan(run_plan, show_sql=not no_sql)
 
 
-def _run(pipeline: str, when: str | None, target: str | None, source: str | None, stages: tuple[str, ...], fmt: str) -> None:
+def _run(
+    pipeline: str,
+    when: str | None,
+    target: str | None,
+    source: str | None,
+    stages: tuple[str, ...],
+    fmt: str,
+) -> None:
     from xoelt import console
     from xoelt.core import execute, make_plan
 
@@ -114,18 +125,45 @@ def _run(pipeline: str, when: str | None, target: str | None, source: str | None
 @cli.command()
 @_common
 @click.option("--source", "-s", default=None, help="Only this source.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 def run(pipeline: str, when: str | None, target: str | None, source: str | None, fmt: str) -> None:
     """Run extract → stage → load → transform for one window."""
     _run(pipeline, when, target, source, STAGE_COMMANDS, fmt)
+
+
+@cli.command()
+@click.argument("pipeline")
+@click.option("--target", "-t", default=None, help="Target name (default $XOELT_TARGET or local).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def status(pipeline: str, target: str | None, fmt: str) -> None:
+    """Row counts per layer (bronze, silver, gold) and the latest ledger entries."""
+    from xoelt import console
+    from xoelt.core import make_plan
+    from xoelt.core import status as core_status
+
+    counts, runs, path = core_status(make_plan(pipeline, None, target))
+    if fmt == "json":
+        console.print_json(
+            {"tables": [c.__dict__ for c in counts], "runs": runs, "warehouse": path}
+        )
+    else:
+        console.render_status(counts, runs, path, pipeline)
 
 
 def _stage_command(name: str, help_text: str) -> None:
     @cli.command(name=name, help=help_text)
     @_common
     @click.option("--source", "-s", default=None, help="Only this source.")
-    @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-    def command(pipeline: str, when: str | None, target: str | None, source: str | None, fmt: str) -> None:
+    @click.option(
+        "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    )
+    def command(
+        pipeline: str, when: str | None, target: str | None, source: str | None, fmt: str
+    ) -> None:
         _run(pipeline, when, target, source, (name,), fmt)
 
 

@@ -75,3 +75,38 @@ def render_report(report: RunReport) -> None:
     c.print(f"run_id {report.run_id}")
     if report.warehouse_path:
         c.print(f"warehouse {report.warehouse_path}")
+
+
+def render_status(counts: list[Any], runs: list[dict[str, Any]], path: str, title: str) -> None:
+    from rich.table import Table
+
+    c = _console()
+    table = Table(title=f"{title}: rows per layer", title_justify="left")
+    for col, justify in (("layer", "left"), ("table", "left"), ("rows", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for item in counts:
+        table.add_row(item.layer, item.table, "-" if item.rows is None else f"{item.rows:,}")
+    c.print(table)
+    if runs:
+        recent = Table(title="recent ledger entries", title_justify="left")
+        for col in ("finished_at", "source", "stage", "window_start", "status", "rows"):
+            recent.add_column(col)
+        for r in runs:
+            recent.add_row(
+                *[
+                    _cell(r[k])
+                    for k in ("finished_at", "source", "stage", "window_start", "status", "rows")
+                ]
+            )
+        c.print(recent)
+    c.print(f"DuckDB file: [bold]{path}[/]")
+
+
+def _cell(value: Any) -> str:
+    from datetime import datetime
+
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S%z")
+    return str(value)

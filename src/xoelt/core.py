@@ -26,7 +26,9 @@ def make_plan(ref: str, when: str | None, target: str | None = None) -> RunPlan:
     pipeline = load_pipeline(resolve(ref))
     target_name, target_cfg = resolve_target(target)
     zone = pipeline.dag.time_window.zone
-    run_at: date | datetime = parse_run_at(when, zone) if when else datetime.now(UTC).astimezone(zone)
+    run_at: date | datetime = (
+        parse_run_at(when, zone) if when else datetime.now(UTC).astimezone(zone)
+    )
     return build_plan(pipeline, target_name, target_cfg, run_at)
 
 
@@ -50,7 +52,9 @@ class RunReport:
             "run_id": self.run_id,
             "pipeline": self.plan.name,
             "window": self.plan.window.as_dict(),
-            "sources": [{"name": s.name, "rows": s.rows, "seconds": s.seconds} for s in self.sources],
+            "sources": [
+                {"name": s.name, "rows": s.rows, "seconds": s.seconds} for s in self.sources
+            ],
             "gold": self.gold,
             "warehouse": self.warehouse_path,
         }
@@ -83,7 +87,9 @@ def execute(
         if {"load", "transform"} & set(stages):
             _ = rt.warehouse  # open (and migrate) up front so every stage is in the ledger
         for sp in selected:
-            log = get_logger(pipeline=plan.name, source=sp.name, run_id=rt.run_id, window=window.label)
+            log = get_logger(
+                pipeline=plan.name, source=sp.name, run_id=rt.run_id, window=window.label
+            )
             item = SourceReport(sp.name)
             report.sources.append(item)
             with rt.lock(sp.name):
@@ -103,7 +109,9 @@ def execute(
                     item.seconds[name] = round(time.perf_counter() - t0, 3)
                     _record(rt, sp.name, name, "success", started, item.rows[name], "", log)
         if "transform" in stages and plan.gold:
-            log = get_logger(pipeline=plan.name, source="gold", run_id=rt.run_id, window=window.label)
+            log = get_logger(
+                pipeline=plan.name, source="gold", run_id=rt.run_id, window=window.label
+            )
             if on_step:
                 on_step("gold", "transform")
             try:
@@ -116,7 +124,16 @@ def execute(
         return report
 
 
-def _record(rt: Any, source: str, stage: str, status: str, started: datetime, rows: int | None, message: str, log: Any) -> None:
+def _record(
+    rt: Any,
+    source: str,
+    stage: str,
+    status: str,
+    started: datetime,
+    rows: int | None,
+    message: str,
+    log: Any,
+) -> None:
     """Ledger row for a stage; extract/stage alone do not open the warehouse for it."""
     from xoelt import ledger
 
@@ -163,3 +180,37 @@ def validate_all(paths: list[str]) -> tuple[list[str], list[str]]:
         except (ConfigError, InputError) as exc:
             problems.append(str(exc))
     return ok, problems
+
+
+@dataclass
+class LayerCount:
+    layer: str
+    table: str
+    rows: int | None
+
+
+def status(plan: RunPlan) -> tuple[list[LayerCount], list[dict[str, Any]], str]:
+    """Row counts of every table the pipeline owns, its recent ledger rows, the warehouse path."""
+    from xoelt.runtime import Runtime
+    from xoelt.warehouse.base import literal, quote
+
+    with Runtime(plan) as rt:
+        wh = rt.warehouse
+        counts: list[LayerCount] = []
+        tables = [("bronze", sp.bronze_table) for sp in plan.sources]
+        tables += [("silver", sp.silver_table) for sp in plan.sources]
+        tables += [("gold", g.table) for g in plan.gold]
+        for layer, table in tables:
+            exists = wh.table_columns(table) is not None
+            counts.append(LayerCount(layer, str(table), wh.count(table) if exists else None))
+        ledger = f"{quote(plan.database)}.{quote('XOELT')}.{quote('RUN_LEDGER')}"
+        rows = wh.execute(
+            f'SELECT "RUN_ID", "SOURCE", "STAGE", "WINDOW_START", "STATUS", "ROWS", "FINISHED_AT" '
+            f'FROM {ledger} WHERE "PIPELINE" = {literal(plan.name)} ORDER BY "FINISHED_AT" DESC LIMIT 10'
+        )
+        keys = ("run_id", "source", "stage", "window_start", "status", "rows", "finished_at")
+        return (
+            counts,
+            [dict(zip(keys, r, strict=True)) for r in rows],
+            str(wh.path_of(plan.database)),
+        )

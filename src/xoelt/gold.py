@@ -6,6 +6,9 @@ model whose name appears as a table in its FROM/JOIN clauses.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
@@ -39,9 +42,6 @@ def load_models(
     domain: str, database: str, schema: str, only: list[str] | None = None, root: Path | None = None
 ) -> list[GoldModel]:
     """The domain's gold models (or ``only`` those, plus what they depend on), sorted."""
-    import sqlglot
-    from sqlglot import exp
-
     folder = (root or sql_root()) / "gold" / domain
     files = sorted(folder.glob("*.sql")) if folder.is_dir() else []
     texts: dict[str, tuple[Path, str]] = {}
@@ -51,17 +51,14 @@ def load_models(
             raise ConfigError(f"gold model names start with {', '.join(PREFIXES)}", file=str(path))
         texts[name] = (path, path.read_text(encoding="utf-8").strip().rstrip(";").strip())
     deps: dict[str, tuple[str, ...]] = {}
+    cache = _DepsCache()
     for name, (path, text) in texts.items():
-        try:
-            statements = [s for s in sqlglot.parse(text, read="snowflake") if s is not None]
-        except sqlglot.errors.ParseError as exc:
-            line = exc.errors[0].get("line") if exc.errors else None
-            raise ConfigError(f"SQL does not parse: {str(exc).splitlines()[0]}", file=str(path), line=line) from None
-        if len(statements) != 1 or not isinstance(statements[0], exp.Query):
-            raise ConfigError("a gold model is exactly one SELECT statement", file=str(path))
-        ctes = {c.alias_or_name.lower() for c in statements[0].find_all(exp.CTE)}
-        tables = {t.name.lower() for t in statements[0].find_all(exp.Table)} - ctes
+        tables = cache.get(text)
+        if tables is None:
+            tables = referenced_tables(text, path)
+            cache.put(text, tables)
         deps[name] = tuple(sorted(t for t in tables if t in texts and t != name))
+    cache.save()
     wanted = set(texts)
     if only is not None:
         unknown = [m for m in only if m.lower() not in texts]
@@ -78,8 +75,65 @@ def load_models(
     try:
         order = list(TopologicalSorter({m: deps[m] for m in sorted(wanted)}).static_order())
     except CycleError as exc:
-        raise ConfigError(f"gold models depend on each other in a cycle: {' -> '.join(exc.args[1])}") from None
+        raise ConfigError(
+            f"gold models depend on each other in a cycle: {' -> '.join(exc.args[1])}"
+        ) from None
     return [
         GoldModel(m, str(texts[m][0]), TableRef(database, schema, m.upper()), deps[m], texts[m][1])
         for m in order
     ]
+
+
+def referenced_tables(text: str, path: Path) -> list[str]:
+    """Lower-case names of the tables a single SELECT reads (CTE names excluded)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        statements = [s for s in sqlglot.parse(text, read="snowflake") if s is not None]
+    except sqlglot.errors.ParseError as exc:
+        line = exc.errors[0].get("line") if exc.errors else None
+        raise ConfigError(
+            f"SQL does not parse: {str(exc).splitlines()[0]}", file=str(path), line=line
+        ) from None
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        raise ConfigError("a gold model is exactly one SELECT statement", file=str(path))
+    ctes = {c.alias_or_name.lower() for c in statements[0].find_all(exp.CTE)}
+    return sorted({t.name.lower() for t in statements[0].find_all(exp.Table)} - ctes)
+
+
+class _DepsCache:
+    """Parsed table references keyed by the SQL's hash, under ``$XOELT_HOME/cache``.
+
+    Importing and running sqlglot costs ~250 ms; ``plan`` must stay well under a second, so
+    an unchanged model is not parsed again. A missing or unreadable cache only costs time.
+    """
+
+    def __init__(self) -> None:
+        home = Path(os.environ.get("XOELT_HOME") or ".xoelt")
+        self.path = home / "cache" / "gold-deps.json"
+        self.dirty = False
+        try:
+            self.data: dict[str, list[str]] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def get(self, text: str) -> list[str] | None:
+        return self.data.get(self._key(text))
+
+    def put(self, text: str, tables: list[str]) -> None:
+        self.data[self._key(text)] = tables
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.data, sort_keys=True))
+            os.replace(tmp, self.path)

@@ -31,7 +31,12 @@ def apply_migrations(warehouse: Warehouse, database: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {db}.{quote('XOELT')}.{quote('SCHEMA_MIGRATIONS')} "
         f"({quote('VERSION')} VARCHAR, {quote('APPLIED_AT')} TIMESTAMP_TZ)"
     )
-    done = {r[0] for r in warehouse.execute(f"SELECT {quote('VERSION')} FROM {db}.{quote('XOELT')}.{quote('SCHEMA_MIGRATIONS')}")}
+    done = {
+        r[0]
+        for r in warehouse.execute(
+            f"SELECT {quote('VERSION')} FROM {db}.{quote('XOELT')}.{quote('SCHEMA_MIGRATIONS')}"
+        )
+    }
     applied = []
     for version, text in _migrations():
         if version in done:
@@ -82,7 +87,9 @@ def record(
     warehouse.execute(f"INSERT INTO {table} VALUES ({', '.join(values)})")
 
 
-def last_success(warehouse: Warehouse, database: str, pipeline: str, source: str, stage: str, window_start: str) -> bool:
+def last_success(
+    warehouse: Warehouse, database: str, pipeline: str, source: str, stage: str, window_start: str
+) -> bool:
     table = f"{quote(database)}.{quote('XOELT')}.{quote('RUN_LEDGER')}"
     rows = warehouse.execute(
         f"SELECT {quote('STATUS')} FROM {table} WHERE {quote('PIPELINE')} = {literal(pipeline)} "

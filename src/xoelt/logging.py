@@ -10,14 +10,25 @@ import logging
 import sys
 from typing import Any
 
-import structlog
-
+_SETTINGS: dict[str, Any] = {"debug": False, "json": None}
 _CONFIGURED = False
 
 
 def configure(*, debug: bool = False, json: bool | None = None) -> None:
-    """Configure structlog once per process; ``json`` defaults to "stderr is not a TTY"."""
+    """Record the log settings; structlog itself is set up on the first log line.
+
+    Importing structlog costs ~150 ms, which ``plan`` and ``--help`` never need.
+    """
     global _CONFIGURED
+    _SETTINGS.update(debug=debug, json=json)
+    _CONFIGURED = False
+
+
+def _setup() -> None:
+    global _CONFIGURED
+    import structlog
+
+    debug, json = _SETTINGS["debug"], _SETTINGS["json"]
     as_json = (not sys.stderr.isatty()) if json is None else json
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -30,7 +41,9 @@ def configure(*, debug: bool = False, json: bool | None = None) -> None:
         processors += [structlog.dev.ConsoleRenderer(colors=True)]
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if debug else logging.INFO),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.DEBUG if debug else logging.INFO
+        ),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
@@ -38,6 +51,9 @@ def configure(*, debug: bool = False, json: bool | None = None) -> None:
 
 
 def get_logger(**bound: Any) -> Any:
+    """A structlog logger with ``bound`` context (pipeline, source, run_id, window)."""
+    import structlog
+
     if not _CONFIGURED:
-        configure()
+        _setup()
     return structlog.get_logger("xoelt").bind(**bound)

@@ -7,6 +7,7 @@ what the run finds (the staged file's header) appear as placeholders the executo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -59,10 +60,16 @@ class SourcePlan:
     def silver_sql(self, window: TimeWindow, bronze_columns: list[str] | None) -> list[str]:
         if self.load_strategy == "full_refresh":
             return sqlgen.full_refresh(
-                self.bronze_table, self.silver_table, self.silver, window.start.isoformat(), bronze_columns
+                self.bronze_table,
+                self.silver_table,
+                self.silver,
+                window.start.isoformat(),
+                bronze_columns,
             )
         if self.load_strategy == "incremental":
-            return sqlgen.incremental(self.bronze_table, self.silver_table, self.silver, bronze_columns)
+            return sqlgen.incremental(
+                self.bronze_table, self.silver_table, self.silver, bronze_columns
+            )
         return [
             "-- historical (SCD type 2) silver is not implemented yet: transform fails for this source"
         ]
@@ -121,7 +128,12 @@ class RunPlan:
                 for sp in self.sources
             ],
             "gold": [
-                {"name": g.name, "table": str(g.table), "depends_on": list(g.depends_on), "sql": g.sql}
+                {
+                    "name": g.name,
+                    "table": str(g.table),
+                    "depends_on": list(g.depends_on),
+                    "sql": g.sql,
+                }
                 for g in self.gold
             ],
         }
@@ -162,13 +174,13 @@ def build_plan(
             request=get_source(src.source_type).describe(pipeline.extractor_config(name), window),
             sql={},
         )
-        load = draft.bronze_load([COLUMNS_FROM_HEADER], f"<{stage_key} in {storage.stage_bucket}>", window)
+        load = draft.bronze_load(
+            [COLUMNS_FROM_HEADER], f"<{stage_key} in {storage.stage_bucket}>", window
+        )
         sql = {
             "load": DuckDBWarehouse.render_bronze_load(load),
             "transform": draft.silver_sql(window, None),
         }
-        plans.append(SourcePlan(**{**draft.__dict__, "sql": sql}))
-    gold = load_models(
-        dag.domain, sf.database, sf.gold_schema, pipeline.transform.gold_models
-    )
+        plans.append(dataclasses.replace(draft, sql=sql))
+    gold = load_models(dag.domain, sf.database, sf.gold_schema, pipeline.transform.gold_models)
     return RunPlan(pipeline, target_name, target, window, plans, gold)

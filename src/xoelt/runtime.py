@@ -10,7 +10,7 @@ import contextlib
 import fcntl
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 
 class Runtime:
-    def __init__(self, plan: RunPlan, run_id: str | None = None, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, plan: RunPlan, run_id: str | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
         self.plan = plan
         self.run_id = run_id or uuid.uuid4().hex
         self.started_at = datetime.now(UTC).replace(microsecond=0)
@@ -41,12 +43,14 @@ class Runtime:
             from xoelt.warehouse.duckdb import DuckDBWarehouse
 
             databases = sorted({sp.bronze_table.database for sp in self.plan.sources})
-            self._warehouse = DuckDBWarehouse(self.home / "warehouse", databases, self.plan.database)
+            self._warehouse = DuckDBWarehouse(
+                self.home / "warehouse", databases, self.plan.database
+            )
             apply_migrations(self._warehouse, self.plan.database)
         return self._warehouse
 
     @contextlib.contextmanager
-    def lock(self, source: str) -> Iterator[None]:
+    def lock(self, source: str) -> Generator[None]:
         """One run per pipeline/source/window at a time (a file lock; released on exit)."""
         locks = self.home / "locks"
         locks.mkdir(parents=True, exist_ok=True)

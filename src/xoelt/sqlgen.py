@@ -20,7 +20,9 @@ SILVER_META: tuple[tuple[str, str], ...] = (
 REST = "/* …every other bronze column, as VARCHAR, in bronze order… */"
 
 
-def silver_columns(bronze_columns: Sequence[str] | None, silver: SilverConfig) -> list[tuple[str, str]]:
+def silver_columns(
+    bronze_columns: Sequence[str] | None, silver: SilverConfig
+) -> list[tuple[str, str]]:
     """(name, type) of silver's source columns: bronze order, typed where configured."""
     if bronze_columns is None:
         return list(silver.columns.items())
@@ -57,7 +59,11 @@ def full_refresh(
     """Replace the window's snapshot partition: DELETE + INSERT inside one transaction."""
     columns = silver_columns(bronze_columns, silver)
     partial = bronze_columns is None
-    names = ", ".join([quote(n) for n, _ in columns] + ([REST] if partial else []) + [quote(n) for n, _ in SILVER_META])
+    names = ", ".join(
+        [quote(n) for n, _ in columns]
+        + ([REST] if partial else [])
+        + [quote(n) for n, _ in SILVER_META]
+    )
     return [
         *silver_ddl(silver_table, columns),
         "BEGIN",
@@ -81,7 +87,11 @@ def incremental(
     columns = silver_columns(bronze_columns, silver)
     partial = bronze_columns is None
     key = [quote(k) for k in silver.primary_key]
-    all_cols = [quote(n) for n, _ in columns] + ([REST] if partial else []) + [quote(n) for n, _ in SILVER_META]
+    all_cols = (
+        [quote(n) for n, _ in columns]
+        + ([REST] if partial else [])
+        + [quote(n) for n, _ in SILVER_META]
+    )
     dedup = (
         f"{silver_select(bronze, columns, partial=partial).replace(' FROM ', ', ' + quote('_XO_FILE_ROW_NUMBER') + ' FROM ', 1)} "
         f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(key)} "
@@ -99,7 +109,11 @@ def incremental(
     ]
 
 
-def add_columns(table: TableRef, existing: Sequence[str], wanted: list[tuple[str, str]]) -> list[str]:
+def add_columns(
+    table: TableRef, existing: Sequence[str], wanted: list[tuple[str, str]]
+) -> list[str]:
     """ALTER TABLE … ADD COLUMN for each wanted column the table lacks (DDL: before BEGIN)."""
     have = set(existing)
-    return [f"ALTER TABLE {table.sql} ADD COLUMN {quote(n)} {t}" for n, t in wanted if n not in have]
+    return [
+        f"ALTER TABLE {table.sql} ADD COLUMN {quote(n)} {t}" for n, t in wanted if n not in have
+    ]

@@ -12,6 +12,7 @@ way ``zoneinfo`` does (a gap time moves forward, a fold takes its first occurren
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -35,7 +36,7 @@ class TimeWindow:
         return self.end.astimezone(UTC) - self.start.astimezone(UTC)
 
     @property
-    def date(self) -> date:
+    def date(self) -> dt.date:
         """The local date the window starts on (the partition a daily window fills)."""
         return self.start.date()
 

@@ -76,7 +76,9 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
     data, lines = load_yaml_with_lines(path)
     display = str(path)
     if not isinstance(data, dict):
-        raise ConfigError("a pipeline file must be a mapping (dag:, globals:, sources:)", file=display, line=1)
+        raise ConfigError(
+            "a pipeline file must be a mapping (dag:, globals:, sources:)", file=display, line=1
+        )
     context = {"env": env}
     try:
         pipeline = Pipeline.model_validate(data, context=context)
@@ -103,7 +105,9 @@ def _problems(
 ) -> list[ConfigError]:
     out: list[ConfigError] = []
     for err in exc.errors(include_url=False):
-        loc: Loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc: Loc = tuple(
+            p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+        )
         full = (*prefix, *loc)
         key = ".".join(str(p) for p in full) or "(top level)"
         if err["type"] == "extra_forbidden":

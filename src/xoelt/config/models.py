@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from xoelt.config.env import interpolate
-
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,6 +23,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from xoelt.config.env import interpolate
+
 
 def _is_secret(model: type[BaseModel], key: str) -> bool:
     for name, field in model.model_fields.items():
@@ -118,7 +119,9 @@ class TimeWindowConfig(StrictModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as America/New_York)") from None
+            raise ValueError(
+                f"unknown timezone {value!r} (use an IANA name such as America/New_York)"
+            ) from None
         return value
 
     @model_validator(mode="after")

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +90,7 @@ class RateLimiter:
             self.sleep(max(delay, 0.01))
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
+    def slot(self) -> Generator[None]:
         if self._slots is not None:
             self._slots.acquire()
         try:
@@ -105,7 +105,9 @@ _LIMITERS: dict[str, RateLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
 
-def shared_limiter(key: str, per_minute: int | None = None, concurrent: int | None = None) -> RateLimiter:
+def shared_limiter(
+    key: str, per_minute: int | None = None, concurrent: int | None = None
+) -> RateLimiter:
     """The process-wide limiter for ``key`` (e.g. ``gladly:reports:<org>``), made on first use."""
     with _LIMITERS_LOCK:
         if key not in _LIMITERS:
@@ -163,7 +165,9 @@ class HttpClient:
         self.auth_hint = auth_hint
         self.log = log
         self._sleep = sleep
-        timeout = httpx.Timeout(self.retry.timeout_seconds, connect=min(10.0, self.retry.timeout_seconds))
+        timeout = httpx.Timeout(
+            self.retry.timeout_seconds, connect=min(10.0, self.retry.timeout_seconds)
+        )
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
@@ -194,19 +198,24 @@ class HttpClient:
             return response.json()
         except ValueError:
             snippet = response.text[:120].replace("\n", " ")
-            raise ExtractError(f"{_where(method, url)}: response is not JSON: {snippet!r}") from None
+            raise ExtractError(
+                f"{_where(method, url)}: response is not JSON: {snippet!r}"
+            ) from None
 
     def download(self, method: str, url: str, path: Path, **kwargs: Any) -> httpx.Response:
         """Stream the body to ``path`` (constant memory); a retry starts the file over."""
 
         def attempt() -> httpx.Response:
-            with self.limiter.slot(), self._transport_errors(method, url):
-                with self._client.stream(method, url, **kwargs) as response:
-                    self._check(method, url, response, read=True)
-                    with path.open("wb") as fh:
-                        for chunk in response.iter_bytes(1 << 20):
-                            fh.write(chunk)
-                    return response
+            with (
+                self.limiter.slot(),
+                self._transport_errors(method, url),
+                self._client.stream(method, url, **kwargs) as response,
+            ):
+                self._check(method, url, response, read=True)
+                with path.open("wb") as fh:
+                    for chunk in response.iter_bytes(1 << 20):
+                        fh.write(chunk)
+                return response
 
         return self._with_retries(method, url, attempt)
 
@@ -219,15 +228,19 @@ class HttpClient:
             return response
 
     @contextmanager
-    def _transport_errors(self, method: str, url: str) -> Iterator[None]:
+    def _transport_errors(self, method: str, url: str) -> Generator[None]:
         import httpx
 
         try:
             yield
         except httpx.TimeoutException as exc:
-            raise TransientHTTPError(f"{_where(method, url)}: timed out ({type(exc).__name__})") from None
+            raise TransientHTTPError(
+                f"{_where(method, url)}: timed out ({type(exc).__name__})"
+            ) from None
         except httpx.TransportError as exc:
-            raise TransientHTTPError(f"{_where(method, url)}: connection failed ({type(exc).__name__})") from None
+            raise TransientHTTPError(
+                f"{_where(method, url)}: connection failed ({type(exc).__name__})"
+            ) from None
 
     def _check(self, method: str, url: str, response: httpx.Response, *, read: bool) -> None:
         status = response.status_code
@@ -239,14 +252,19 @@ class HttpClient:
         detail = _error_detail(response)
         if status == 429 or status >= 500 or status in self.retry_statuses:
             raise TransientHTTPError(
-                f"{where}: HTTP {status}{detail}", parse_retry_after(response.headers.get("Retry-After"))
+                f"{where}: HTTP {status}{detail}",
+                parse_retry_after(response.headers.get("Retry-After")),
             )
         if status in (401, 403):
             hint = f"; {self.auth_hint}" if self.auth_hint else ""
-            raise ExtractError(f"{where}: HTTP {status} (authentication or permission failed){detail}{hint}")
+            raise ExtractError(
+                f"{where}: HTTP {status} (authentication or permission failed){detail}{hint}"
+            )
         raise ExtractError(f"{where}: HTTP {status}{detail}")
 
-    def _with_retries(self, method: str, url: str, attempt: Callable[[], httpx.Response]) -> httpx.Response:
+    def _with_retries(
+        self, method: str, url: str, attempt: Callable[[], httpx.Response]
+    ) -> httpx.Response:
         from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
         policy = self.retry
@@ -256,7 +274,9 @@ class HttpClient:
             hinted = getattr(exc, "retry_after", None)
             if hinted is not None:
                 return min(hinted, policy.max_backoff)
-            ceiling = min(policy.max_backoff, policy.initial_backoff * 2 ** (state.attempt_number - 1))
+            ceiling = min(
+                policy.max_backoff, policy.initial_backoff * 2 ** (state.attempt_number - 1)
+            )
             return random.uniform(0, ceiling)
 
         def before_sleep(state: RetryCallState) -> None:
@@ -280,7 +300,9 @@ class HttpClient:
         try:
             return retrying(attempt)
         except TransientHTTPError as exc:
-            raise ExtractError(f"{exc.message} (gave up after {policy.max_attempts} attempts)") from None
+            raise ExtractError(
+                f"{exc.message} (gave up after {policy.max_attempts} attempts)"
+            ) from None
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -295,7 +317,9 @@ def _error_detail(response: httpx.Response) -> str:
         errors = body.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             e = errors[0]
-            return ": " + ", ".join(f"{k}={e[k]}" for k in ("attr", "code", "detail") if k in e)[:200]
+            return (
+                ": " + ", ".join(f"{k}={e[k]}" for k in ("attr", "code", "detail") if k in e)[:200]
+            )
         if isinstance(body.get("error"), dict):
             err = body["error"]
             return f": {err.get('status', '')} {err.get('message', '')}"[:200]

@@ -14,7 +14,7 @@ import csv
 import fnmatch
 import gzip
 import io
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -34,7 +34,9 @@ class S3UploadConfig(StrictModel):
     delimiter: str = Field(",", min_length=1, max_length=1)
     encoding: str = "utf-8-sig"
     allow_empty: bool = False
-    columns: list[str] = []  # the header to write when allow_empty finds no files
+    columns: list[str] = Field(
+        default_factory=list
+    )  # the header to write when allow_empty finds no files
 
     @field_validator("prefix")
     @classmethod
@@ -60,7 +62,11 @@ class S3UploadConfig(StrictModel):
 def resolved_prefix(config: S3UploadConfig, window: TimeWindow) -> str:
     s = window.start
     return config.prefix.format(
-        date=s.date().isoformat(), yyyy=f"{s.year:04d}", mm=f"{s.month:02d}", dd=f"{s.day:02d}", hh=f"{s.hour:02d}"
+        date=s.date().isoformat(),
+        yyyy=f"{s.year:04d}",
+        mm=f"{s.month:02d}",
+        dd=f"{s.day:02d}",
+        hh=f"{s.hour:02d}",
     )
 
 
@@ -72,7 +78,11 @@ class S3UploadSource(Source):
 
     @classmethod
     def describe(cls, config: Any, window: TimeWindow) -> dict[str, Any]:
-        return {"bucket": config.bucket, "prefix": resolved_prefix(config, window), "patterns": config.patterns}
+        return {
+            "bucket": config.bucket,
+            "prefix": resolved_prefix(config, window),
+            "patterns": config.patterns,
+        }
 
     def _files(self) -> list[tuple[str, int]]:
         prefix = resolved_prefix(self.config, self.ctx.window)
@@ -89,10 +99,10 @@ class S3UploadSource(Source):
         return found
 
     @contextmanager
-    def _reader(self, key: str) -> Iterator[Any]:
+    def _reader(self, key: str) -> Generator[Any]:
         raw: IO[bytes] = self.ctx.store.open(self.config.bucket, key)
         try:
-            stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw  # type: ignore[assignment]
+            stream: Any = gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw
             text = io.TextIOWrapper(stream, encoding=self.config.encoding, newline="")
             yield csv.reader(text, delimiter=self.config.delimiter)
         finally:
@@ -115,7 +125,9 @@ class S3UploadSource(Source):
             columns += [c for c in header if c not in columns]
         if not files:
             if not self.config.columns:
-                raise ExtractError("allow_empty found no files and no `columns:` are configured for the header")
+                raise ExtractError(
+                    "allow_empty found no files and no `columns:` are configured for the header"
+                )
             columns = list(self.config.columns)
         sink.open(columns)
         taken = []
@@ -138,7 +150,9 @@ class S3UploadSource(Source):
                             raise ExtractError(
                                 f"{key}:{line}: {len(row)} fields, the header has {len(header)}"
                             )
-                        sink.write_values(row if same else [row[i] if i >= 0 else "" for i in order])
+                        sink.write_values(
+                            row if same else [row[i] if i >= 0 else "" for i in order]
+                        )
             except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
                 raise ExtractError(f"{key}: {exc}") from None
             taken.append({"key": key, "bytes": size, "rows": sink.rows - before})

@@ -13,13 +13,19 @@ from xoelt.stages import manifest
 def load(rt: Runtime, sp: SourcePlan, log: Any) -> dict[str, Any]:
     store = rt.store
     staged = manifest.read(
-        store, sp.stage_bucket, sp.stage_manifest_key, LoadError, "run `xoelt stage` for this window first"
+        store,
+        sp.stage_bucket,
+        sp.stage_manifest_key,
+        LoadError,
+        "run `xoelt stage` for this window first",
     )
     path = store.local_path(sp.stage_bucket, sp.stage_key)
     if path is None or not path.is_file():
         raise LoadError(f"staged file {store.uri(sp.stage_bucket, sp.stage_key)} is missing")
     columns = [c["name"] for c in staged["columns"]]
     spec = sp.bronze_load(columns, str(path), rt.plan.window)
-    loaded = rt.warehouse.load_bronze(spec, rt.run_id, rt.started_at.isoformat(), int(staged["rows"]))
+    loaded = rt.warehouse.load_bronze(
+        spec, rt.run_id, rt.started_at.isoformat(), int(staged["rows"])
+    )
     log.info("loaded", table=str(sp.bronze_table), rows=loaded)
     return {"rows": loaded}

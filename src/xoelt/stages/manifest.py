@@ -18,7 +18,9 @@ def write(store: ObjectStore, bucket: str, key: str, body: dict[str, Any]) -> No
     store.put_bytes(bucket, key, json.dumps(body, indent=2, sort_keys=True).encode())
 
 
-def read(store: ObjectStore, bucket: str, key: str, error: type[RunError], hint: str) -> dict[str, Any]:
+def read(
+    store: ObjectStore, bucket: str, key: str, error: type[RunError], hint: str
+) -> dict[str, Any]:
     if not store.exists(bucket, key):
         raise error(f"no completed output at {store.uri(bucket, key)}; {hint}")
     with store.open(bucket, key) as fh:

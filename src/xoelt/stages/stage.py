@@ -65,13 +65,19 @@ def read_header(head: bytes, where: str) -> list[str]:
 def stage(rt: Runtime, sp: SourcePlan, log: Any) -> dict[str, Any]:
     store = rt.store
     ingest = manifest.read(
-        store, sp.ingest_bucket, sp.ingest_manifest_key, StageError, "run `xoelt extract` for this window first"
+        store,
+        sp.ingest_bucket,
+        sp.ingest_manifest_key,
+        StageError,
+        "run `xoelt extract` for this window first",
     )
     store.delete(sp.stage_bucket, sp.stage_manifest_key)
     try:
         store.copy(sp.ingest_bucket, sp.ingest_key, sp.stage_bucket, sp.stage_key)
     except FileNotFoundError:
-        raise StageError(f"ingest file {store.uri(sp.ingest_bucket, sp.ingest_key)} is missing") from None
+        raise StageError(
+            f"ingest file {store.uri(sp.ingest_bucket, sp.ingest_key)} is missing"
+        ) from None
     where = store.uri(sp.stage_bucket, sp.stage_key)
     try:
         head = store.read_range(sp.stage_bucket, sp.stage_key, 0, PEEK_BYTES)

@@ -17,18 +17,24 @@ def silver(rt: Runtime, sp: SourcePlan, log: Any) -> dict[str, Any]:
         raise TransformError("historical (SCD type 2) silver is not implemented yet")
     bronze_cols = wh.table_columns(sp.bronze_table)
     if bronze_cols is None:
-        raise TransformError(f"bronze table {sp.bronze_table} does not exist; run `xoelt load` first")
+        raise TransformError(
+            f"bronze table {sp.bronze_table} does not exist; run `xoelt load` first"
+        )
     source_cols = [c for c in bronze_cols if c not in METADATA_NAMES]
     missing = [c for c in sp.silver.columns if c not in source_cols]
     if missing:
-        raise TransformError(f"silver.columns names columns bronze {sp.bronze_table} lacks: {', '.join(missing)}")
+        raise TransformError(
+            f"silver.columns names columns bronze {sp.bronze_table} lacks: {', '.join(missing)}"
+        )
     statements = sp.silver_sql(rt.plan.window, source_cols)
     begin = statements.index("BEGIN")
     try:
         for stmt in statements[:begin]:
             wh.execute(stmt)
         existing = wh.table_columns(sp.silver_table) or []
-        for stmt in sqlgen.add_columns(sp.silver_table, existing, sqlgen.silver_columns(source_cols, sp.silver)):
+        for stmt in sqlgen.add_columns(
+            sp.silver_table, existing, sqlgen.silver_columns(source_cols, sp.silver)
+        ):
             wh.execute(stmt)
         bronze_rows = wh.count(sp.bronze_table)
         with wh.transaction():

@@ -94,7 +94,9 @@ class Warehouse(Protocol):
         """Column names in order, or None if the table does not exist."""
         ...
 
-    def render_bronze_load(self, load: BronzeLoad, columns: Sequence[str] | None = None) -> list[str]:
+    def render_bronze_load(
+        self, load: BronzeLoad, columns: Sequence[str] | None = None
+    ) -> list[str]:
         """The statements :meth:`load_bronze` will run, as text (for ``plan``)."""
         ...
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ class DuckDBWarehouse:
             raise LoadError(f"DuckDB: {first}") from exc
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> Generator[None]:
         self.con.execute("BEGIN TRANSACTION")
         try:
             yield

@@ -18,17 +18,26 @@ class SourceHarness:
     root: Path
     home: Path
 
-    def pipeline(self, name: str, source: dict[str, Any], *, refresh: dict[str, Any] | None = None) -> Path:
+    def pipeline(
+        self, name: str, source: dict[str, Any], *, refresh: dict[str, Any] | None = None
+    ) -> Path:
         """Write ``pipelines/test/<name>.yaml`` with one source called ``src``."""
         doc = {
             "dag": {
                 "domain": "test",
                 "pipeline_name": name,
                 "schedule": "0 6 * * *",
-                "time_window": refresh or {"refresh_type": "daily", "lag": {"days": 1}, "timezone": "America/New_York"},
+                "time_window": refresh
+                or {"refresh_type": "daily", "lag": {"days": 1}, "timezone": "America/New_York"},
             },
             "globals": {"snowflake": {"database": "TEST_DB"}},
-            "sources": {"src": {"load_strategy": "full_refresh", "snowflake": {"target_table": "T_SRC"}, **source}},
+            "sources": {
+                "src": {
+                    "load_strategy": "full_refresh",
+                    "snowflake": {"target_table": "T_SRC"},
+                    **source,
+                }
+            },
         }
         path = self.root / "pipelines" / "test" / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,12 +46,16 @@ class SourceHarness:
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> Any:
         """Run ``xoelt ARGS`` in-process (CliRunner); returns the click Result."""
-        return CliRunner().invoke(cli, ["--log-format", "json", *args], env=env, catch_exceptions=False)
+        return CliRunner().invoke(
+            cli, ["--log-format", "json", *args], env=env, catch_exceptions=False
+        )
 
     def ingest_files(self) -> list[Path]:
         """Every visible object in the ingest bucket (temp files excluded)."""
         base = self.home / "objects" / "xoelt-ingest"
-        return sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith(".xoelt-tmp-"))
+        return sorted(
+            p for p in base.rglob("*") if p.is_file() and not p.name.startswith(".xoelt-tmp-")
+        )
 
 
 @pytest.fixture

@@ -1,0 +1,65 @@
+# xoelt — `make demo` runs the bundled pipeline on the embedded default; `make test` checks everything.
+# Works on a machine with only python3 and make: uv is installed into .tools/ when absent, and
+# if that fails the environment is built with venv + pip from requirements-dev.txt (exported from uv.lock).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.xoelt-synced
+UV     := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export XOELT_HOME ?= .xoelt
+
+DEMO_DATES := 2026-11-03 2026-11-04 2026-11-05
+
+.PHONY: help install demo test lint typecheck pytest bench lock clean
+
+help:
+	@echo "make demo    run the demo pipeline end to end on the embedded default (DuckDB)"
+	@echo "make test    ruff + ty + pytest (what CI runs)"
+	@echo "make bench   benchmarks (not part of CI)"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml uv.lock requirements-dev.txt
+	@if [ ! -x "$(UV)" ]; then \
+		echo "bootstrapping uv into .tools/"; \
+		$(PYTHON) -m venv .tools && .tools/bin/pip install --quiet "uv>=0.5,<1" || rm -rf .tools; \
+	fi
+	@if [ -x "$(UV)" ] || command -v uv >/dev/null 2>&1; then \
+		$(UV) sync --frozen --all-groups --python $(PYTHON); \
+	else \
+		echo "uv unavailable: falling back to venv + pip"; \
+		$(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet -r requirements-dev.txt && \
+		$(BIN)/pip install --quiet --no-deps -e .; \
+	fi
+	@touch $@
+
+demo: $(STAMP)
+	@rm -rf $(XOELT_HOME)
+	$(BIN)/python scripts/demo_data.py publish
+	@for d in $(DEMO_DATES); do \
+		$(BIN)/xoelt --log-format console run demo/gladly_demo --date $$d || exit $$?; \
+	done
+	$(BIN)/xoelt status demo/gladly_demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/ty check
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q -n 2
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/pytest tests/benchmarks -m bench -s -q -p no:randomly
+
+lock:
+	$(UV) lock
+	$(UV) export --frozen --all-groups --no-hashes --no-emit-project -q > requirements-dev.txt
+
+clean:
+	rm -rf $(VENV) .tools .xoelt .pytest_cache .ruff_cache
