@@ -49,7 +49,7 @@ class ConfigError(InputError):
         line: int | None = None,
         key: str | None = None,
     ) -> None:
-        self.file, self.line, self.key = file, line, key
+        self.file, self.line, self.key, self.detail = file, line, key, message
         where = ""
         if file:
             where = f"{file}:{line}" if line else file

@@ -103,15 +103,16 @@ def referenced_tables(text: str, path: Path) -> list[str]:
 
 
 class _DepsCache:
-    """Parsed table references keyed by the SQL's hash, under ``$XOELT_HOME/cache``.
+    """Parsed table references keyed by the SQL's hash, in ``$XDG_CACHE_HOME/xoelt``.
 
     Importing and running sqlglot costs ~250 ms; ``plan`` must stay well under a second, so
-    an unchanged model is not parsed again. A missing or unreadable cache only costs time.
+    an unchanged model is not parsed again. Like ``__pycache__`` it is derived data outside
+    the run's state (``XOELT_HOME``); a missing or unwritable cache only costs time.
     """
 
     def __init__(self) -> None:
-        home = Path(os.environ.get("XOELT_HOME") or ".xoelt")
-        self.path = home / "cache" / "gold-deps.json"
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        self.path = Path(base) / "xoelt" / "gold-deps.json"
         self.dirty = False
         try:
             self.data: dict[str, list[str]] = json.loads(self.path.read_text())

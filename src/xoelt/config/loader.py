@@ -123,6 +123,21 @@ def _problems(
             if err["type"].startswith("literal") and "input" in err:
                 message = f"{err['input']!r}: {message}"
         out.append(ConfigError(message, file=display, line=line_for(lines, full), key=key))
+    # A typo'd key also makes the real key "missing": report only the typo, with its hint.
+    hinted = {
+        (e.key.rsplit(".", 1)[0], e.detail.split("did you mean '")[1].rstrip("'?"))
+        for e in out
+        if e.key and "did you mean '" in e.message
+    }
+    out = [
+        e
+        for e in out
+        if not (
+            e.detail == "required key is missing"
+            and e.key
+            and tuple(e.key.rsplit(".", 1)) in hinted
+        )
+    ]
     out.sort(key=lambda e: e.line or 0)
     return out
 

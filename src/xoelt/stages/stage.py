@@ -16,15 +16,14 @@ from xoelt.plan import SourcePlan
 from xoelt.runtime import Runtime
 from xoelt.stages import manifest
 from xoelt.storage.base import PEEK_BYTES
-from xoelt.warehouse.base import METADATA_NAMES
 
 
 def standardise(names: list[str]) -> list[str]:
     """Column names for the warehouse: UPPERCASE, runs of non-alphanumerics → ``_``.
 
-    Leading/trailing ``_`` are trimmed, a leading digit gets a ``_`` prefix, an empty name
-    becomes ``COLUMN_<n>``, a name that would shadow a metadata column gets ``SRC`` in
-    front, and collisions get ``_2``, ``_3``… in header order (deterministic).
+    Leading/trailing ``_`` are trimmed (so no name can shadow the ``_XO_`` metadata
+    columns), a leading digit gets a ``_`` prefix, an empty name becomes ``COLUMN_<n>``, and
+    collisions get ``_2``, ``_3``… in header order (deterministic).
     """
     out: list[str] = []
     taken: set[str] = set()
@@ -34,8 +33,6 @@ def standardise(names: list[str]) -> list[str]:
             name = f"COLUMN_{position}"
         if name[0].isdigit():
             name = f"_{name}"
-        if name.startswith("_XO_") or name in METADATA_NAMES:
-            name = f"SRC{name}"
         candidate, n = name, 1
         while candidate in taken:
             n += 1

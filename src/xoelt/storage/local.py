@@ -109,4 +109,4 @@ class LocalObjectStore:
         return self._path(bucket, key)
 
     def uri(self, bucket: str, key: str) -> str:
-        return str(self._path(bucket, key))
+        return f"{self.root / bucket}/{key}"

@@ -1,0 +1,230 @@
+"""The CLI as a user runs it: validate, plan, each stage alone, run, and bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.e2e.conftest import Project
+
+PIPE = "demo/gladly_demo"
+
+
+def test_validate_and_plan(project: Project) -> None:
+    proc = project.xoelt("validate", check=True)
+    assert "ok     pipelines/demo/gladly_demo.yaml" in proc.stdout
+    plan = json.loads(
+        project.xoelt("plan", PIPE, "--date", "2026-11-03", "--format", "json", check=True).stdout
+    )
+    assert plan["pipeline"] == PIPE
+    assert plan["window"]["start"] == "2026-11-02T00:00:00-05:00"
+    assert plan["window"]["end"] == "2026-11-03T00:00:00-05:00"
+    src = {s["name"]: s for s in plan["sources"]}
+    ct = src["contact_timestamps"]
+    assert ct["source_type"] == "s3_upload" and ct["load_strategy"] == "full_refresh"
+    assert ct["ingest_key"].endswith(
+        "ingest/demo/gladly_demo/contact_timestamps/2026-11-02/contact_timestamps.csv"
+    )
+    assert "/full_refresh/2026-11-02/" in ct["stage_key"]
+    assert ct["bronze_table"] == "DEMO_DB.BRONZE.GLADLY_CONTACT_TIMESTAMPS"
+    assert any("read_csv" in s for s in ct["sql"]["load"])
+    assert any(s.startswith("DELETE FROM") for s in ct["sql"]["transform"])
+    assert [g["name"] for g in plan["gold"]] == [
+        "fct_contacts",
+        "agg_agent_daily",
+        "rpt_agent_dashboard",
+    ]
+    text = project.xoelt("plan", "gladly_demo", "--date", "2026-11-03", check=True).stdout
+    assert "2026-11-02T00:00:00-05:00" in text and "GLADLY_WORK_SESSIONS" in text
+    assert not project.home.exists(), "plan must not write anything"
+
+
+def test_plan_imports_no_heavy_modules(project: Project) -> None:
+    code = (
+        "import sys\n"
+        "from xoelt.cli import cli\n"
+        "try:\n"
+        f"    cli(['plan', '{PIPE}', '--date', '2026-11-03', '--format', 'json'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = sorted(m for m in ('duckdb', 'boto3', 'snowflake', 'httpx', 'google.auth', 'structlog') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=project.root, capture_output=True, text=True
+    )
+    assert "HEAVY []" in proc.stderr, proc.stderr
+
+
+def test_each_stage_alone_then_resume(project: Project) -> None:
+    project.publish_demo_files()
+    args = ["--date", "2026-11-03", "--format", "json"]
+    ex = json.loads(project.xoelt("extract", PIPE, *args, check=True).stdout)
+    assert {s["name"]: s["rows"]["extract"] for s in ex["sources"]} == {
+        "contact_timestamps": 135,
+        "work_sessions": 45,
+    }
+    # load before stage: a clear error naming stage, source and window, exit 1
+    early = project.xoelt("load", PIPE, "--date", "2026-11-03", "--source", "work_sessions")
+    assert early.returncode == 1
+    assert (
+        early.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: load failed source=work_sessions window=[2026-11-02")
+    )
+    assert "Traceback" not in early.stderr
+    project.xoelt("stage", PIPE, *args, check=True)
+    loaded = json.loads(project.xoelt("load", PIPE, *args, check=True).stdout)
+    assert {s["name"]: s["rows"]["load"] for s in loaded["sources"]} == {
+        "contact_timestamps": 135,
+        "work_sessions": 45,
+    }
+    tr = json.loads(project.xoelt("transform", PIPE, *args, check=True).stdout)
+    assert tr["gold"] == {"fct_contacts": 45, "agg_agent_daily": 5, "rpt_agent_dashboard": 5}
+    status = json.loads(project.xoelt("status", PIPE, "--format", "json", check=True).stdout)
+    assert {t["table"]: t["rows"] for t in status["tables"]}[
+        "DEMO_DB.SILVER.CONTACT_TIMESTAMPS"
+    ] == 135
+
+
+def snapshot(db: Path) -> dict[str, list[tuple]]:
+    """Every bronze/silver/gold table, minus run metadata, in a stable order."""
+    con = duckdb.connect(str(db), read_only=True)
+    out = {}
+    tables = con.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema IN ('BRONZE', 'SILVER', 'GOLD') ORDER BY 1, 2"
+    ).fetchall()
+    for schema, table in tables:
+        cols = [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+                "ORDER BY ordinal_position",
+                [schema, table],
+            ).fetchall()
+            if r[0] not in ("_XO_RUN_ID", "_XO_LOADED_AT")
+        ]
+        select = ", ".join(f'"{c}"' for c in cols)
+        out[f"{schema}.{table}"] = [tuple(cols)] + con.execute(
+            f'SELECT {select} FROM "{schema}"."{table}" ORDER BY ALL'
+        ).fetchall()
+    con.close()
+    return out
+
+
+def test_rerun_is_identical(project: Project) -> None:
+    project.publish_demo_files()
+    db = project.home / "warehouse" / "DEMO_DB.duckdb"
+    for day in ("2026-11-03", "2026-11-04", "2026-11-05"):
+        project.xoelt("run", PIPE, "--date", day, check=True)
+    first = snapshot(db)
+    assert len(first["SILVER.CONTACT_TIMESTAMPS"]) - 1 == 135 + 138 + 111
+    project.xoelt("run", PIPE, "--date", "2026-11-04", check=True)
+    project.xoelt("run", PIPE, "--date", "2026-11-05", check=True)
+    assert snapshot(db) == first
+    out = project.xoelt("run", PIPE, "--date", "2026-11-05", check=True).stdout
+    assert "DEMO_DB.duckdb" in out and "rpt_agent_dashboard" in out
+
+
+def test_failed_extract_exits_1_and_writes_nothing(project: Project) -> None:
+    proc = project.xoelt("run", PIPE, "--date", "2026-11-03")
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "error: extract failed source=contact_timestamps window=[2026-11-02T00:00:00-05:00"
+    )
+    assert "no files matching" in last
+    ingest = project.home / "objects" / "xoelt-ingest"
+    assert not ingest.exists() or not any(p.is_file() for p in ingest.rglob("*"))
+
+
+BAD_INPUTS = {
+    "missing file": (None, "file not found"),
+    "yaml syntax": ("  domain: demo\n", "  domain: [demo\n", "YAML syntax error"),
+    "unknown key": (
+        "    load_strategy: full_refresh\n",
+        "    load_stratgy: full_refresh\n",
+        "did you mean 'load_strategy'",
+    ),
+    "unknown source_type": (
+        "source_type: s3_upload",
+        "source_type: s4_upload",
+        "unknown source_type 's4_upload'",
+    ),
+    "invalid cron": (
+        'schedule: "50 6 * * *"',
+        'schedule: "50 25 * * *"',
+        "not a valid 5-field cron",
+    ),
+    "unknown timezone": (
+        'timezone: "America/New_York"',
+        'timezone: "America/Gotham"',
+        "unknown timezone",
+    ),
+    "sql injection": (
+        "target_table: GLADLY_WORK_SESSIONS",
+        'target_table: "X; DROP TABLE Y"',
+        "not a valid identifier",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_exits_2_and_writes_nothing(project: Project, case: str) -> None:
+    spec = BAD_INPUTS[case]
+    path = project.root / "pipelines" / "demo" / "gladly_demo.yaml"
+    if spec[0] is None:
+        target = "pipelines/demo/nope.yaml"
+    else:
+        old, new, _ = spec  # type: ignore[misc]
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new, 1))
+        target = str(path.relative_to(project.root))
+    proc = project.xoelt("run", target, "--date", "2026-11-03")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert spec[-1] in lines[0]
+    if spec[0] is not None:
+        assert "gladly_demo.yaml:" in lines[0]  # names the file and line
+    assert not project.home.exists()
+
+
+def test_bad_date_exits_2(project: Project) -> None:
+    proc = project.xoelt("run", PIPE, "--date", "2026-02-30")
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == "error: --date '2026-02-30' is not a date (YYYY-MM-DD) or a datetime (YYYY-MM-DDTHH:MM)"
+    )
+    assert not project.home.exists()
+
+
+def test_unknown_source_and_pipeline(project: Project) -> None:
+    proc = project.xoelt("run", PIPE, "--date", "2026-11-03", "--source", "nope")
+    assert proc.returncode == 2 and "valid: contact_timestamps, work_sessions" in proc.stderr
+    proc = project.xoelt("plan", "gladly_dem", "--date", "2026-11-03")
+    assert proc.returncode == 2 and "did you mean" in proc.stderr
+
+
+def test_validate_reports_every_problem(project: Project, tmp_path: Path) -> None:
+    bad = project.root / "pipelines" / "demo" / "broken.yaml"
+    text = (project.root / "pipelines" / "demo" / "gladly_demo.yaml").read_text()
+    bad.write_text(
+        text.replace("load_strategy: full_refresh", "load_strategy: sometimes").replace(
+            "schema: BRONZE", "schemaa: BRONZE"
+        )
+    )
+    proc = project.xoelt("validate")
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 3  # two bad strategies and one unknown key; gladly_demo.yaml is fine
+    assert "ok     pipelines/demo/gladly_demo.yaml" in proc.stdout
