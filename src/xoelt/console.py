@@ -88,25 +88,23 @@ def render_status(counts: list[Any], runs: list[dict[str, Any]], path: str, titl
         table.add_row(item.layer, item.table, "-" if item.rows is None else f"{item.rows:,}")
     c.print(table)
     if runs:
-        recent = Table(title="recent ledger entries", title_justify="left")
-        for col in ("finished_at", "source", "stage", "window_start", "status", "rows"):
-            recent.add_column(col)
+        first = runs[0]
+        recent = Table(
+            title=f"latest run {first['run_id']}, window from {first['window_start']}",
+            title_justify="left",
+        )
+        for col, justify in (
+            ("source", "left"),
+            ("stage", "left"),
+            ("status", "left"),
+            ("rows", "right"),
+        ):
+            recent.add_column(col, justify=justify)  # type: ignore[arg-type]
         for r in runs:
-            recent.add_row(
-                *[
-                    _cell(r[k])
-                    for k in ("finished_at", "source", "stage", "window_start", "status", "rows")
-                ]
-            )
+            recent.add_row(r["source"], r["stage"], r["status"], _cell(r["rows"]))
         c.print(recent)
     c.print(f"DuckDB file: [bold]{path}[/]")
 
 
 def _cell(value: Any) -> str:
-    from datetime import datetime
-
-    if value is None:
-        return "-"
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S%z")
-    return str(value)
+    return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)

@@ -190,7 +190,9 @@ class LayerCount:
 
 
 def status(plan: RunPlan) -> tuple[list[LayerCount], list[dict[str, Any]], str]:
-    """Row counts of every table the pipeline owns, its recent ledger rows, the warehouse path."""
+    """Row counts of every table the pipeline owns, the latest run's ledger rows, the DuckDB file."""
+    from pathlib import Path
+
     from xoelt.runtime import Runtime
     from xoelt.warehouse.base import literal, quote
 
@@ -204,13 +206,16 @@ def status(plan: RunPlan) -> tuple[list[LayerCount], list[dict[str, Any]], str]:
             exists = wh.table_columns(table) is not None
             counts.append(LayerCount(layer, str(table), wh.count(table) if exists else None))
         ledger = f"{quote(plan.database)}.{quote('XOELT')}.{quote('RUN_LEDGER')}"
+        name = literal(plan.name)
         rows = wh.execute(
             f'SELECT "RUN_ID", "SOURCE", "STAGE", "WINDOW_START", "STATUS", "ROWS", "FINISHED_AT" '
-            f'FROM {ledger} WHERE "PIPELINE" = {literal(plan.name)} ORDER BY "FINISHED_AT" DESC LIMIT 10'
+            f'FROM {ledger} WHERE "PIPELINE" = {name} AND "RUN_ID" = (SELECT "RUN_ID" FROM {ledger} '
+            f'WHERE "PIPELINE" = {name} ORDER BY "FINISHED_AT" DESC LIMIT 1) ORDER BY "FINISHED_AT"'
         )
         keys = ("run_id", "source", "stage", "window_start", "status", "rows", "finished_at")
-        return (
-            counts,
-            [dict(zip(keys, r, strict=True)) for r in rows],
-            str(wh.path_of(plan.database)),
-        )
+        zone = plan.pipeline.dag.time_window.zone
+        runs = [dict(zip(keys, r, strict=True)) for r in rows]
+        for run in runs:
+            run["window_start"] = run["window_start"].astimezone(zone).isoformat()
+            run["finished_at"] = run["finished_at"].isoformat(timespec="seconds")
+        return counts, runs, str(Path(str(wh.path_of(plan.database))).resolve())

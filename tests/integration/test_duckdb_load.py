@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,9 @@ TABLE = TableRef("TEST_DB", "BRONZE", "GLADLY_THINGS")
 
 
 @pytest.fixture
-def wh(tmp_path: Path) -> DuckDBWarehouse:
+def wh(tmp_path: Path) -> Iterator[DuckDBWarehouse]:
     w = DuckDBWarehouse(tmp_path / "wh", ["TEST_DB"], "TEST_DB")
-    yield w  # type: ignore[misc]
+    yield w
     w.close()
 
 
