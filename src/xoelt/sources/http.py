@@ -61,33 +61,39 @@ class TransientHTTPError(ExtractError):
 
 @dataclass
 class RateLimiter:
-    """At most ``per_minute`` request starts in any 60 s and ``concurrent`` in flight."""
+    """At most ``per_minute`` starts in any 60 s, ``per_second`` in any 1 s, ``concurrent`` at once."""
 
     per_minute: int | None = None
     concurrent: int | None = None
+    per_second: int | None = None
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
-    _starts: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _slots: threading.BoundedSemaphore | None = None
+    _windows: list[tuple[int, float, deque[float]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.concurrent:
             self._slots = threading.BoundedSemaphore(self.concurrent)
+        for limit, span in ((self.per_minute, 60.0), (self.per_second, 1.0)):
+            if limit:
+                self._windows.append((limit, span, deque()))
 
     def _wait_for_start(self) -> None:
-        if not self.per_minute:
-            return
         while True:
             with self._lock:
                 now = self.clock()
-                while self._starts and now - self._starts[0] >= 60.0:
-                    self._starts.popleft()
-                if len(self._starts) < self.per_minute:
-                    self._starts.append(now)
+                delay = 0.0
+                for limit, span, starts in self._windows:
+                    while starts and now - starts[0] >= span:
+                        starts.popleft()
+                    if len(starts) >= limit:
+                        delay = max(delay, span - (now - starts[0]))
+                if delay <= 0:
+                    for _, _, starts in self._windows:
+                        starts.append(now)
                     return
-                delay = 60.0 - (now - self._starts[0])
-            self.sleep(max(delay, 0.01))
+            self.sleep(max(delay, 0.001))
 
     @contextmanager
     def slot(self) -> Generator[None]:
@@ -106,12 +112,17 @@ _LIMITERS_LOCK = threading.Lock()
 
 
 def shared_limiter(
-    key: str, per_minute: int | None = None, concurrent: int | None = None
+    key: str,
+    per_minute: int | None = None,
+    concurrent: int | None = None,
+    per_second: int | None = None,
 ) -> RateLimiter:
     """The process-wide limiter for ``key`` (e.g. ``gladly:reports:<org>``), made on first use."""
     with _LIMITERS_LOCK:
         if key not in _LIMITERS:
-            _LIMITERS[key] = RateLimiter(per_minute=per_minute, concurrent=concurrent)
+            _LIMITERS[key] = RateLimiter(
+                per_minute=per_minute, concurrent=concurrent, per_second=per_second
+            )
         return _LIMITERS[key]
 
 
@@ -285,7 +296,7 @@ class HttpClient:
                     "retrying",
                     request=_where(method, url),
                     attempt=state.attempt_number,
-                    error=str(state.outcome.exception()),
+                    error=getattr(exc := state.outcome.exception(), "detail", str(exc)),
                     wait=round(state.next_action.sleep, 3) if state.next_action else None,
                 )
 

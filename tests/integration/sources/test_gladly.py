@@ -1,0 +1,900 @@
+"""``gladly_api`` against a fake Gladly API on 127.0.0.1 (a threaded ``http.server``).
+
+The fake speaks the published contract: HTTP Basic auth (401 with a JSON ``errors`` body
+otherwise, which echoes the token it got, so the test proves we scrub it); ``POST
+/api/v1/reports`` validates ``{metricSet, startAt, endAt, timezone}`` (+ ``filters``,
+``aggregationLevel``) and answers ``text/csv`` with a Content-Disposition and human-readable
+headers, or 400 ``{"errors":[{attr, code, detail}]}``; the work-session endpoint selects
+sessions by ``COALESCE(ended_at, created_at)`` in ``[startAtTime, endAtTime]`` (end
+inclusive, as documented); the export API lists jobs filtered by ``status`` and ``updatedAt
+>= startAt`` (400 if ``startAt`` is more than 14 days ago) and serves NDJSON files. Faults are
+queued per route and consumed one per request.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+
+from tests.integration.sources.conftest import SourceHarness
+from xoelt.cli import cli
+
+USER, TOKEN = "api.robot@example.com", "gl-tok-5ecret-0a1b2c3d"
+FAST = {"max_attempts": 4, "initial_backoff": 0.01, "max_backoff": 0.05, "timeout_seconds": 5}
+NY = ZoneInfo("America/New_York")
+REPORT_KEYS = {"metricSet", "startAt", "endAt", "timezone", "filters", "aggregationLevel"}
+CONTACT_HEADER = [
+    "Timezone Filter",
+    "Timestamp",
+    "Event Type",
+    "Contact ID",
+    "Channel",
+    "Inbox Name",
+]
+CONTACT_ROWS = [
+    [
+        "America/New_York",
+        "2026-11-02T09:00:00.000-05:00",
+        "CONTACT_CREATED",
+        "c1",
+        "CHAT",
+        "Support",
+    ],
+    [
+        "America/New_York",
+        "2026-11-02T09:01:00.000-05:00",
+        "CONTACT_ACCEPTED",
+        "c1",
+        "CHAT",
+        'Returns, "VIP"',
+    ],
+    [
+        "America/New_York",
+        "2026-11-02T10:00:00.000-05:00",
+        "CONTACT_ENDED",
+        "c2",
+        "EMAIL",
+        "Lunettes é ✓",
+    ],
+]
+WS_COLUMNS = [
+    "id",
+    "contact_session_id",
+    "contact_session_created_at",
+    "agent_id",
+    "contact_session_ended_at",
+    "status",
+]
+
+
+def _csv(header: list[str], rows: list[list[str]]) -> str:
+    from io import StringIO
+
+    out = StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@dataclass
+class Fault:
+    """One scripted misbehaviour, used for the next request on its route."""
+
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    content_type: str = "application/json"
+    drop: bool = False  # close the connection without an answer
+    cut: bool = False  # answer normally but close halfway through the body
+    delay: float = 0.0
+
+
+@dataclass
+class Seen:
+    route: str
+    path: str
+    query: dict[str, list[str]]
+    body: bytes
+    at: float
+
+
+class FakeGladly:
+    """The subset of Gladly's API the source uses, with scriptable faults."""
+
+    def __init__(self) -> None:
+        self.token = TOKEN
+        self.reports: dict[str, str] = {}
+        self.sessions: list[dict[str, str]] = []
+        self.jobs: list[dict[str, Any]] = []
+        self.files: dict[tuple[str, str], bytes] = {}
+        self.faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self.seen: list[Seen] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake.handle(self)
+
+            def do_POST(self) -> None:
+                fake.handle(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+    def requests(self, route: str) -> list[Seen]:
+        return [s for s in self.seen if s.route == route]
+
+    # -- protocol ---------------------------------------------------------------------------
+
+    @staticmethod
+    def route(path: str) -> str:
+        if path == "/api/v1/reports":
+            return "reports"
+        if path == "/api/v1/reports/work-session-events":
+            return "sessions"
+        if path == "/api/v1/export/jobs":
+            return "jobs"
+        if path.startswith("/api/v1/export/jobs/") and "/files/" in path:
+            return "file"
+        return "other"
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(h.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        route = self.route(url.path)
+        self.seen.append(Seen(route, url.path, parse_qs(url.query), raw, time.monotonic()))
+        supplied = h.headers.get("Authorization", "")
+        expected = "Basic " + base64.b64encode(f"{USER}:{self.token}".encode()).decode()
+        if supplied != expected:
+            got = base64.b64decode(supplied.removeprefix("Basic ")).decode(errors="replace")
+            detail = f"API token {got.partition(':')[2]!r} is invalid or expired"
+            return self.send(h, 401, _errors("authorization", "unauthorized", detail))
+        fault = self.faults[route].popleft() if self.faults[route] else None
+        if fault is not None:
+            time.sleep(fault.delay)
+            if fault.drop:
+                h.close_connection = True
+                return None
+            if fault.status is not None:
+                body = fault.body if fault.body is not None else _errors("", "fault", "scripted")
+                return self.send(h, fault.status, body, fault.content_type, fault.headers)
+            if fault.body is not None:
+                return self.send(h, 200, fault.body, fault.content_type, fault.headers)
+        method = getattr(self, f"answer_{route}", None)
+        if method is None or h.command != {"jobs": "GET", "file": "GET"}.get(route, "POST"):
+            return self.send(h, 404, _errors("path", "not_found", "no such endpoint"))
+        status, body, ctype, headers = method(url, raw)
+        return self.send(h, status, body, ctype, headers, cut=bool(fault and fault.cut))
+
+    def send(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        ctype: str = "application/json",
+        headers: dict[str, str] | None = None,
+        cut: bool = False,
+    ) -> None:
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", ctype)
+            h.send_header("Content-Length", str(len(body)))
+            for key, value in (headers or {}).items():
+                h.send_header(key, value)
+            h.end_headers()
+            h.wfile.write(body[: len(body) // 2] if cut else body)
+            h.wfile.flush()
+            if cut:
+                h.close_connection = True
+        except OSError:
+            pass  # the client gave up (timeout test)
+
+    def answer_reports(self, url: Any, raw: bytes) -> tuple[int, bytes, str, dict[str, str]]:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return 400, _errors("body", "invalid", "body is not JSON"), "application/json", {}
+        problem = _check_report_body(body)
+        if problem:
+            return 400, _errors(*problem), "application/json", {}
+        if body["metricSet"] not in self.reports:
+            detail = f"{body['metricSet']} is not a valid metric set"
+            return 400, _errors("metricSet", "invalid", detail), "application/json", {}
+        disposition = f'attachment; filename="{body["metricSet"]}-{body["startAt"]}.csv"'
+        csv_text = self.reports[body["metricSet"]]
+        return 200, csv_text.encode(), "text/csv", {"Content-Disposition": disposition}
+
+    def answer_sessions(self, url: Any, raw: bytes) -> tuple[int, bytes, str, dict[str, str]]:
+        body = json.loads(raw)
+        if set(body) != {"startAtTime", "endAtTime"}:
+            return (
+                400,
+                _errors("body", "invalid", f"unexpected keys {sorted(body)}"),
+                "application/json",
+                {},
+            )
+        start, end = (datetime.fromisoformat(body[k]) for k in ("startAtTime", "endAtTime"))
+        if start.tzinfo is None or end.tzinfo is None:
+            return 400, _errors("startAtTime", "invalid", "needs an offset"), "application/json", {}
+        rows = [
+            [s[c] for c in WS_COLUMNS]
+            for s in self.sessions
+            if start
+            <= datetime.fromisoformat(
+                s["contact_session_ended_at"] or s["contact_session_created_at"]
+            )
+            <= end
+        ]
+        return (
+            200,
+            _csv(WS_COLUMNS, rows).encode(),
+            "text/csv",
+            {"Content-Disposition": 'attachment; filename="ws.csv"'},
+        )
+
+    def answer_jobs(self, url: Any, raw: bytes) -> tuple[int, bytes, str, dict[str, str]]:
+        query = parse_qs(url.query)
+        status = query.get("status", [None])[0]
+        since = datetime.fromisoformat(query["startAt"][0]) if "startAt" in query else None
+        if since is not None and since < datetime.now(UTC) - timedelta(days=14):
+            return (
+                400,
+                _errors("startAt", "invalid", "cannot be more than 14 days ago"),
+                "application/json",
+                {},
+            )
+        jobs = [
+            j
+            for j in self.jobs
+            if (status is None or j["status"] == status)
+            and (since is None or datetime.fromisoformat(j["updatedAt"]) >= since)
+        ]
+        return 200, json.dumps(jobs).encode(), "application/json", {}
+
+    def answer_file(self, url: Any, raw: bytes) -> tuple[int, bytes, str, dict[str, str]]:
+        parts = url.path.split("/")  # /api/v1/export/jobs/{id}/files/{name}
+        key = (parts[5], parts[7])
+        if key not in self.files:
+            return 404, _errors("filename", "not_found", "no such file"), "application/json", {}
+        return 200, self.files[key], "application/x-ndjson", {}
+
+
+def _errors(attr: str, code: str, detail: str) -> bytes:
+    return json.dumps({"errors": [{"attr": attr, "code": code, "detail": detail}]}).encode()
+
+
+def _check_report_body(body: Any) -> tuple[str, str, str] | None:
+    if not isinstance(body, dict) or set(body) - REPORT_KEYS:
+        return ("body", "invalid", "unknown keys")
+    for key in ("metricSet", "startAt", "endAt"):
+        if key not in body:
+            return (key, "blank", f"{key} is required")
+    try:
+        start, end = date.fromisoformat(body["startAt"]), date.fromisoformat(body["endAt"])
+        ZoneInfo(body.get("timezone", "UTC"))
+    except (ValueError, TypeError):
+        return ("startAt", "invalid", "dates are YYYY-MM-DD, timezone an IANA name")
+    if len(body["startAt"]) != 10 or end < start:
+        return ("endAt", "invalid", "endAt must be a YYYY-MM-DD on or after startAt")
+    return None
+
+
+# -- fixtures and helpers -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def _ports() -> Iterator[list[FakeGladly]]:
+    """Stopped servers keep their port until the module ends: no two tests share a port, so
+    none shares the process-wide rate limiter (keyed by host:port) with another."""
+    servers: list[FakeGladly] = []
+    yield servers
+    for server in servers:
+        server.server.server_close()
+
+
+@pytest.fixture
+def fake(_ports: list[FakeGladly]) -> Iterator[FakeGladly]:
+    server = FakeGladly()
+    server.reports["ContactTimestampsReport"] = _csv(CONTACT_HEADER, CONTACT_ROWS)
+    _ports.append(server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def creds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLADLY_API_USER", USER)
+    monkeypatch.setenv("GLADLY_API_TOKEN", TOKEN)
+
+
+def _pipeline(
+    harness: SourceHarness,
+    fake: FakeGladly,
+    refresh: dict[str, Any] | None = None,
+    **extractor: Any,
+) -> None:
+    ext = {"base_url": fake.url, "retry": FAST, **extractor}
+    harness.pipeline("g", {"source_type": "gladly_api", "extractor": ext}, refresh=refresh)
+
+
+def _extract(harness: SourceHarness, day: str = "2026-11-03") -> Any:
+    return harness.cli("extract", "test/g", "--date", day)
+
+
+def _output(harness: SourceHarness) -> tuple[list[list[str]], dict[str, Any]]:
+    files = harness.ingest_files()
+    data = next(p for p in files if p.suffix == ".csv")
+    manifest = json.loads(next(p for p in files if p.name == "_manifest.json").read_text())
+    with data.open(newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh)), manifest
+
+
+def _failed(harness: SourceHarness, result: Any, *needles: str) -> None:
+    assert result.exit_code == 1, result.output
+    for needle in needles:
+        assert needle in result.output
+    assert TOKEN not in result.output
+    assert harness.ingest_files() == []
+
+
+# -- reports --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("run_date", "day", "hours"),
+    [
+        ("2026-11-03", "2026-11-02", 24),
+        ("2026-11-02", "2026-11-01", 25),
+        ("2026-03-09", "2026-03-08", 23),
+    ],
+)
+def test_report_sends_local_day_and_copies_rows(
+    harness: SourceHarness, fake: FakeGladly, creds: None, run_date: str, day: str, hours: int
+) -> None:
+    """Basic auth + body with the window's local date twice (endAt inclusive), DST days too."""
+    _pipeline(harness, fake, metric_set="ContactTimestampsReport")
+    result = _extract(harness, run_date)
+    assert result.exit_code == 0, result.output
+    (seen,) = fake.requests("reports")
+    assert json.loads(seen.body) == {
+        "metricSet": "ContactTimestampsReport",
+        "startAt": day,
+        "endAt": day,
+        "timezone": "America/New_York",
+    }
+    rows, manifest = _output(harness)
+    assert rows == [CONTACT_HEADER, *CONTACT_ROWS]
+    assert manifest["rows"] == 3 and manifest["columns"] == CONTACT_HEADER
+    assert (
+        manifest["window"]["duration"]
+        == {24: "1 day, 0:00:00", 25: "1 day, 1:00:00", 23: "23:00:00"}[hours]
+    )
+    assert manifest["details"]["filename"] == f"ContactTimestampsReport-{day}.csv"
+
+    from xoelt.sources.http import shared_limiter
+
+    limiter = shared_limiter(f"gladly:reports:{urlsplit(fake.url).netloc}")
+    assert (limiter.per_minute, limiter.concurrent) == (10, 2)
+
+
+def test_report_filters_aggregation_and_other_zone(
+    harness: SourceHarness, fake: FakeGladly, creds: None
+) -> None:
+    refresh = {"refresh_type": "daily", "lag": {"days": 1}, "timezone": "Asia/Tokyo"}
+    filters = {
+        "channel": "CHAT",
+        "inboxes": ["inbox-1"],
+        "teams": ["t-9"],
+        "phone_number": "+15550100",
+    }
+    _pipeline(
+        harness,
+        fake,
+        refresh,
+        metric_set="ContactTimestampsReport",
+        filters=filters,
+        aggregation_level="halfHourly",
+    )
+    assert _extract(harness).exit_code == 0
+    assert json.loads(fake.requests("reports")[0].body) == {
+        "metricSet": "ContactTimestampsReport",
+        "startAt": "2026-11-02",
+        "endAt": "2026-11-02",
+        "timezone": "Asia/Tokyo",
+        "filters": {
+            "channel": "CHAT",
+            "inboxes": ["inbox-1"],
+            "teams": ["t-9"],
+            "phoneNumber": "+15550100",
+        },
+        "aggregationLevel": "halfHourly",
+    }
+
+
+def test_report_window_across_midnight_asks_both_days(
+    harness: SourceHarness, fake: FakeGladly, creds: None
+) -> None:
+    """endAt is the last day the window touches: [D 22:00, D+1 02:00) → D..D+1."""
+    refresh = {"refresh_type": "intraday_absolute", "lag": {"days": 1}, "timezone": "America/New_York",
+               "start_time": "22:00", "end_time": "02:00"}  # fmt: skip
+    _pipeline(harness, fake, refresh, metric_set="ContactTimestampsReport")
+    assert _extract(harness).exit_code == 0
+    body = json.loads(fake.requests("reports")[0].body)
+    assert (body["startAt"], body["endAt"]) == ("2026-11-02", "2026-11-03")
+
+
+def test_report_header_only_is_zero_rows(
+    harness: SourceHarness, fake: FakeGladly, creds: None
+) -> None:
+    fake.reports["ContactTimestampsReport"] = _csv(CONTACT_HEADER, [])
+    _pipeline(harness, fake, metric_set="ContactTimestampsReport")
+    assert _extract(harness).exit_code == 0
+    rows, manifest = _output(harness)
+    assert rows == [CONTACT_HEADER] and manifest["rows"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "needle"),
+    [
+        (b"", "text/csv", "empty body"),
+        (b"\r\n", "text/csv", "no header"),
+        (b'{"status":"queued"}', "application/json", "expected CSV"),
+        (b"a,b\n1,2,3\n", "text/csv", "line 2 has 3 fields"),
+    ],
+)
+def test_report_malformed_200_fails(
+    harness: SourceHarness, fake: FakeGladly, creds: None, body: bytes, ctype: str, needle: str
+) -> None:
+    fake.faults["reports"].append(Fault(body=body, content_type=ctype))
+    _pipeline(harness, fake, metric_set="ContactTimestampsReport")
+    _failed(harness, _extract(harness), "/api/v1/reports", needle)
+
+
+def test_report_400_names_the_api_error(
+    harness: SourceHarness, fake: FakeGladly, creds: None
+) -> None:
+    _pipeline(harness, fake, metric_set="NoSuchReport")
+    result = _extract(harness)
+    _failed(
+        harness,
+        result,
+        f"POST {fake.url}/api/v1/reports",
+        "HTTP 400",
+        "NoSuchReport is not a valid metric set",
+    )
+    assert len(fake.requests("reports")) == 1  # a 400 is not retried
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        [Fault(status=429)],
+        [Fault(status=500), Fault(status=503, content_type="text/html", body=b"<h1>down</h1>")],
+        [Fault(drop=True)],
+        [Fault(delay=1.0)],
+    ],
+    ids=["429", "500-503", "dropped", "slow"],
+)
+def test_transient_faults_recover_with_exact_rows(
+    harness: SourceHarness, fake: FakeGladly, creds: None, faults: list[Fault]
+) -> None:
+    fake.faults["reports"].extend(faults)
+    _pipeline(
+        harness, fake, metric_set="ContactTimestampsReport", retry={**FAST, "timeout_seconds": 0.4}
+    )
+    result = _extract(harness)
+    assert result.exit_code == 0, result.output
+    assert len(fake.requests("reports")) == len(faults) + 1
+    rows, manifest = _output(harness)
+    assert rows == [CONTACT_HEADER, *CONTACT_ROWS] and manifest["rows"] == 3
+    seen = fake.requests("reports")
+    if faults[0].status == 429:  # no Retry-After: a short jittered backoff
+        assert seen[1].at - seen[0].at < 0.5
+
+
+def test_429_retry_after_is_honoured(harness: SourceHarness, fake: FakeGladly, creds: None) -> None:
+    fake.faults["reports"].append(Fault(status=429, headers={"Retry-After": "1"}))
+    _pipeline(harness, fake, metric_set="ContactTimestampsReport", retry={**FAST, "max_backoff": 5})
+    assert _extract(harness).exit_code == 0
+    first, second = fake.requests("reports")
+    assert second.at - first.at >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("fault", "needle"),
+    [
+        (Fault(status=503), "HTTP 503"),
+        (Fault(delay=0.8), "timed out"),
+        (Fault(drop=True), "connection failed"),
+    ],
+    ids=["503", "slow", "dropped"],
+)
+def test_persistent_fault_fails_without_output(
+    harness: SourceHarness, fake: FakeGladly, creds: None, fault: Fault, needle: str
+) -> None:
+    fake.faults["reports"].extend([fault] * 3)
+    _pipeline(harness, fake, metric_set="ContactTimestampsReport",
+              retry={**FAST, "max_attempts": 3, "timeout_seconds": 0.3})  # fmt: skip
+    _failed(harness, _extract(harness), needle, "gave up after 3 attempts", "/api/v1/reports")
+
+
+def test_401_fails_at_once_and_never_shows_the_token(
+    harness: SourceHarness, fake: FakeGladly, creds: None
+) -> None:
+    fake.token = "the-new-token"  # ours was revoked; the server echoes what it got
+    _pipeline(harness, fake, metric_set="ContactTimestampsReport")
+    result = _extract(harness)
+    _failed(harness, result, "HTTP 401", "GLADLY_API_TOKEN", "is invalid or expired")
+    assert base64.b64encode(f"{USER}:{TOKEN}".encode()).decode() not in result.output
+    assert len(fake.requests("reports")) == 1
+
+
+def test_missing_credential_is_a_config_error(
+    harness: SourceHarness, fake: FakeGladly, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GLADLY_API_USER", USER)
+    monkeypatch.delenv("GLADLY_API_TOKEN", raising=False)
+    _pipeline(harness, fake, metric_set="ContactTimestampsReport")
+    result = _extract(harness)
+    assert result.exit_code == 2, result.output
+    assert "GLADLY_API_TOKEN is not set" in result.output
+    assert fake.seen == [] and harness.ingest_files() == []
+
+
+def test_secret_references_name_other_variables(
+    harness: SourceHarness, fake: FakeGladly, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("GLADLY_API_USER", "GLADLY_API_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WBP_GLADLY_USER", USER)
+    monkeypatch.setenv("WBP_GLADLY_TOKEN", TOKEN)
+    _pipeline(
+        harness,
+        fake,
+        metric_set="ContactTimestampsReport",
+        user="${WBP_GLADLY_USER}",
+        token="${WBP_GLADLY_TOKEN}",
+    )
+    assert _extract(harness).exit_code == 0
+    assert _output(harness)[1]["rows"] == 3
+
+
+def test_plan_shows_no_secret(harness: SourceHarness, fake: FakeGladly, creds: None) -> None:
+    _pipeline(harness, fake, metric_set="ContactTimestampsReport")
+    result = harness.cli("plan", "test/g", "--date", "2026-11-03", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert TOKEN not in result.output and USER not in result.output
+    assert "${GLADLY_API_TOKEN}" in result.output and '"startAt": "2026-11-02"' in result.output
+    assert fake.seen == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "url"),
+    [({}, "https://us-1.gladly.com"), ({"org": "acme"}, "https://acme.gladly.com"),
+     ({"base_url": "https://acme.gladly.qa/api/v1/"}, "https://acme.gladly.qa")],
+)  # fmt: skip
+def test_base_url_default_org_and_explicit(
+    harness: SourceHarness, extra: dict[str, str], url: str
+) -> None:
+    harness.pipeline(
+        "g", {"source_type": "gladly_api", "extractor": {"kind": "work_session_events", **extra}}
+    )
+    result = harness.cli("plan", "test/g", "--date", "2026-11-03", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert (
+        json.loads(result.output)["sources"][0]["request"]["url"]
+        == f"{url}/api/v1/reports/work-session-events"
+    )
+
+
+def test_contract_pipeline_validates_and_plans_without_credentials(
+    in_repo: Path, xoelt_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("GLADLY_API_USER", "GLADLY_API_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    runner = CliRunner()
+    files = [
+        "pipelines/warbyparker/gladly_daily.yaml",
+        "pipelines/warbyparker/gladly_work_sessions_daily.yaml",
+    ]
+    result = runner.invoke(cli, ["validate", *files])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        cli, ["plan", "warbyparker/gladly_daily", "--date", "2026-11-03", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    request = json.loads(result.output)["sources"][0]["request"]
+    assert request["url"] == "https://us-1.gladly.com/api/v1/reports"
+    assert request["body"] == {"metricSet": "ContactTimestampsReport", "startAt": "2026-11-02",
+                               "endAt": "2026-11-02", "timezone": "America/New_York"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extractor", "needle"),
+    [
+        ({}, "needs metric_set"),
+        (
+            {"kind": "work_session_events", "metric_set": "X"},
+            "metric_set applies only to kind report",
+        ),
+        ({"kind": "conversation_export", "export_file": "../etc.jsonl"}, "export_file"),
+        ({"metric_set": "X", "token": "plain-text-token"}, "${VAR} references"),
+        (
+            {"metric_set": "X", "org": "acme", "base_url": "https://x.gladly.qa"},
+            "either org or base_url",
+        ),
+        ({"metric_set": "X", "metricset": "Y"}, "metricset"),
+    ],
+)
+def test_bad_config_is_exit_2(
+    harness: SourceHarness, extractor: dict[str, Any], needle: str
+) -> None:
+    harness.pipeline("g", {"source_type": "gladly_api", "extractor": extractor})
+    result = harness.cli("validate", str(harness.root / "pipelines" / "test" / "g.yaml"))
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert "plain-text-token" not in result.output
+
+
+# -- work-session events --------------------------------------------------------------------
+
+
+def _session(i: int, created: str, ended: str) -> dict[str, str]:
+    return {"id": f"ws{i}", "contact_session_id": f"cs{i}", "contact_session_created_at": created,
+            "agent_id": "a1", "contact_session_ended_at": ended, "status": "ENDED" if ended else "ACTIVE"}  # fmt: skip
+
+
+def test_work_sessions_window_is_exact_on_a_dst_day(
+    harness: SourceHarness, fake: FakeGladly, creds: None
+) -> None:
+    """25-hour day; a session ending exactly at the window end belongs to the next day only."""
+    fake.sessions = [
+        _session(0, "2026-10-31T23:00:00.000-04:00", "2026-10-31T23:59:59.999-04:00"),  # day before
+        _session(
+            1, "2026-10-31T23:50:00.000-04:00", "2026-11-01T00:00:00.000-04:00"
+        ),  # ends at start
+        _session(
+            2, "2026-11-01T01:30:00.000-04:00", "2026-11-01T01:40:00.000-05:00"
+        ),  # in the fold
+        _session(3, "2026-11-01T10:00:00.000-05:00", ""),  # still open: by created_at
+        _session(4, "2026-11-01T23:00:00.000-05:00", "2026-11-01T23:59:59.999-05:00"),  # last ms
+        _session(5, "2026-11-01T23:30:00.000-05:00", "2026-11-02T00:00:00.000-05:00"),  # next day
+    ]
+    _pipeline(harness, fake, kind="work_session_events")
+    assert _extract(harness, "2026-11-02").exit_code == 0
+    assert json.loads(fake.requests("sessions")[0].body) == {
+        "startAtTime": "2026-11-01T00:00:00.000-04:00",
+        "endAtTime": "2026-11-01T23:59:59.999-05:00",
+    }
+    rows, manifest = _output(harness)
+    assert rows[0] == WS_COLUMNS
+    assert [r[0] for r in rows[1:]] == ["ws1", "ws2", "ws3", "ws4"] and manifest["rows"] == 4
+
+
+def test_work_sessions_429_then_rows(harness: SourceHarness, fake: FakeGladly, creds: None) -> None:
+    fake.sessions = [_session(1, "2026-11-02T10:00:00.000-05:00", "2026-11-02T10:30:00.000-05:00")]
+    fake.faults["sessions"].extend(
+        [Fault(status=429, headers={"Retry-After": "0"}), Fault(status=502)]
+    )
+    _pipeline(harness, fake, kind="work_session_events")
+    assert _extract(harness).exit_code == 0
+    assert _output(harness)[1]["rows"] == 1 and len(fake.requests("sessions")) == 3
+
+
+# -- conversation export --------------------------------------------------------------------
+
+
+def _recent_run_date() -> tuple[str, date]:
+    """A run date whose window is inside Gladly's 14-day export horizon (and already over)."""
+    run = datetime.now(NY).date() - timedelta(days=2)
+    return run.isoformat(), run - timedelta(days=1)
+
+
+def _job(job_id: str, day: date, *, status: str = "COMPLETED", late: int = 3) -> dict[str, Any]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    end = start + timedelta(days=1)
+    return {
+        "id": job_id,
+        "scheduleId": "sched-1",
+        "status": status,
+        "updatedAt": (end + timedelta(hours=late)).isoformat().replace("+00:00", ".07272933Z"),
+        "parameters": {
+            "type": "CONVERSATIONS",
+            "startAt": start.isoformat(),
+            "endAt": end.isoformat(),
+        },
+        "files": ["agents.jsonl", "conversation_items.jsonl", "customers.jsonl", "topics.jsonl"],
+    }
+
+
+def _ndjson(*lines: dict[str, Any]) -> bytes:
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+def _item(i: int, at: datetime, **extra: Any) -> dict[str, Any]:
+    base = {"id": f"it{i}", "conversationId": "conv-1", "customerId": "cust-1",
+            "timestamp": at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "initiator": {"id": "agent-1", "type": "AGENT"}}  # fmt: skip
+    return {**base, **extra}
+
+
+@pytest.fixture
+def export(fake: FakeGladly) -> tuple[str, datetime]:
+    """Daily UTC jobs around a recent local day W; returns (run date, W local midnight)."""
+    run, day = _recent_run_date()
+    w0 = datetime(day.year, day.month, day.day, tzinfo=NY)
+    w1 = datetime.combine(day + timedelta(days=1), w0.time(), tzinfo=NY)
+    fake.jobs = [
+        _job("j-prev", day - timedelta(days=1)),
+        _job("j-day-old", day, late=1),  # superseded by the re-run below
+        _job("j-day", day, late=5),
+        _job("j-next", day + timedelta(days=1)),
+        _job("j-failed", day, status="FAILED"),
+    ]
+    fake.files[("j-day-old", "conversation_items.jsonl")] = _ndjson(
+        _item(99, w0 + timedelta(hours=1))
+    )
+    fake.files[("j-day", "conversation_items.jsonl")] = _ndjson(
+        _item(0, w0 - timedelta(minutes=1)),  # UTC day, but before the local window
+        _item(1, w0, content={"type": "CHAT_MESSAGE", "sessionId": "s1", "content": 'Hi, "there"\nsecond line'}),
+        _item(2, w0 + timedelta(hours=3), responder={"type": "CUSTOMER", "id": "cust-1"},
+              content={"type": "EMAIL", "to": ["a@x.com", "b@x.com"], "subject": "Ré: order"}),
+        _item(3, w0 + timedelta(hours=5), content={"type": "PHONE_CALL", "recordingDuration": 11,
+                                                    "answered": True, "meta": {}, "note": None}),
+    )  # fmt: skip
+    fake.files[("j-next", "conversation_items.jsonl")] = _ndjson(
+        _item(
+            4,
+            w1 - timedelta(milliseconds=1),
+            content={"type": "TOPIC_CHANGE", "addedTopicIds": ["t1"]},
+        ),
+        _item(5, w1),  # the next local day
+    )
+    return run, w0
+
+
+EXPORT_HEADER = [
+    "id", "conversationId", "customerId", "timestamp", "initiator.id", "initiator.type",
+    "content.type", "content.sessionId", "content.content", "responder.type", "responder.id",
+    "content.to", "content.subject", "content.recordingDuration", "content.answered",
+    "content.meta", "content.note", "content.addedTopicIds",
+]  # fmt: skip
+
+
+def test_export_flattens_the_jobs_covering_the_local_day(
+    harness: SourceHarness, fake: FakeGladly, creds: None, export: tuple[str, datetime]
+) -> None:
+    run, w0 = export
+    _pipeline(harness, fake, kind="conversation_export")
+    result = _extract(harness, run)
+    assert result.exit_code == 0, result.output
+    (listing,) = fake.requests("jobs")
+    assert listing.query["status"] == ["COMPLETED"]
+    assert datetime.fromisoformat(listing.query["startAt"][0]) == w0
+    assert [s.path.split("/")[5] for s in fake.requests("file")] == ["j-day", "j-next"]
+    rows, manifest = _output(harness)
+    assert rows[0] == EXPORT_HEADER
+    got = [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
+    assert [g["id"] for g in got] == ["it1", "it2", "it3", "it4"]
+    assert got[0]["content.content"] == 'Hi, "there"\nsecond line' and got[0]["responder.id"] == ""
+    assert (
+        got[1]["content.to"] == '["a@x.com","b@x.com"]' and got[1]["content.subject"] == "Ré: order"
+    )
+    assert (got[2]["content.recordingDuration"], got[2]["content.answered"]) == ("11", "true")
+    assert (got[2]["content.meta"], got[2]["content.note"]) == ("{}", "")
+    assert got[3]["content.addedTopicIds"] == '["t1"]'
+    assert manifest["rows"] == 4
+    jobs = manifest["details"]["jobs"]
+    assert [(j["id"], j["rows"], j["outside"]) for j in jobs] == [("j-day", 3, 1), ("j-next", 1, 1)]
+
+
+def test_export_file_cut_mid_body_is_fetched_again(
+    harness: SourceHarness, fake: FakeGladly, creds: None, export: tuple[str, datetime]
+) -> None:
+    fake.faults["file"].append(Fault(cut=True))
+    fake.faults["jobs"].append(Fault(status=503))
+    _pipeline(harness, fake, kind="conversation_export")
+    assert _extract(harness, export[0]).exit_code == 0
+    rows, manifest = _output(harness)
+    assert [r[0] for r in rows[1:]] == ["it1", "it2", "it3", "it4"] and manifest["rows"] == 4
+    assert len(fake.requests("file")) == 3
+
+
+def test_export_without_covering_job_fails(
+    harness: SourceHarness, fake: FakeGladly, creds: None, export: tuple[str, datetime]
+) -> None:
+    fake.jobs = [j for j in fake.jobs if j["id"] != "j-next"]
+    _pipeline(harness, fake, kind="conversation_export")
+    _failed(harness, _extract(harness, export[0]), "no COMPLETED conversation export job covers")
+    assert fake.requests("file") == []
+
+
+def test_export_window_older_than_14_days_fails_clearly(
+    harness: SourceHarness, fake: FakeGladly, creds: None
+) -> None:
+    """The listing's startAt is raised to Gladly's 14-day horizon (else a 400)."""
+    _pipeline(harness, fake, kind="conversation_export")
+    old = (datetime.now(NY).date() - timedelta(days=40)).isoformat()
+    _failed(
+        harness,
+        _extract(harness, old),
+        "no COMPLETED conversation export job covers",
+        "kept 14 days",
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "needle"),
+    [
+        (Fault(body=b"<html>maintenance</html>", content_type="text/html"), "response is not JSON"),
+        (Fault(body=b'{"jobs": []}'), "expected a JSON array of export jobs"),
+        (Fault(body=b'[{"id": "x", "status": "COMPLETED"}]'), "malformed export job"),
+    ],
+)
+def test_export_malformed_listing_fails(
+    harness: SourceHarness,
+    fake: FakeGladly,
+    creds: None,
+    export: tuple[str, datetime],
+    fault: Fault,
+    needle: str,
+) -> None:
+    fake.faults["jobs"].append(fault)
+    _pipeline(harness, fake, kind="conversation_export")
+    _failed(harness, _extract(harness, export[0]), needle)
+
+
+def test_export_bad_ndjson_line_fails(
+    harness: SourceHarness, fake: FakeGladly, creds: None, export: tuple[str, datetime]
+) -> None:
+    fake.files[("j-next", "conversation_items.jsonl")] += b'{"id": "broken", \n'
+    _pipeline(harness, fake, kind="conversation_export")
+    _failed(
+        harness, _extract(harness, export[0]), "export job j-next conversation_items.jsonl line 3"
+    )
+
+
+def test_export_other_file_without_time_field(
+    harness: SourceHarness, fake: FakeGladly, creds: None, export: tuple[str, datetime]
+) -> None:
+    """agents.jsonl has no timestamp: every line of each chosen job is kept."""
+    for job in ("j-day", "j-next"):
+        fake.files[(job, "agents.jsonl")] = _ndjson(
+            {"id": "a1", "name": "Amy", "emailAddress": "amy@x.com"}
+        )
+    _pipeline(harness, fake, kind="conversation_export", export_file="agents.jsonl")
+    assert _extract(harness, export[0]).exit_code == 0
+    rows, _ = _output(harness)
+    assert rows == [
+        ["id", "name", "emailAddress"],
+        ["a1", "Amy", "amy@x.com"],
+        ["a1", "Amy", "amy@x.com"],
+    ]
