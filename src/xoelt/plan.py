@@ -14,7 +14,7 @@ from typing import Any
 
 from xoelt import sqlgen
 from xoelt.config.models import Pipeline, SilverConfig
-from xoelt.config.targets import LocalTarget
+from xoelt.config.targets import AnyTarget
 from xoelt.gold import GoldModel, load_models
 from xoelt.sources import get_source
 from xoelt.timewindow import TimeWindow, resolve_window
@@ -79,7 +79,7 @@ class SourcePlan:
 class RunPlan:
     pipeline: Pipeline
     target_name: str
-    target: LocalTarget
+    target: AnyTarget
     window: TimeWindow
     sources: list[SourcePlan]
     gold: list[GoldModel] = field(default_factory=list)
@@ -140,11 +140,12 @@ class RunPlan:
 
 
 def build_plan(
-    pipeline: Pipeline, target_name: str, target: LocalTarget, run_at: date | datetime
+    pipeline: Pipeline, target_name: str, target: AnyTarget, run_at: date | datetime
 ) -> RunPlan:
     """Turn (pipeline, target, run date or instant) into a RunPlan. Pure: no I/O but repo files."""
-    from xoelt.warehouse.duckdb import DuckDBWarehouse
+    from xoelt.warehouse import warehouse_class
 
+    warehouse = warehouse_class(target.warehouse_kind)
     dag = pipeline.dag
     window = resolve_window(dag.time_window, run_at, dag.schedule)
     sf = pipeline.globals.snowflake
@@ -175,10 +176,12 @@ def build_plan(
             sql={},
         )
         load = draft.bronze_load(
-            [COLUMNS_FROM_HEADER], f"<{stage_key} in {storage.stage_bucket}>", window
+            [COLUMNS_FROM_HEADER], target.file_location(storage.stage_bucket, stage_key), window
         )
         sql = {
-            "load": DuckDBWarehouse.render_bronze_load(load),
+            "load": warehouse.render_bronze_load(
+                load, copy_transformations=target.copy_transformations
+            ),
             "transform": draft.silver_sql(window, None),
         }
         plans.append(dataclasses.replace(draft, sql=sql))

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from xoelt.config.env import environment
 from xoelt.errors import RunError
-from xoelt.storage.local import LocalObjectStore
 
 if TYPE_CHECKING:
     from xoelt.plan import RunPlan
-    from xoelt.warehouse.duckdb import DuckDBWarehouse
+    from xoelt.warehouse.base import Warehouse
 
 
 class Runtime:
@@ -33,19 +32,16 @@ class Runtime:
         self.started_at = datetime.now(UTC).replace(microsecond=0)
         self.env = environment() if env is None else env
         self.home = plan.target.home_dir
-        self.store = LocalObjectStore(self.home / "objects")
-        self._warehouse: DuckDBWarehouse | None = None
+        self.store = plan.target.open_store()
+        self._warehouse: Warehouse | None = None
 
     @property
-    def warehouse(self) -> DuckDBWarehouse:
+    def warehouse(self) -> Warehouse:
+        """The target's warehouse, connected (and migrated) on first use."""
         if self._warehouse is None:
             from xoelt.ledger import apply_migrations
-            from xoelt.warehouse.duckdb import DuckDBWarehouse
 
-            databases = sorted({sp.bronze_table.database for sp in self.plan.sources})
-            self._warehouse = DuckDBWarehouse(
-                self.home / "warehouse", databases, self.plan.database
-            )
+            self._warehouse = self.plan.target.open_warehouse(self.plan, self.env)
             apply_migrations(self._warehouse, self.plan.database)
         return self._warehouse
 

@@ -19,11 +19,11 @@ def load(rt: Runtime, sp: SourcePlan, log: Any) -> dict[str, Any]:
         LoadError,
         "run `xoelt stage` for this window first",
     )
-    path = store.local_path(sp.stage_bucket, sp.stage_key)
-    if path is None or not path.is_file():
+    if not store.exists(sp.stage_bucket, sp.stage_key):
         raise LoadError(f"staged file {store.uri(sp.stage_bucket, sp.stage_key)} is missing")
     columns = [c["name"] for c in staged["columns"]]
-    spec = sp.bronze_load(columns, str(path), rt.plan.window)
+    location = rt.plan.target.file_location(sp.stage_bucket, sp.stage_key)
+    spec = sp.bronze_load(columns, location, rt.plan.window)
     loaded = rt.warehouse.load_bronze(
         spec, rt.run_id, rt.started_at.isoformat(), int(staged["rows"])
     )

@@ -95,7 +95,11 @@ class Warehouse(Protocol):
         ...
 
     def render_bronze_load(
-        self, load: BronzeLoad, columns: Sequence[str] | None = None
+        self,
+        load: BronzeLoad,
+        columns: Sequence[str] | None = None,
+        *,
+        copy_transformations: bool = True,
     ) -> list[str]:
         """The statements :meth:`load_bronze` will run, as text (for ``plan``)."""
         ...

@@ -126,7 +126,9 @@ class DuckDBWarehouse:
         return source + [c for c in load.columns if c not in source]
 
     @staticmethod
-    def render_bronze_load(load: BronzeLoad, columns: Sequence[str] | None = None) -> list[str]:
+    def render_bronze_load(
+        load: BronzeLoad, columns: Sequence[str] | None = None, *, copy_transformations: bool = True
+    ) -> list[str]:
         """The statements a bronze load runs; ``{run_id}``/``{loaded_at}`` are filled at run time."""
         cols = list(columns if columns is not None else load.columns)
         shadow = load.table.with_name(load.table.name + SHADOW_SUFFIX)
