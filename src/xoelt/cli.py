@@ -133,12 +133,66 @@ def run(pipeline: str, when: str | None, target: str | None, source: str | None,
     _run(pipeline, when, target, source, STAGE_COMMANDS, fmt)
 
 
-@cli.command()
-@click.argument("pipeline")
-@click.option("--target", "-t", default=None, help="Target name (default $XOELT_TARGET or local).")
-@click.option(
+FORMAT = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
+TARGET = click.option(
+    "--target", "-t", default=None, help="Target name (default $XOELT_TARGET or local)."
+)
+
+
+@cli.command()
+@click.argument("pipeline")
+@click.option("--start", "first", required=True, help="First run date (YYYY-MM-DD), inclusive.")
+@click.option("--end", "last", required=True, help="Last run date (YYYY-MM-DD), inclusive.")
+@TARGET
+@click.option("--force", is_flag=True, help="Redo windows the ledger shows done.")
+@click.option(
+    "--workers", default=1, show_default=True, help="Windows at once, if the target allows."
+)
+@click.option("--keep-going", is_flag=True, help="Run the remaining windows after a failure.")
+@click.option("--dry-run", is_flag=True, help="List the windows and stop.")
+@FORMAT
+def backfill(
+    pipeline: str,
+    first: str,
+    last: str,
+    target: str | None,
+    force: bool,
+    workers: int,
+    keep_going: bool,
+    dry_run: bool,
+    fmt: str,
+) -> None:
+    """Run every scheduled window whose run date falls in --start..--end."""
+    from xoelt import backfill as bf
+    from xoelt import console
+    from xoelt.timewindow import parse_date
+
+    plans = bf.plan_windows(
+        pipeline, parse_date(first, "--start"), parse_date(last, "--end"), target
+    )
+    if dry_run:
+        console.render_windows(plans, fmt)
+        return
+    with console.backfill_progress(len(plans), enabled=fmt == "text") as advance:
+        outcomes = bf.backfill(
+            plans, force=force, workers=workers, keep_going=keep_going, on_window=advance
+        )
+    console.render_backfill(outcomes, fmt)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        click.echo(f"error: {failed[0].error}", err=True)
+        sys.exit(1)
+    if any(o.status == "not_run" for o in outcomes):
+        click.echo("error: interrupted; windows marked not_run were not started", err=True)
+        sys.exit(130)
+
+
+@cli.command()
+@click.argument("pipeline")
+@TARGET
+@FORMAT
 def status(pipeline: str, target: str | None, fmt: str) -> None:
     """Row counts per layer (bronze, silver, gold) and the latest ledger entries."""
     from xoelt import console

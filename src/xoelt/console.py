@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -108,3 +110,66 @@ def render_status(counts: list[Any], runs: list[dict[str, Any]], path: str, titl
 
 def _cell(value: Any) -> str:
     return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def render_windows(plans: list[Any], fmt: str) -> None:
+    """The windows a backfill would run (``--dry-run``)."""
+    rows = [
+        {"window_start": p.window.start.isoformat(), "window_end": p.window.end.isoformat()}
+        for p in plans
+    ]
+    if fmt == "json":
+        print_json(rows)
+        return
+    c = _console()
+    for r in rows:
+        c.print(f"{r['window_start']}  →  {r['window_end']}")
+    c.print(f"{len(rows)} window(s)")
+
+
+@contextmanager
+def backfill_progress(total: int, enabled: bool) -> Generator[Callable[[Any], None]]:
+    """A rich progress bar on a TTY (stderr); a no-op callback elsewhere."""
+    import sys
+
+    if not enabled or not sys.stderr.isatty():
+        yield lambda _outcome: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"), console=Console(stderr=True),
+    ) as progress:  # fmt: skip
+        task = progress.add_task("", total=total)
+
+        def advance(outcome: Any) -> None:
+            progress.update(
+                task, advance=1, description=f"{outcome.plan.window.start.date()} {outcome.status}"
+            )
+
+        yield advance
+
+
+def render_backfill(outcomes: list[Any], fmt: str) -> None:
+    rows = [
+        {
+            "window_start": o.plan.window.start.isoformat(),
+            "status": o.status,
+            "rows_loaded": o.rows,
+            "error": o.error,
+        }
+        for o in outcomes
+    ]
+    if fmt == "json":
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title="backfill", title_justify="left")
+    for col, justify in (("window", "left"), ("status", "left"), ("rows loaded", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(r["window_start"], r["status"], f"{r['rows_loaded']:,}")
+    _console().print(table)

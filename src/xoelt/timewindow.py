@@ -80,6 +80,14 @@ def parse_run_at(text: str, zone: ZoneInfo) -> datetime | date:
         ) from None
 
 
+def parse_date(text: str, option: str = "--date") -> date:
+    """A plain ``YYYY-MM-DD`` option value; InputError (exit 2) naming the option otherwise."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"{option} {text!r} is not a date (YYYY-MM-DD)") from None
+
+
 def resolve_window(
     config: TimeWindowConfig, run_at: datetime | date, schedule: str | None = None
 ) -> TimeWindow:

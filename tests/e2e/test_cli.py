@@ -112,9 +112,8 @@ def snapshot(db: Path) -> dict[str, list[tuple]]:
             if r[0] not in ("_XO_RUN_ID", "_XO_LOADED_AT")
         ]
         select = ", ".join(f'"{c}"' for c in cols)
-        out[f"{schema}.{table}"] = [tuple(cols)] + con.execute(
-            f'SELECT {select} FROM "{schema}"."{table}" ORDER BY ALL'
-        ).fetchall()
+        query = f'SELECT {select} FROM "{schema}"."{table}" ORDER BY ALL'
+        out[f"{schema}.{table}"] = [tuple(cols), *con.execute(query).fetchall()]
     con.close()
     return out
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
@@ -36,8 +36,9 @@ class LocalTarget(_TargetBase):
     """The embedded default: objects in ``<home>/objects``, DuckDB files in ``<home>/warehouse``."""
 
     type: Literal["local"] = "local"
-
-    copy_transformations: bool = True
+    copy_transformations: ClassVar[bool] = True
+    # one process holds a DuckDB file's write lock: a backfill's windows run one at a time
+    parallel_windows: ClassVar[bool] = False
 
     @property
     def warehouse_kind(self) -> str:
@@ -88,6 +89,7 @@ class SnowflakeTarget(_TargetBase):
     port: int | None = None
     protocol: Literal["https", "http"] | None = None
     copy_transformations: bool = True
+    parallel_windows: ClassVar[bool] = True
     login_timeout: int = 60
     s3: S3Settings = S3Settings()
 
