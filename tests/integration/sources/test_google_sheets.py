@@ -1,0 +1,398 @@
+"""``google_sheets`` against a fake Sheets API + OAuth token endpoint on 127.0.0.1.
+
+The fake decodes the range path segment and parses it as A1 the way Sheets does: a sheet
+name with a space must be single-quoted (else 400 "Unable to parse range"), so a success
+on ``'Store Targets'`` proves the quoting and the encoding. It trims trailing empty cells
+and rows like the real API, and omits ``values`` for an empty range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.sources.conftest import SourceHarness
+from tests.integration.sources.google_fakes import (
+    FAST_RETRY,
+    FakeGoogle,
+    ServiceAccount,
+    forbidden_403,
+    ingest_csv,
+)
+
+SHEET_ID = "1wbpStoreTargets_test-0123456789"
+READONLY = "https://www.googleapis.com/auth/spreadsheets.readonly"
+HEADER = ["store_id", "store name", "month", "target", "notes"]
+EXPECTED = [
+    ["001", "Soho", "2026-11", "1000", ""],
+    ["002", "Williamsburg, BK", "2026-11", "1500", 'new "flagship"'],
+    ["003", "", "2026-11", "", ""],
+    ["004", "Café ✓", "2026-11", "900", ""],
+]
+
+
+@pytest.fixture
+def google(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogle]:
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    fake = FakeGoogle()
+    fake.sheets[SHEET_ID] = {
+        "Store Targets": [
+            HEADER,
+            ["001", "Soho", "2026-11", "1000"],  # ragged: notes left out
+            ["002", "Williamsburg, BK", "2026-11", "1500", 'new "flagship"'],
+            [],  # a blank spacer row
+            ["003", "", "2026-11"],
+            ["004", "Café ✓", "2026-11", "900", ""],
+            [],
+            [],
+        ],
+        "Bob's Targets": [["ignored", "store", "target"], ["x", "001", "5"], ["y", "002"]],
+        "Typed": [
+            ["store", "target", "active", "ratio"],
+            ["001", 1000, True, 0.25],
+            ["002", 1500.0, False, 1e-07],
+        ],
+        "Extra": [["a", "b"], ["1", "2"], ["3", "4", "", "surprise"]],
+        "Empty": [],
+        "HeaderOnly": [["a", "b"]],
+        "Blank Header": [["a", "", "c"], ["1", "2", "3"]],
+        "Dupes": [["a", "b", "a"], ["1", "2", "3"]],
+        "Sheet1": [["k", "v"], ["x", "1"], ["y", "2"], ["z", "3"]],
+    }
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def sa(google: FakeGoogle, tmp_path: Path) -> ServiceAccount:
+    return google.service_account(tmp_path)
+
+
+def run(
+    harness: SourceHarness,
+    fake: FakeGoogle,
+    credentials: Path | None,
+    env: dict[str, str] | None = None,
+    **extra: Any,
+) -> Any:
+    extractor: dict[str, Any] = {
+        "spreadsheet_id": SHEET_ID,
+        "base_url": fake.url,
+        "retry": FAST_RETRY,
+    }
+    if "range" not in extra:
+        extractor["sheet"] = "Store Targets"
+    if credentials is not None:
+        extractor["credentials_file"] = str(credentials)
+    extractor.update(extra)
+    harness.pipeline("targets", {"source_type": "google_sheets", "extractor": extractor})
+    return harness.cli("extract", "test/targets", "--date", "2026-11-03", env=env)
+
+
+def read(harness: SourceHarness, result: Any) -> tuple[list[list[str]], dict[str, Any]]:
+    assert result.exit_code == 0, result.output
+    rows, manifest = ingest_csv(harness.ingest_files())
+    assert manifest["rows"] == len(rows) - 1
+    return rows, manifest
+
+
+def assert_expected(harness: SourceHarness, result: Any) -> dict[str, Any]:
+    rows, manifest = read(harness, result)
+    assert rows == [HEADER, *EXPECTED]
+    return manifest
+
+
+def assert_failed(harness: SourceHarness, result: Any, *needles: str) -> None:
+    assert result.exit_code == 1, result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+    assert "Traceback" not in result.output
+    assert harness.ingest_files() == []
+
+
+def test_ragged_rows_and_a_quoted_sheet_name(
+    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+) -> None:
+    manifest = assert_expected(harness, run(harness, google, sa.path))
+    [request] = google.api_requests()
+    assert request.raw_path == f"/v4/spreadsheets/{SHEET_ID}/values/%27Store%20Targets%27"
+    assert request.query == {"majorDimension": ["ROWS"], "valueRenderOption": ["FORMATTED_VALUE"]}
+    [grant] = google.grants
+    assert grant["claims"]["scope"] == READONLY and "sub" not in grant["claims"]
+    assert request.token == grant["token"]
+    details = manifest["details"]
+    assert details["blank_rows_skipped"] == 1
+    assert details["range_requested"] == "'Store Targets'"
+    assert details["range_returned"].startswith("'Store Targets'!A1:")
+    assert details["snapshot_at"].endswith("+00:00")
+
+
+def test_apostrophe_in_name_and_cells_offset(
+    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+) -> None:
+    rows, _ = read(harness, run(harness, google, sa.path, sheet="Bob's Targets", cells="B:C"))
+    assert rows == [["store", "target"], ["001", "5"], ["002", ""]]
+    [request] = google.api_requests()
+    assert request.raw_path.endswith("/values/%27Bob%27%27s%20Targets%27%21B%3AC")
+
+
+def test_unformatted_values_are_written_as_text(
+    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+) -> None:
+    result = run(
+        harness,
+        google,
+        sa.path,
+        sheet="Typed",
+        value_render_option="UNFORMATTED_VALUE",
+        date_time_render_option="FORMATTED_STRING",
+    )
+    rows, _ = read(harness, result)
+    assert rows == [
+        ["store", "target", "active", "ratio"],
+        ["001", "1000", "TRUE", "0.25"],
+        ["002", "1500", "FALSE", "1e-07"],
+    ]
+    [request] = google.api_requests()
+    assert request.query["valueRenderOption"] == ["UNFORMATTED_VALUE"]
+    assert request.query["dateTimeRenderOption"] == ["FORMATTED_STRING"]
+
+
+def test_raw_a1_range(harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount) -> None:
+    rows, _ = read(harness, run(harness, google, sa.path, range="Sheet1!A1:B3"))
+    assert rows == [
+        ["k", "v"],
+        ["x", "1"],
+        ["y", "2"],
+        ["z", "3"],
+    ]  # the fake ignores the end bound
+    assert google.api_requests()[0].raw_path.endswith("/values/Sheet1%21A1%3AB3")
+
+
+def test_unquoted_name_with_space_is_rejected_by_the_api(
+    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+) -> None:
+    result = run(harness, google, sa.path, range="Store Targets!A:E")
+    assert_failed(harness, result, "HTTP 400", "Unable to parse range")
+
+
+@pytest.mark.parametrize(
+    ("sheet", "needle"),
+    [
+        ("Extra", "row 3 has a value in D3, beyond the header's 2 columns"),
+        ("Empty", "is empty, so there is no header row"),
+        ("Blank Header", "header cell B1 is empty"),
+        ("Dupes", "header cells A1 and C1 are both 'a'"),
+    ],
+)
+def test_shape_errors(
+    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount, sheet: str, needle: str
+) -> None:
+    assert_failed(harness, run(harness, google, sa.path, sheet=sheet), needle)
+
+
+def test_header_only_is_zero_rows(
+    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+) -> None:
+    rows, manifest = read(harness, run(harness, google, sa.path, sheet="HeaderOnly"))
+    assert rows == [["a", "b"]] and manifest["rows"] == 0
+
+
+def test_authorized_user_refresh_token(
+    harness: SourceHarness, google: FakeGoogle, tmp_path: Path
+) -> None:
+    user = google.authorized_user(tmp_path)
+    result = run(harness, google, None, env={"GOOGLE_APPLICATION_CREDENTIALS": str(user.path)})
+    assert_expected(harness, result)
+    [grant] = google.grants
+    assert grant == {
+        "grant_type": "refresh_token",
+        "scope": READONLY,
+        "status": 200,
+        "token": grant["token"],
+    }
+
+
+def test_authorized_user_revoked_fails_without_secrets(
+    harness: SourceHarness, google: FakeGoogle, tmp_path: Path
+) -> None:
+    user = google.authorized_user(tmp_path)
+    google.revoked = True
+    result = run(harness, google, user.path)
+    assert_failed(
+        harness, result, str(user.path), "invalid_grant: Token has been expired or revoked."
+    )
+    for secret in (user.refresh_token, user.client_secret):
+        assert secret not in result.output
+    assert google.api_requests() == []
+
+
+def test_service_account_revoked_fails_without_key_material(
+    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+) -> None:
+    google.revoked = True
+    result = run(harness, google, sa.path)
+    assert_failed(harness, result, str(sa.path), "invalid_grant")
+    body = [line for line in sa.private_pem.splitlines() if "PRIVATE KEY" not in line]
+    for secret in [sa.key_id, "PRIVATE KEY", *body]:
+        assert secret not in result.output
+
+
+def test_subject_needs_a_service_account(
+    harness: SourceHarness, google: FakeGoogle, tmp_path: Path
+) -> None:
+    user = google.authorized_user(tmp_path)
+    result = run(harness, google, user.path, subject="someone@warbyparker.com")
+    assert result.exit_code == 2, result.output
+    assert "domain-wide delegation" in result.output
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "kwargs"),
+    [
+        ("/v4/", "status", {"status": 429, "headers": {"Retry-After": "0"}}),
+        ("/v4/", "status", {"status": 429}),
+        ("/v4/", "status", {"status": 500}),
+        ("/v4/", "status", {"status": 503, "times": 2}),
+        ("/v4/", "drop", {}),
+        ("/v4/", "slow", {"delay": 2.5}),
+        ("/token", "status", {"status": 503}),
+        ("/token", "drop", {}),
+    ],
+    ids=[
+        "429-retry-after",
+        "429-no-retry-after",
+        "500",
+        "503-twice",
+        "dropped",
+        "slow",
+        "token-503",
+        "token-dropped",
+    ],
+)
+def test_transient_faults_recover(
+    harness: SourceHarness,
+    google: FakeGoogle,
+    sa: ServiceAccount,
+    path: str,
+    kind: str,
+    kwargs: dict[str, Any],
+) -> None:
+    google.fault(path, kind, **kwargs)
+    retry = {**FAST_RETRY, "timeout_seconds": 0.5} if kind == "slow" else FAST_RETRY
+    assert_expected(harness, run(harness, google, sa.path, retry=retry))
+    assert all(f.times == 0 for f in google.faults)
+
+
+def test_retry_after_is_honoured(
+    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+) -> None:
+    google.fault("/v4/", "status", status=429, headers={"Retry-After": "1"})
+    assert_expected(harness, run(harness, google, sa.path, retry={**FAST_RETRY, "max_backoff": 5}))
+    first, second = google.api_requests()
+    assert second.at - first.at >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("kind", "kwargs", "needle"),
+    [
+        ("malformed", {}, "response is not JSON"),
+        ("status", {"status": 503, "times": 10}, "gave up after 4 attempts"),
+        ("status", {"status": 403, "body": forbidden_403()}, "HTTP 403"),
+    ],
+    ids=["malformed", "503-forever", "403-not-shared"],
+)
+def test_terminal_faults_fail_cleanly(
+    harness: SourceHarness,
+    google: FakeGoogle,
+    sa: ServiceAccount,
+    kind: str,
+    kwargs: dict[str, Any],
+    needle: str,
+) -> None:
+    google.fault("/v4/", kind, **kwargs)
+    result = run(harness, google, sa.path)
+    assert_failed(harness, result, needle)
+    if kwargs.get("status") == 403:
+        assert sa.email in result.output and len(google.api_requests()) == 1
+
+
+def test_unknown_spreadsheet_is_404(
+    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+) -> None:
+    assert_failed(
+        harness, run(harness, google, sa.path, spreadsheet_id="nope"), "HTTP 404", "NOT_FOUND"
+    )
+
+
+def test_expired_access_token_is_refreshed_once(
+    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+) -> None:
+    google.expire_next = True
+    assert_expected(harness, run(harness, google, sa.path))
+    assert [g["status"] for g in google.grants] == [200, 200]
+    first, again = google.api_requests()
+    assert (first.token, again.token) == (google.grants[0]["token"], google.grants[1]["token"])
+
+
+def test_token_refused_after_refresh_fails(
+    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+) -> None:
+    google.reject_all_tokens = True
+    assert_failed(harness, run(harness, google, sa.path), "HTTP 401", "UNAUTHENTICATED")
+    assert len(google.grants) == 2 and len(google.api_requests()) == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"range": "Sheet1!A:B"}, "exactly one of sheet"),
+        ({"cells": "A1:B2:C3"}, "not an A1 range"),
+        ({"spreadsheet_id": "../etc"}, "spreadsheet_id"),
+        ({"value_render_option": "RAW"}, "value_render_option"),
+    ],
+)
+def test_config_errors(
+    harness: SourceHarness,
+    google: FakeGoogle,
+    sa: ServiceAccount,
+    extra: dict[str, Any],
+    needle: str,
+) -> None:
+    extractor: dict[str, Any] = {"sheet": "Store Targets", **extra}
+    result = run(harness, google, sa.path, None, **extractor)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert google.requests == []
+
+
+def test_example_pipeline_plans_and_validates_without_credentials(
+    in_repo: Path, xoelt_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from xoelt.cli import cli
+
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["validate", "pipelines/warbyparker/sheets_store_targets_daily.yaml"]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        cli,
+        [
+            "plan",
+            "warbyparker/sheets_store_targets_daily",
+            "--date",
+            "2026-11-03",
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "%27Store%20Targets%27%21A%3AH" in result.output
+    assert "snapshot" in result.output
