@@ -108,6 +108,44 @@ def day_rows(day: date, rng: random.Random) -> tuple[list[dict[str, str]], list[
     return contacts, sessions
 
 
+ROSTER_COLUMNS = ["Agent ID", "Name", "Email", "Team", "Status"]
+
+
+def roster(day: date) -> list[dict[str, str]]:
+    """The agent roster export as of ``day``: a slowly changing dimension (SCD2 in silver)."""
+    teams = {
+        "ag_01": "Sales",
+        "ag_02": "Sales",
+        "ag_03": "Support",
+        "ag_04": "Returns",
+        "ag_05": "Support",
+    }
+    emails = {a: f"{n.split()[0].lower()}@example.com" for a, n in AGENTS}
+    rows = []
+    for agent_id, name in AGENTS:
+        team, email, status = teams[agent_id], emails[agent_id], "ACTIVE"
+        if agent_id == "ag_02" and day >= DAYS[1]:
+            team = "Support"  # moved teams on the second day
+        if agent_id == "ag_03" and day >= DAYS[2]:
+            email = "carmen.diaz@example.com"
+        if agent_id == "ag_04" and day >= DAYS[2]:
+            continue  # left: gone from the third day's export
+        rows.append(
+            {"Agent ID": agent_id, "Name": name, "Email": email, "Team": team, "Status": status}
+        )
+    if day >= DAYS[2]:
+        rows.append(
+            {
+                "Agent ID": "ag_06",
+                "Name": "Fay Okafor",
+                "Email": "fay@example.com",
+                "Team": "Returns",
+                "Status": "ACTIVE",
+            }
+        )
+    return rows
+
+
 def write(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -130,7 +168,11 @@ def generate() -> None:
             SESSION_COLUMNS,
             sessions,
         )
-        print(f"{day}: {len(contacts)} contact events, {len(sessions)} work sessions")
+        agents = roster(day)
+        write(DATA / "gladly" / "agents" / day.isoformat() / "agents.csv", ROSTER_COLUMNS, agents)
+        print(
+            f"{day}: {len(contacts)} contact events, {len(sessions)} work sessions, {len(agents)} agents"
+        )
 
 
 def publish() -> None:

@@ -70,9 +70,21 @@ class SourcePlan:
             return sqlgen.incremental(
                 self.bronze_table, self.silver_table, self.silver, bronze_columns
             )
-        return [
-            "-- historical (SCD type 2) silver is not implemented yet: transform fails for this source"
-        ]
+        return sqlgen.historical(
+            self.bronze_table,
+            self.silver_table,
+            self.silver,
+            window.start.isoformat(),
+            bronze_columns,
+        )
+
+    @property
+    def silver_tables(self) -> list[TableRef]:
+        """Every table silver writes (historical keeps its snapshots beside the SCD2 table)."""
+        if self.load_strategy == "historical":
+            snapshots = self.silver_table.name + sqlgen.SNAPSHOT_SUFFIX
+            return [self.silver_table.with_name(snapshots), self.silver_table]
+        return [self.silver_table]
 
 
 @dataclass(frozen=True)

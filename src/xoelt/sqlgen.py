@@ -109,6 +109,98 @@ def incremental(
     ]
 
 
+SCD2_META: tuple[tuple[str, str], ...] = (
+    ("ROW_HASH", "VARCHAR"),
+    ("VALID_FROM", "TIMESTAMP_TZ"),
+    ("VALID_TO", "TIMESTAMP_TZ"),
+    ("IS_CURRENT", "BOOLEAN"),
+    ("_XO_RUN_ID", "VARCHAR"),
+    ("_XO_LOADED_AT", "TIMESTAMP_TZ"),
+)
+SNAPSHOT_SUFFIX = "__SNAPSHOTS"
+
+
+def row_hash(columns: Sequence[str], alias: str = "") -> str:
+    """MD5 of the columns, each encoded as ``N`` (NULL) or ``V<length>:<value>``.
+
+    Engines' ``HASH()`` differ, and a plain delimiter join cannot tell NULL from '' or
+    ``a|b`` + ``c`` from ``a`` + ``b|c``; a length prefix makes the encoding unambiguous.
+    """
+    if not columns:
+        return "MD5('')"
+    parts = []
+    for c in columns:
+        ref = f"{alias}{quote(c)}"
+        parts.append(f"IFF({ref} IS NULL, 'N', 'V' || LENGTH({ref}) || ':' || {ref})")
+    return "MD5(" + " || ".join(parts) + ")"
+
+
+def historical(
+    bronze: TableRef,
+    silver_table: TableRef,
+    silver: SilverConfig,
+    window_start: str,
+    bronze_columns: Sequence[str] | None,
+) -> list[str]:
+    """SCD type 2 that is the same whatever order windows arrive in.
+
+    Each window's pull is kept as a snapshot (``<TABLE>__SNAPSHOTS``, the window's partition
+    replaced, one row per key, with its row hash). The SCD2 table is then rebuilt from all
+    snapshots in window order: a version starts where a key's hash changes or the key
+    reappears after missing from the previous snapshot; it ends (``VALID_TO``) at the next
+    snapshot window after its last row: a change or a deletion. ``IS_CURRENT`` rows are those
+    in the latest snapshot. Effective dates are window starts, never the load time.
+    """
+    columns = silver_columns(bronze_columns, silver)
+    partial = bronze_columns is None
+    snapshots = silver_table.with_name(silver_table.name + SNAPSHOT_SUFFIX)
+    key = [quote(k) for k in silver.primary_key]
+    names = [n for n, _ in columns]
+    rest = [REST] if partial else []
+    hashed = [n for n in names if n not in silver.primary_key]
+    ws, fr = quote("_XO_WINDOW_START"), quote("_XO_FILE_ROW_NUMBER")
+    snap_cols = (
+        [quote(n) for n in names] + rest + [quote("ROW_HASH")] + [quote(n) for n, _ in SILVER_META]
+    )
+    snap_select = (
+        f"SELECT {', '.join([_cast(n, t) for n, t in columns] + rest)}, "
+        f"{row_hash(hashed) if not partial else 'MD5(/* every non-key column */)'} AS {quote('ROW_HASH')}, "
+        f"{', '.join(quote(n) for n, _ in SILVER_META)} FROM {bronze.sql} "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(key)} ORDER BY {fr} DESC) = 1"
+    )
+    pk = ", ".join(f"s.{k}" for k in key)
+    out_cols = [quote(n) for n in names] + rest
+    rebuild = (
+        f"INSERT INTO {silver_table.sql} ({', '.join(out_cols + [quote(n) for n, _ in SCD2_META])}) "
+        f"WITH windows AS (SELECT ws, LEAD(ws) OVER (ORDER BY ws) AS next_ws, "
+        f"LAG(ws) OVER (ORDER BY ws) AS prev_ws FROM (SELECT DISTINCT {ws} AS ws FROM {snapshots.sql}) AS d), "
+        f"marked AS (SELECT s.*, w.next_ws, IFF("
+        f"LAG(s.{quote('ROW_HASH')}) OVER (PARTITION BY {pk} ORDER BY s.{ws}) = s.{quote('ROW_HASH')} "
+        f"AND LAG(s.{ws}) OVER (PARTITION BY {pk} ORDER BY s.{ws}) = w.prev_ws, 0, 1) AS is_start "
+        f"FROM {snapshots.sql} AS s JOIN windows AS w ON w.ws = s.{ws}), "
+        f"versions AS (SELECT m.*, SUM(m.is_start) OVER (PARTITION BY {pk.replace('s.', 'm.')} "
+        f"ORDER BY m.{ws} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS version FROM marked AS m) "
+        f"SELECT {', '.join(f'v.{c}' if c != REST else c for c in out_cols)}, v.{quote('ROW_HASH')}, "
+        f"MIN(v.{ws}) OVER (PARTITION BY {pk.replace('s.', 'v.')}, v.version) AS {quote('VALID_FROM')}, "
+        f"v.next_ws AS {quote('VALID_TO')}, v.next_ws IS NULL AS {quote('IS_CURRENT')}, "
+        f"v.{quote('_XO_RUN_ID')}, v.{quote('_XO_LOADED_AT')} FROM versions AS v "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {pk.replace('s.', 'v.')}, v.version ORDER BY v.{ws} DESC) = 1"
+    )
+    snap_ddl_cols = [*columns, ("ROW_HASH", "VARCHAR"), *SILVER_META]
+    scd_ddl_cols = [*columns, *SCD2_META]
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {silver_table.schema_sql}",
+        f"CREATE TABLE IF NOT EXISTS {snapshots.sql} ({', '.join(f'{quote(n)} {t}' for n, t in snap_ddl_cols)})",
+        f"CREATE TABLE IF NOT EXISTS {silver_table.sql} ({', '.join(f'{quote(n)} {t}' for n, t in scd_ddl_cols)})",
+        "BEGIN",
+        f"DELETE FROM {snapshots.sql} WHERE {ws} = {literal(window_start)}::TIMESTAMP_TZ",
+        f"INSERT INTO {snapshots.sql} ({', '.join(snap_cols)}) {snap_select}",
+        f"DELETE FROM {silver_table.sql}",
+        rebuild,
+        "COMMIT",
+    ]
+
+
 def add_columns(
     table: TableRef, existing: Sequence[str], wanted: list[tuple[str, str]]
 ) -> list[str]:

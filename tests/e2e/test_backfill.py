@@ -40,9 +40,9 @@ def test_backfill_runs_skips_and_forces(project: Project) -> None:
     args = ["backfill", PIPE, "--start", "2026-11-03", "--end", "2026-11-05", "--format", "json"]
     first = json.loads(project.xoelt(*args, check=True).stdout)
     assert [(w["status"], w["rows_loaded"]) for w in first] == [
-        ("done", 180),
-        ("done", 184),
-        ("done", 148),
+        ("done", 185),
+        ("done", 189),
+        ("done", 153),
     ]
     again = json.loads(project.xoelt(*args, check=True).stdout)
     assert [w["status"] for w in again] == ["skipped"] * 3

@@ -33,11 +33,13 @@ def test_validate_and_plan(project: Project) -> None:
     assert ct["bronze_table"] == "DEMO_DB.BRONZE.GLADLY_CONTACT_TIMESTAMPS"
     assert any("read_csv" in s for s in ct["sql"]["load"])
     assert any(s.startswith("DELETE FROM") for s in ct["sql"]["transform"])
-    assert [g["name"] for g in plan["gold"]] == [
-        "fct_contacts",
-        "agg_agent_daily",
-        "rpt_agent_dashboard",
-    ]
+    gold = [g["name"] for g in plan["gold"]]
+    assert sorted(gold) == ["agg_agent_daily", "dim_agents", "fct_contacts", "rpt_agent_dashboard"]
+    assert (
+        gold.index("fct_contacts")
+        < gold.index("agg_agent_daily")
+        < gold.index("rpt_agent_dashboard")
+    )
     text = project.xoelt("plan", "gladly_demo", "--date", "2026-11-03", check=True).stdout
     assert "2026-11-02T00:00:00-05:00" in text and "GLADLY_WORK_SESSIONS" in text
     assert not project.home.exists(), "plan must not write anything"
@@ -69,6 +71,7 @@ def test_each_stage_alone_then_resume(project: Project) -> None:
     assert {s["name"]: s["rows"]["extract"] for s in ex["sources"]} == {
         "contact_timestamps": 135,
         "work_sessions": 45,
+        "agents": 5,
     }
     # load before stage: a clear error naming stage, source and window, exit 1
     early = project.xoelt("load", PIPE, "--date", "2026-11-03", "--source", "work_sessions")
@@ -84,9 +87,15 @@ def test_each_stage_alone_then_resume(project: Project) -> None:
     assert {s["name"]: s["rows"]["load"] for s in loaded["sources"]} == {
         "contact_timestamps": 135,
         "work_sessions": 45,
+        "agents": 5,
     }
     tr = json.loads(project.xoelt("transform", PIPE, *args, check=True).stdout)
-    assert tr["gold"] == {"fct_contacts": 45, "agg_agent_daily": 5, "rpt_agent_dashboard": 5}
+    assert tr["gold"] == {
+        "fct_contacts": 45,
+        "dim_agents": 5,
+        "agg_agent_daily": 5,
+        "rpt_agent_dashboard": 5,
+    }
     status = json.loads(project.xoelt("status", PIPE, "--format", "json", check=True).stdout)
     assert {t["table"]: t["rows"] for t in status["tables"]}[
         "DEMO_DB.SILVER.CONTACT_TIMESTAMPS"
@@ -227,3 +236,24 @@ def test_validate_reports_every_problem(project: Project, tmp_path: Path) -> Non
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
     assert len(errors) == 3  # two bad strategies and one unknown key; gladly_demo.yaml is fine
     assert "ok     pipelines/demo/gladly_demo.yaml" in proc.stdout
+
+
+def test_scd2_history_is_the_same_in_any_load_order(project: Project, tmp_path: Path) -> None:
+    project.publish_demo_files()
+    project.xoelt("backfill", PIPE, "--start", "2026-11-03", "--end", "2026-11-05", check=True)
+    in_order = snapshot(project.home / "warehouse" / "DEMO_DB.duckdb")
+    other = Project(project.root, tmp_path / "home-shuffled")
+    other.publish_demo_files()
+    for day in ("2026-11-05", "2026-11-03", "2026-11-04", "2026-11-03"):
+        other.xoelt("run", PIPE, "--date", day, check=True)
+    shuffled = snapshot(other.home / "warehouse" / "DEMO_DB.duckdb")
+    assert shuffled["SILVER.AGENTS"] == in_order["SILVER.AGENTS"]
+    assert shuffled["GOLD.DIM_AGENTS"] == in_order["GOLD.DIM_AGENTS"]
+    history = {(r[0], r[3]) for r in in_order["SILVER.AGENTS"][1:]}  # (agent, team)
+    assert ("ag_02", "Sales") in history and ("ag_02", "Support") in history
+    header = in_order["SILVER.AGENTS"][0]
+    rows = [dict(zip(header, r, strict=True)) for r in in_order["SILVER.AGENTS"][1:]]
+    gone = [r for r in rows if r["AGENT_ID"] == "ag_04"]
+    assert len(gone) == 1 and gone[0]["IS_CURRENT"] is False
+    assert gone[0]["VALID_TO"].isoformat() == "2026-11-04T05:00:00+00:00"  # deleted at window 3
+    assert sum(r["IS_CURRENT"] for r in rows) == 5
