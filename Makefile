@@ -10,13 +10,15 @@ UV     := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export XOELT_HOME ?= .xoelt
 
 DEMO_DATES := 2026-11-03 2026-11-04 2026-11-05
+IMAGE ?= xoelt:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: help install demo test lint typecheck pytest bench lock clean
+.PHONY: help install demo test lint typecheck pytest bench lock clean helm-values image
 
 help:
 	@echo "make demo    run the demo pipeline end to end on the embedded default (DuckDB)"
 	@echo "make test    ruff + ty + pytest (what CI runs)"
 	@echo "make bench   benchmarks (not part of CI)"
+	@echo "make helm-values  regenerate the chart's pipeline list from pipelines/"
 
 install: $(STAMP)
 
@@ -63,3 +65,9 @@ lock:
 
 clean:
 	rm -rf $(VENV) .tools .xoelt .pytest_cache .ruff_cache
+
+helm-values: $(STAMP)
+	$(BIN)/xoelt helm-values --write helm/xoelt/values.yaml
+
+image:
+	docker build -t $(IMAGE) .

@@ -208,6 +208,39 @@ def status(pipeline: str, target: str | None, fmt: str) -> None:
         console.render_status(counts, runs, path, pipeline)
 
 
+@cli.command("helm-values")
+@click.option("--image", default=None, help="Also set image: from REPO[:TAG][@sha256:…].")
+@click.option(
+    "--write",
+    "write_to",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Regenerate the pipelines: block of this values file in place.",
+)
+@click.option("--check", is_flag=True, help="With --write: change nothing, exit 1 if out of date.")
+def helm_values(image: str | None, write_to: str | None, check: bool) -> None:
+    """Print the Helm chart's pipelines: values (one CronJob each) from pipelines/."""
+    from pathlib import Path
+
+    from xoelt import deploy
+
+    if write_to is None:
+        if check:
+            raise click.UsageError("--check needs --write VALUES_FILE")
+        click.echo(deploy.values_yaml(deploy.helm_values(image=image)), nl=False)
+        return
+    if image:
+        raise click.UsageError("--image prints values; it cannot be combined with --write")
+    changed = deploy.write_values_file(Path(write_to), dry_run=check)
+    if check and changed:
+        click.echo(
+            f"{write_to}: pipelines: is out of date; run xoelt helm-values --write {write_to}",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"{'updated' if changed else 'up to date'}: {write_to}", err=True)
+
+
 def _stage_command(name: str, help_text: str) -> None:
     @cli.command(name=name, help=help_text)
     @_common
