@@ -6,17 +6,22 @@ warehouse, and ``plan`` never builds a Runtime at all.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
+import socket
 import uuid
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xoelt.config.env import environment
 from xoelt.errors import RunError
+from xoelt.storage.base import LockHeld
+
+# Longer than any run may take (the Helm chart's activeDeadlineSeconds is 3 h): a lock older
+# than this was left by a run that died without releasing it, and may be taken over.
+LOCK_TTL_SECONDS = 6 * 3600
 
 if TYPE_CHECKING:
     from xoelt.plan import RunPlan
@@ -45,30 +50,20 @@ class Runtime:
             apply_migrations(self._warehouse, self.plan.database)
         return self._warehouse
 
-    @contextlib.contextmanager
-    def lock(self, source: str) -> Generator[None]:
-        """One run per pipeline/source/window at a time (a file lock; released on exit)."""
-        locks = self.home / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        name = f"{self.plan.name}/{source}/{self.plan.window.tag}".replace("/", "__")
-        path = locks / f"{name}.lock"
-        with path.open("a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunError(
-                    f"another run holds the lock {path} for this window; try again when it ends",
-                    source=source,
-                    window=self.plan.window.label,
-                ) from None
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"{os.getpid()} {self.run_id}\n")
-            fh.flush()
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def lock(self, source: str) -> AbstractContextManager[None]:
+        """One run per pipeline/source/window at a time, across processes and pods.
+
+        The lock lives in the target's object store (a conditional put on S3, a file lock
+        locally), next to the staged data every run of this window touches.
+        """
+        plan = self.plan
+        key = f"locks/{plan.name}/{source}/{plan.window.tag}.lock"
+        owner = f"{self.run_id} pid={os.getpid()} host={socket.gethostname()}"
+        bucket = plan.pipeline.globals.storage.stage_bucket
+        try:
+            return self.store.lock(bucket, key, owner, LOCK_TTL_SECONDS)
+        except LockHeld as exc:
+            raise RunError(str(exc), source=source, window=plan.window.label) from None
 
     def scratch(self) -> Path:
         path = self.home / "tmp"

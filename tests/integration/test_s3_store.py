@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from xoelt.sources.base import CsvSink, ExtractContext
 from xoelt.sources.s3_upload import S3UploadConfig, S3UploadSource
+from xoelt.storage.base import LockHeld
 from xoelt.storage.s3 import S3ObjectStore
 from xoelt.timewindow import TimeWindow
 
@@ -105,3 +107,26 @@ def test_s3_upload_source_reads_csv_and_gzip_from_s3(
         "drop/2026-11-02/b.csv.gz",
     ]
     assert [f["rows"] for f in sink.details["files"]] == [2, 1]
+
+
+def test_lock_with_conditional_put(store: S3ObjectStore, s3_client: Any) -> None:
+    b = bucket(s3_client)
+    key = "locks/demo/p/src/2026-11-02.lock"
+    with store.lock(b, key, "run-1 host=a", 3600), pytest.raises(LockHeld, match="run-1 host=a"):
+        store.lock(b, key, "run-2 host=b", 3600)
+    assert not store.exists(b, key)  # released
+    with store.lock(b, key, "run-3", 3600):
+        pass
+
+
+def test_abandoned_lock_is_taken_over(store: S3ObjectStore, s3_client: Any) -> None:
+    b = bucket(s3_client)
+    key = "locks/x.lock"
+    stale = {
+        "owner": "dead-pod",
+        "since": "2026-01-01T00:00:00+00:00",
+        "expires_at": "2026-01-01T06:00:00+00:00",
+    }
+    store.put_bytes(b, key, json.dumps(stale).encode())
+    with store.lock(b, key, "run-new", 3600), store.open(b, key) as fh:
+        assert json.loads(fh.read())["owner"] == "run-new"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from xoelt.errors import InputError
+from xoelt.storage.base import LockHeld
 from xoelt.storage.local import LocalObjectStore
 
 
@@ -50,3 +51,15 @@ def test_temp_files_are_invisible(tmp_path: Path) -> None:
     (tmp_path / "b" / "p").mkdir(parents=True)
     (tmp_path / "b" / "p" / ".xoelt-tmp-123").write_bytes(b"partial")
     assert list(store.list("b", "")) == []
+
+
+def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path)
+    with store.lock("stage", "locks/p/s/2026-11-02.lock", "run-1", 60):
+        with pytest.raises(LockHeld, match="run-1"):
+            store.lock("stage", "locks/p/s/2026-11-02.lock", "run-2", 60)
+        with store.lock("stage", "locks/p/s/2026-11-03.lock", "run-2", 60):
+            pass  # another window is free
+    with store.lock("stage", "locks/p/s/2026-11-02.lock", "run-3", 60):
+        pass
+    assert list(store.list("stage", "")) == []  # locks do not show up as objects

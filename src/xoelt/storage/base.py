@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -14,6 +15,10 @@ PEEK_BYTES = 8 * 1024
 class ObjectInfo:
     key: str
     size: int
+
+
+class LockHeld(Exception):
+    """Another run holds the lock; the message names the owner and since when."""
 
 
 class ObjectStore(Protocol):
@@ -53,4 +58,13 @@ class ObjectStore(Protocol):
 
     def uri(self, bucket: str, key: str) -> str:
         """Where the object is, for messages and COPY statements."""
+        ...
+
+    def lock(
+        self, bucket: str, key: str, owner: str, ttl_seconds: int
+    ) -> AbstractContextManager[None]:
+        """Hold an exclusive lock named ``bucket/key`` while the context runs (LockHeld if taken).
+
+        Called before entering; a lock older than ``ttl_seconds`` was abandoned and is taken over.
+        """
         ...

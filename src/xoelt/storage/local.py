@@ -7,15 +7,19 @@ filesystems.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from xoelt.errors import InputError
-from xoelt.storage.base import ObjectInfo
+from xoelt.storage.base import LockHeld, ObjectInfo
 
 TMP_PREFIX = ".xoelt-tmp-"
 
@@ -107,6 +111,37 @@ class LocalObjectStore:
 
     def local_path(self, bucket: str, key: str) -> Path | None:
         return self._path(bucket, key)
+
+    def lock(
+        self, bucket: str, key: str, owner: str, ttl_seconds: int
+    ) -> AbstractContextManager[None]:
+        """An ``flock`` on ``<root>/.locks/<bucket>/<key>``: the OS releases it if we die."""
+        path = self.root / ".locks" / bucket / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = path.open("a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise LockHeld(
+                f"another run holds the lock {path} ({holder}); try again when it ends"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{owner} since {datetime.now(UTC).isoformat(timespec='seconds')}\n")
+        fh.flush()
+
+        @contextlib.contextmanager
+        def held() -> Generator[None]:
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+                fh.close()
+
+        return held()
 
     def uri(self, bucket: str, key: str) -> str:
         return f"{self.root / bucket}/{key}"

@@ -11,13 +11,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import json
+from collections.abc import Generator, Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from xoelt.storage.base import ObjectInfo
+from xoelt.storage.base import LockHeld, ObjectInfo
 
 FIVE_GB = 5 * 1024**3
+LOCK_CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")
+
+
+def _expired(info: dict[str, Any], now: datetime) -> bool:
+    try:
+        return datetime.fromisoformat(str(info["expires_at"])) < now
+    except (KeyError, ValueError):
+        return False
 
 
 class S3ObjectStore:
@@ -127,6 +139,66 @@ class S3ObjectStore:
 
     def local_path(self, bucket: str, key: str) -> Path | None:
         return None
+
+    def lock(
+        self, bucket: str, key: str, owner: str, ttl_seconds: int
+    ) -> AbstractContextManager[None]:
+        """A conditional PUT (``If-None-Match: *``): exactly one run creates the lock object.
+
+        A lock whose ``expires_at`` has passed was abandoned (a killed pod); it is deleted with
+        ``If-Match`` on its ETag, so two runs cannot both take it over, and the PUT retried once.
+        Release deletes the object only if it is still ours (``If-Match`` on our ETag).
+        """
+        from botocore.exceptions import ClientError
+
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=ttl_seconds)
+        body = json.dumps(
+            {"owner": owner, "since": now.isoformat(), "expires_at": expires.isoformat()}
+        ).encode()
+        where = self.uri(bucket, key)
+        for attempt in (1, 2):
+            try:
+                put = self.client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+                return self._held(bucket, key, put["ETag"])
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in LOCK_CONFLICTS:
+                    raise
+            holder = self._read_lock(bucket, key)
+            if holder is None:
+                continue  # released between our PUT and GET
+            info, etag = holder
+            if attempt == 2 or not _expired(info, now):
+                raise LockHeld(
+                    f"another run holds the lock {where} ({info.get('owner')} since "
+                    f"{info.get('since')}); try again when it ends"
+                )
+            with contextlib.suppress(ClientError):  # someone else may take it over first
+                self.client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+        raise LockHeld(f"another run holds the lock {where}")
+
+    def _read_lock(self, bucket: str, key: str) -> tuple[dict[str, Any], str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.client.get_object(Bucket=bucket, Key=key)
+        except ClientError:
+            return None
+        try:
+            info = json.loads(answer["Body"].read())
+        except ValueError:
+            info = {"owner": "an unreadable lock"}
+        return (info if isinstance(info, dict) else {}), answer["ETag"]
+
+    @contextlib.contextmanager
+    def _held(self, bucket: str, key: str, etag: str) -> Generator[None]:
+        from botocore.exceptions import ClientError
+
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ClientError):
+                self.client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
 
     def uri(self, bucket: str, key: str) -> str:
         return f"s3://{bucket}/{key}"
