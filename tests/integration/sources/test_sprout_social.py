@@ -1,0 +1,601 @@
+"""``sprout_social_api`` against a fake Sprout Social messages API on 127.0.0.1.
+
+The fake answers as the published API does: bearer token, ``Accept``/``Content-Type`` of
+``application/json`` (415 otherwise), a ``filters``/``fields``/``limit``/``sort``/``timezone``
+body it validates, forward-only opaque cursors (400 on a bad one), no ``paging`` object on
+the last page, ``{"error": "..."}`` bodies. It reads ``created_time.in(a..b)`` as inclusive
+of ``b`` (the unfavourable reading), so the boundary message must be dropped by the source.
+Faults are injected by request number.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date, datetime
+from datetime import time as dtime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from tests.integration.sources.conftest import SourceHarness
+
+REPO = Path(__file__).resolve().parents[3]
+TOKEN = "sprout-test-token-8f3a"
+CUSTOMER = "4242"
+FIELDS = [
+    "guid",
+    "created_time",
+    "network",
+    "text",
+    "from.name",
+    "from",
+    "internal.tags.id",
+    "internal.sent_by.email",
+    "case_id",
+    "is_reply",
+]
+RANGE = re.compile(r"^created_time\.in\((.+?)(\.\.\.?)(.+)\)$")
+
+
+def _msg(i: int, created: str, **extra: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "guid": f"msg-{i}",
+        "created_time": created,
+        "network": "INSTAGRAM",
+        "post_type": "INSTAGRAM_MEDIA",
+        "text": f"post {i}",
+        "from": {"guid": f"u{i}", "name": f"user {i}"},
+        "internal": {"tags": [{"id": 10 + i, "name": "t"}], "sent_by": {"email": f"a{i}@x.com"}},
+        "case_id": None,
+        "is_reply": False,
+    }
+    base.update(extra)
+    return base
+
+
+# Window for --date 2026-11-03 in America/New_York: [2026-11-02T05:00Z, 2026-11-03T05:00Z).
+MESSAGES = [
+    _msg(0, "2026-11-02T04:59:59Z"),  # before the window
+    _msg(1, "2026-11-02T05:00:00Z"),  # exactly the start: in
+    _msg(
+        2,
+        "2026-11-02T09:15:00Z",
+        text='comma, "quote"\nnewline é ✓',
+        **{"from": {"guid": "u2", "name": 'Ana, "the" tester'}},
+    ),
+    _msg(3, "2026-11-02T11:00:00Z", internal={"tags": [], "sent_by": None}, case_id=991),
+    _msg(4, "2026-11-02T12:30:00Z", is_reply=True, network="TWITTER"),
+    _msg(5, "2026-11-02T15:00:00Z", internal=None),
+    _msg(6, "2026-11-02T20:00:00Z", internal={"tags": [{"id": 1}, {"id": 2}]}),
+    _msg(7, "2026-11-03T04:59:59Z"),  # last second of the window: in
+    _msg(8, "2026-11-03T05:00:00Z"),  # exactly the end: the fake returns it, the source drops it
+    _msg(9, "2026-11-03T06:00:00Z"),  # after the window
+]
+
+EXPECTED = [
+    FIELDS,
+    ["msg-1", "2026-11-02T05:00:00Z", "INSTAGRAM", "post 1", "user 1",
+     '{"guid":"u1","name":"user 1"}', "[11]", "a1@x.com", "", "false"],
+    ["msg-2", "2026-11-02T09:15:00Z", "INSTAGRAM", 'comma, "quote"\nnewline é ✓',
+     'Ana, "the" tester', '{"guid":"u2","name":"Ana, \\"the\\" tester"}', "[12]", "a2@x.com",
+     "", "false"],
+    ["msg-3", "2026-11-02T11:00:00Z", "INSTAGRAM", "post 3", "user 3",
+     '{"guid":"u3","name":"user 3"}', "[]", "", "991", "false"],
+    ["msg-4", "2026-11-02T12:30:00Z", "TWITTER", "post 4", "user 4",
+     '{"guid":"u4","name":"user 4"}', "[14]", "a4@x.com", "", "true"],
+    ["msg-5", "2026-11-02T15:00:00Z", "INSTAGRAM", "post 5", "user 5",
+     '{"guid":"u5","name":"user 5"}', "", "", "", "false"],
+    ["msg-6", "2026-11-02T20:00:00Z", "INSTAGRAM", "post 6", "user 6",
+     '{"guid":"u6","name":"user 6"}', "[1,2]", "", "", "false"],
+    ["msg-7", "2026-11-03T04:59:59Z", "INSTAGRAM", "post 7", "user 7",
+     '{"guid":"u7","name":"user 7"}', "[17]", "a7@x.com", "", "false"],
+]  # fmt: skip
+
+
+def _project(value: Any, parts: list[str]) -> Any:
+    """What the API returns for one requested field path, nested as it nests."""
+    if isinstance(value, list):
+        return [_project(v, parts) for v in value]
+    if not isinstance(value, dict) or parts[0] not in value:
+        return None
+    inner = value[parts[0]]
+    return {parts[0]: inner if len(parts) == 1 else _project(inner, parts[1:])}
+
+
+def _merge(into: dict[str, Any], part: Any) -> None:
+    for key, value in (part or {}).items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        elif key not in into or value is not None:
+            into[key] = value
+
+
+def _instant(text: str, zone: ZoneInfo) -> datetime:
+    if len(text) == 10:  # a bare date means midnight
+        return datetime.combine(date.fromisoformat(text), dtime(), zone)
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+class FakeSprout:
+    """State of one fake API: its messages, scheduled faults and every request received."""
+
+    def __init__(self) -> None:
+        self.messages = list(MESSAGES)
+        self.faults: dict[int, str] = {}  # request number (1-based) -> fault
+        self.always: str | None = None
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.url = ""
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes] | None:
+        """Status, extra headers and body for one request (None: drop the connection)."""
+        raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        with self.lock:
+            number = len(self.requests) + 1
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            self.requests.append(
+                {"at": time.monotonic(), "headers": dict(handler.headers), "body": body}
+            )
+        fault = self.always or self.faults.get(number)
+        if handler.path != f"/v1/{CUSTOMER}/messages":
+            return _error(404, "Not found")
+        if handler.headers.get("Authorization") != f"Bearer {TOKEN}" or fault == "401":
+            return _error(401, "Unauthorized: token is invalid or expired")
+        ctype = handler.headers.get("Content-Type", "").split(";")[0].strip()
+        if ctype != "application/json" or handler.headers.get("Accept") != "application/json":
+            return _error(415, "Unsupported Media Type")
+        if fault == "drop":
+            return None
+        if fault == "slow":
+            time.sleep(1.6)
+        if fault in ("500", "503", "504"):
+            return _error(int(fault), "Internal error")
+        if fault == "429":
+            return _error(429, "Too many requests")
+        if fault == "429-retry-after":
+            status, _, payload = _error(429, "Too many requests")
+            return status, {"Retry-After": "1"}, payload
+        if fault == "202":
+            return _error(202, "Results are not ready yet; try again")
+        if fault == "400-cursor":
+            return _error(400, "Invalid page_cursor")
+        if fault == "error-200":
+            return _error(200, "Something went wrong on our side")
+        if fault == "malformed":
+            return 200, {}, b'{"data": [{"guid": "msg-4", "created_'
+        if not isinstance(body, dict):
+            return _error(400, "Body is not JSON")
+        try:
+            page = self._page(body)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        if fault == "not-object":
+            page["data"][0] = "oops"
+        if fault == "same-cursor":
+            page["paging"] = {"next_cursor": body["page_cursor"]}
+        return 200, {}, json.dumps(page).encode()
+
+    def _page(self, body: dict[str, Any]) -> dict[str, Any]:
+        fields, filters, limit = body.get("fields"), body.get("filters"), body.get("limit", 50)
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+            fields = ["guid"]
+        if not isinstance(limit, int) or not 1 <= limit <= 100:
+            raise ValueError("limit must be between 1 and 100")
+        try:
+            zone = ZoneInfo(body.get("timezone", "UTC"))
+        except Exception:
+            raise ValueError("Unknown timezone") from None
+        if body.get("sort", ["created_time:desc"]) not in (
+            ["created_time:asc"],
+            ["created_time:desc"],
+        ):
+            raise ValueError("Unsupported sort")
+        ranges = [RANGE.match(f) for f in filters or [] if f.startswith("created_time.")]
+        if len(ranges) != 1 or ranges[0] is None:
+            raise ValueError("Exactly one created_time.in(start..end) filter is required")
+        start, end = _instant(ranges[0].group(1), zone), _instant(ranges[0].group(3), zone)
+        for f in filters or []:
+            if not re.match(r"^[a-z_.]+\.(eq|in)\([^()]*\)$", f):
+                raise ValueError(f"Malformed filter: {f}")
+        chosen = [
+            m for m in self.messages if start <= datetime.fromisoformat(m["created_time"]) <= end
+        ]
+        chosen.sort(
+            key=lambda m: m["created_time"], reverse=body.get("sort") != ["created_time:asc"]
+        )
+        query = hashlib.sha256(
+            json.dumps(
+                {k: v for k, v in body.items() if k != "page_cursor"}, sort_keys=True
+            ).encode()
+        ).hexdigest()[:12]
+        offset = 0
+        if "page_cursor" in body:
+            try:
+                decoded = json.loads(base64.urlsafe_b64decode(body["page_cursor"]))
+                offset, same = int(decoded["o"]), decoded["q"] == query
+            except Exception:
+                raise ValueError("Invalid page_cursor") from None
+            if not same:
+                raise ValueError("Invalid page_cursor")
+        data = []
+        for m in chosen[offset : offset + limit]:
+            out: dict[str, Any] = {}
+            for f in fields:
+                _merge(out, _project(m, f.split(".")))
+            data.append(out)
+        answer: dict[str, Any] = {"data": data}
+        if offset + limit < len(chosen):
+            token = json.dumps({"o": offset + limit, "q": query}).encode()
+            answer["paging"] = {"next_cursor": base64.urlsafe_b64encode(token).decode()}
+        return answer
+
+
+def _error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
+    return status, {}, json.dumps({"error": message}).encode()
+
+
+@pytest.fixture
+def sprout() -> Iterator[FakeSprout]:
+    fake = FakeSprout()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            result = fake.answer(self)
+            if result is None:  # drop: close the socket without a response
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            status, headers, payload = result
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("X-Sprout-Request-ID", f"req-{len(fake.requests)}")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def creds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPROUT_API_TOKEN", TOKEN)
+    monkeypatch.setenv("SPROUT_CUSTOMER_ID", CUSTOMER)
+
+
+def _source(fake: FakeSprout, **extra: Any) -> dict[str, Any]:
+    extractor: dict[str, Any] = {
+        "base_url": fake.url,
+        "token": "${SPROUT_API_TOKEN}",
+        "customer_id": CUSTOMER,
+        "fields": FIELDS,
+        "limit": 3,
+        "rate_limit_per_minute": 100_000,
+        "retry": {
+            "initial_backoff": 0.01,
+            "max_backoff": 0.05,
+            "timeout_seconds": 1,
+            "max_attempts": 4,
+        },
+    }
+    extractor.update(extra)
+    return {"source_type": "sprout_social_api", "extractor": extractor}
+
+
+def _run(harness: SourceHarness, source: dict[str, Any], day: str = "2026-11-03") -> Any:
+    harness.pipeline("sprout", source)
+    return harness.cli("extract", "test/sprout", "--date", day)
+
+
+def _csv(harness: SourceHarness) -> list[list[str]]:
+    [path] = [p for p in harness.ingest_files() if p.suffix == ".csv"]
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh))
+
+
+def _manifest(harness: SourceHarness) -> dict[str, Any]:
+    [path] = [p for p in harness.ingest_files() if p.name == "_manifest.json"]
+    return json.loads(path.read_text())
+
+
+def _failed(harness: SourceHarness, result: Any, *needles: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert harness.ingest_files() == []
+    assert TOKEN not in result.output
+    for needle in needles:
+        assert needle in result.output
+
+
+WINDOW = "created_time.in(2026-11-02T00:00:00-05:00..2026-11-03T00:00:00-05:00)"
+
+
+def test_pages_with_cursors_and_sends_the_documented_request(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    result = _run(
+        harness,
+        _source(
+            sprout,
+            group_id=78910,
+            customer_profile_ids=[1234, 5678],
+            filters=["post_type.eq(INSTAGRAM_MEDIA, TWITTER_MENTION)"],
+        ),
+    )
+    assert result.exit_code == 0, result.output
+    assert _csv(harness) == EXPECTED
+    manifest = _manifest(harness)
+    assert manifest["rows"] == 7
+    assert manifest["details"]["pages"] == 3
+    assert manifest["details"]["outside_window"] == 1  # msg-8, at exactly the window's end
+    bodies = [r["body"] for r in sprout.requests]
+    assert len(bodies) == 3
+    assert bodies[0] == {
+        "filters": [
+            WINDOW,
+            "group_id.eq(78910)",
+            "customer_profile_id.eq(1234, 5678)",
+            "post_type.eq(INSTAGRAM_MEDIA, TWITTER_MENTION)",
+        ],
+        "fields": FIELDS,
+        "limit": 3,
+        "sort": ["created_time:asc"],
+        "timezone": "America/New_York",
+    }
+    assert "page_cursor" not in bodies[0]
+    assert bodies[1]["page_cursor"] != bodies[2]["page_cursor"]
+    assert all({k: v for k, v in b.items() if k != "page_cursor"} == bodies[0] for b in bodies)
+    for request in sprout.requests:
+        assert request["headers"]["Authorization"] == f"Bearer {TOKEN}"
+        assert request["headers"]["Accept"] == "application/json"
+        assert request["headers"]["Content-Type"] == "application/json"
+
+
+def test_created_time_is_requested_even_when_not_a_column(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    result = _run(harness, _source(sprout, fields=["guid", "text"], limit=100))
+    assert result.exit_code == 0, result.output
+    assert sprout.requests[0]["body"]["fields"] == ["guid", "text", "created_time"]
+    assert _csv(harness) == [["guid", "text"]] + [[r[0], r[3]] for r in EXPECTED[1:]]
+    assert _manifest(harness)["details"]["pages"] == 1
+
+
+def test_window_check_reads_other_timestamp_forms(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    sprout.messages = [
+        _msg(1, "2026-11-02T00:30:00-05:00"),  # 05:30Z: in
+        _msg(2, "2026-11-02T21:00:00.123Z"),  # fractional seconds: in
+        _msg(3, "2026-11-03T05:00:00.000Z"),  # the end instant: out
+        _msg(4, "2026-11-03T00:00:00-05:00"),  # the end instant with an offset: out
+        _msg(5, "2026-11-02T04:59:59Z"),  # before: the fake leaves it out anyway
+    ]
+    result = _run(harness, _source(sprout, fields=["guid", "created_time"]))
+    assert result.exit_code == 0, result.output
+    assert _csv(harness) == [
+        ["guid", "created_time"],
+        ["msg-1", "2026-11-02T00:30:00-05:00"],
+        ["msg-2", "2026-11-02T21:00:00.123Z"],
+    ]
+    assert _manifest(harness)["details"]["outside_window"] == 2
+
+
+def test_fake_refuses_what_the_real_api_refuses(sprout: FakeSprout) -> None:
+    url = f"{sprout.url}/v1/{CUSTOMER}/messages"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    body = {"filters": [WINDOW], "fields": ["guid"]}
+    wrong_type = httpx.post(
+        url,
+        content=json.dumps(body),
+        headers={**auth, "Accept": "application/json", "Content-Type": "text/plain"},
+    )
+    no_accept = httpx.post(url, json=body, headers={**auth, "Accept": "*/*"})
+    no_auth = httpx.post(url, json=body, headers={"Accept": "application/json"})
+    only_guid = httpx.post(
+        url, json={"filters": [WINDOW]}, headers={**auth, "Accept": "application/json"}
+    )
+    assert (wrong_type.status_code, no_accept.status_code, no_auth.status_code) == (415, 415, 401)
+    # no fields: only guid comes back; no sort: newest first (msg-8 is at the window's end)
+    assert only_guid.json()["data"][0] == {"guid": "msg-8"}
+    assert "paging" not in only_guid.json()  # default limit 50 holds all 8: no paging object
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "503", "504", "202", "drop", "slow"])
+def test_transient_fault_on_a_later_page_recovers_exactly(
+    harness: SourceHarness, sprout: FakeSprout, creds: None, fault: str
+) -> None:
+    sprout.faults = {2: fault}
+    result = _run(harness, _source(sprout))
+    assert result.exit_code == 0, result.output
+    assert _csv(harness) == EXPECTED
+    assert _manifest(harness)["rows"] == 7
+    assert len(sprout.requests) == 4  # 3 pages + 1 retry of page 2, same cursor
+    assert sprout.requests[1]["body"] == sprout.requests[2]["body"]
+    assert "page_cursor" in sprout.requests[1]["body"]
+
+
+def test_429_retry_after_is_honoured(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    sprout.faults = {1: "429-retry-after"}
+    retry = {"initial_backoff": 0.01, "max_backoff": 5, "timeout_seconds": 2}
+    result = _run(harness, _source(sprout, retry=retry))
+    assert result.exit_code == 0, result.output
+    assert _csv(harness) == EXPECTED
+    assert sprout.requests[1]["at"] - sprout.requests[0]["at"] >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("faults", "needles"),
+    [
+        ({2: "401"}, ["HTTP 401", "token is invalid or expired", "check SPROUT_API_TOKEN"]),
+        ({2: "400-cursor"}, ["HTTP 400", "Invalid page_cursor", "(page 2)"]),
+        ({2: "malformed"}, ["response is not JSON", "(page 2)"]),
+        ({3: "error-200"}, ["Something went wrong on our side", "(page 3)"]),
+    ],
+)
+def test_terminal_fault_fails_with_nothing_in_ingest(
+    harness: SourceHarness,
+    sprout: FakeSprout,
+    creds: None,
+    faults: dict[int, str],
+    needles: list[str],
+) -> None:
+    sprout.faults = faults
+    result = _run(harness, _source(sprout))
+    _failed(harness, result, f"POST {sprout.url}/v1/{CUSTOMER}/messages", *needles)
+    assert len(sprout.requests) == max(faults)  # a 4xx is not retried
+
+
+def test_repeated_cursor_is_an_error(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    sprout.faults = {2: "same-cursor"}
+    result = _run(harness, _source(sprout))
+    _failed(harness, result, "(page 2)", "the API returned the same cursor again")
+
+
+def test_bad_message_stops_the_prefetching_thread_promptly(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    # Page 1 is bad while page 2 (fetched ahead in the helper thread) is slow to answer:
+    # the run must fail at once, not wait for the request in flight.
+    sprout.faults = {1: "not-object", 2: "slow"}
+    started = time.monotonic()
+    result = _run(harness, _source(sprout))
+    elapsed = time.monotonic() - started
+    _failed(harness, result, "(page 1): a message is not an object")
+    assert elapsed < 1.2, elapsed
+
+
+def test_persistent_503_gives_up(harness: SourceHarness, sprout: FakeSprout, creds: None) -> None:
+    sprout.always = "503"
+    result = _run(harness, _source(sprout))
+    _failed(harness, result, "HTTP 503", "gave up after 4 attempts")
+    assert len(sprout.requests) == 4
+
+
+def test_wrong_token_is_401_naming_the_variable(
+    harness: SourceHarness, sprout: FakeSprout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPROUT_API_TOKEN", "not-the-token")
+    result = _run(harness, _source(sprout))
+    _failed(harness, result, "HTTP 401", "SPROUT_API_TOKEN")
+    assert "not-the-token" not in result.output
+
+
+def test_env_fallbacks_for_token_and_customer_id(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    source = _source(sprout)
+    del source["extractor"]["token"], source["extractor"]["customer_id"]
+    result = _run(harness, source)
+    assert result.exit_code == 0, result.output
+    assert _csv(harness) == EXPECTED
+    assert _manifest(harness)["details"]["customer_id"] == CUSTOMER
+
+
+def test_customer_id_interpolated_from_env(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    result = _run(harness, _source(sprout, customer_id="${SPROUT_CUSTOMER_ID}"))
+    assert result.exit_code == 0, result.output
+    assert _manifest(harness)["rows"] == 7
+
+
+@pytest.mark.parametrize("missing", ["SPROUT_API_TOKEN", "SPROUT_CUSTOMER_ID"])
+def test_missing_credential_is_a_config_error(
+    harness: SourceHarness,
+    sprout: FakeSprout,
+    creds: None,
+    monkeypatch: pytest.MonkeyPatch,
+    missing: str,
+) -> None:
+    monkeypatch.delenv(missing)
+    source = _source(sprout)
+    del source["extractor"]["customer_id"]
+    result = _run(harness, source)
+    assert result.exit_code == 2, result.output
+    assert missing in result.output
+    assert harness.ingest_files() == []
+    assert sprout.requests == []
+
+
+def test_literal_token_is_rejected(harness: SourceHarness, sprout: FakeSprout) -> None:
+    result = _run(harness, _source(sprout, token="sk-literal-secret"))
+    assert result.exit_code == 2
+    assert "token" in result.output
+    assert "sk-literal-secret" not in result.output
+
+
+def test_dst_day_window_has_both_offsets(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    # --date 2026-11-02: the window is 2026-11-01, the 25-hour day DST ends in New York,
+    # [04:00Z, 05:00Z next day), so msg-0 (2026-11-02T04:59:59Z) is its last second.
+    result = _run(harness, _source(sprout), day="2026-11-02")
+    assert result.exit_code == 0, result.output
+    assert sprout.requests[0]["body"]["filters"] == [
+        "created_time.in(2026-11-01T00:00:00-04:00..2026-11-02T00:00:00-05:00)"
+    ]
+    assert [row[0] for row in _csv(harness)] == ["guid", "msg-0"]
+    assert _manifest(harness)["details"]["outside_window"] == 1  # msg-1 at the end instant
+
+
+def test_empty_window_writes_the_header_only(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    result = _run(harness, _source(sprout), day="2026-10-01")
+    assert result.exit_code == 0, result.output
+    assert _csv(harness) == [FIELDS]
+    assert _manifest(harness)["rows"] == 0
+    assert len(sprout.requests) == 1
+
+
+def test_example_pipeline_plans_and_validates_without_credentials(
+    harness: SourceHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("SPROUT_API_TOKEN", "SPROUT_CUSTOMER_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XOELT_PIPELINES", str(REPO / "pipelines"))
+    example = REPO / "pipelines" / "warbyparker" / "sprout_messages_daily.yaml"
+    validated = harness.cli("validate", str(example))
+    assert validated.exit_code == 0, validated.output
+    planned = harness.cli("plan", "warbyparker/sprout_messages_daily", "--date", "2026-11-03")
+    assert planned.exit_code == 0, planned.output
+    assert WINDOW in planned.output
+    assert "${SPROUT_CUSTOMER_ID}" in planned.output
+    assert "Bearer" not in planned.output
+    assert '"rate_limit_per_minute": 60' in planned.output
