@@ -89,7 +89,7 @@ class CsvSink:
         self._plain.writerow(values)
         self.rows += 1
 
-    def write_many_values(self, rows: list[Sequence[Any]]) -> None:
+    def write_many_values(self, rows: Sequence[Sequence[Any]]) -> None:
         """Rows already in header order, written in one call (a page of API results)."""
         if self._plain is None or self.fieldnames is None:
             raise ExtractError("CsvSink.open(fieldnames) must be called before writing rows")
