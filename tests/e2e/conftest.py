@@ -22,9 +22,13 @@ class Project:
     root: Path
     home: Path
 
-    def xoelt(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    def xoelt(
+        self, *args: str, check: bool = False, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``xoelt ARGS`` as a user would: a subprocess in the project directory."""
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("XOELT_")}
+        env.update(extra)
         env["XOELT_HOME"] = str(self.home)
         proc = subprocess.run(
             [*XOELT, *args], cwd=self.root, env=env, capture_output=True, text=True, timeout=120

@@ -1,0 +1,99 @@
+"""The demo pipeline on the production target: S3 (moto) + Snowflake (fakesnow), via the CLI.
+
+The CLI runs in a subprocess, as a user runs it; it reaches fakesnow's server and moto over
+HTTP on 127.0.0.1 with the real snowflake-connector-python and boto3. fakesnow cannot run COPY
+transformations, so the target uses ``copy_transformations: false`` (the production COPY is
+checked at statement level in tests/integration/test_snowflake_warehouse.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import REPO, Project
+from tests.integration.snowflake_fixtures import STAGE, create_database, fakesnow_kwargs
+
+__all__ = ["fakesnow_kwargs"]
+
+PIPE = "demo/gladly_demo"
+
+
+@pytest.fixture
+def sf_project(
+    project: Project, fakesnow_kwargs: dict[str, Any], moto_endpoint: str, s3_client: Any
+) -> Project:
+    create_database(fakesnow_kwargs, "DEMO_DB")
+    for bucket in ("xoelt-landing", "xoelt-ingest", "xoelt-stage"):
+        existing = {b["Name"] for b in s3_client.list_buckets().get("Buckets", [])}
+        if bucket not in existing:
+            s3_client.create_bucket(Bucket=bucket)
+    data = REPO / "pipelines" / "demo" / "data"
+    for path in sorted(data.rglob("*.csv")):
+        s3_client.upload_file(str(path), "xoelt-landing", path.relative_to(data).as_posix())
+    target = {
+        "prod": {
+            "type": "snowflake",
+            "account": fakesnow_kwargs["account"],
+            "user": fakesnow_kwargs["user"],
+            "password": "${XO_TEST_SNOWFLAKE_PASSWORD}",
+            "host": fakesnow_kwargs["host"],
+            "port": fakesnow_kwargs["port"],
+            "protocol": "http",
+            "stage": f"DEMO_DB.BRONZE.{STAGE}",
+            "copy_transformations": False,
+            "login_timeout": 10,
+            "s3": {"endpoint_url": moto_endpoint, "region": "us-east-1"},
+        }
+    }
+    (project.root / "targets.yaml").write_text(yaml.safe_dump(target))
+    return project
+
+
+def run(project: Project, *args: str, check: bool = True) -> Any:
+    return project.xoelt(
+        *args,
+        "--target",
+        "prod",
+        check=check,
+        env={
+            "XO_TEST_SNOWFLAKE_PASSWORD": "Zq9-secret-pw",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        },
+    )
+
+
+def test_demo_runs_on_snowflake_and_s3(sf_project: Project) -> None:
+    plan = json.loads(
+        run(sf_project, "plan", PIPE, "--date", "2026-11-03", "--format", "json").stdout
+    )
+    load_sql = plan["sources"][0]["sql"]["load"]
+    assert any(
+        s.startswith("COPY INTO") and '@"DEMO_DB"."BRONZE"."XO_STAGE"' in s for s in load_sql
+    )
+    assert "Zq9-secret-pw" not in json.dumps(plan)  # a reference, never the value
+    for day in ("2026-11-03", "2026-11-04"):
+        report = json.loads(run(sf_project, "run", PIPE, "--date", day, "--format", "json").stdout)
+    rows = {s["name"]: s["rows"] for s in report["sources"]}
+    assert rows["contact_timestamps"] == {
+        "extract": 138,
+        "stage": 138,
+        "load": 138,
+        "transform": 138,
+    }
+    assert rows["agents"]["transform"] == 5
+    assert report["gold"]["fct_contacts"] == 91  # 45 + 46 contacts over the two windows
+    assert report["warehouse"].startswith("snowflake://")
+    status = json.loads(run(sf_project, "status", PIPE, "--format", "json").stdout)
+    counts = {t["table"]: t["rows"] for t in status["tables"]}
+    assert counts["DEMO_DB.SILVER.CONTACT_TIMESTAMPS"] == 135 + 138
+    assert [r["status"] for r in status["runs"]] == ["success"] * 12
+    # the run lock lived in the S3 stage bucket and was released
+    again = json.loads(
+        run(sf_project, "run", PIPE, "--date", "2026-11-04", "--format", "json").stdout
+    )
+    assert again["gold"]["fct_contacts"] == 91
