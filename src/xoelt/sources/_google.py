@@ -126,7 +126,9 @@ class GoogleApiClient(HttpClient):
     ``userRateLimitExceeded``; a 403 for a missing permission or scope stays terminal.
     """
 
-    def _check(self, method: str, url: str, response: httpx.Response, *, read: bool) -> None:
+    def check_response(
+        self, method: str, url: str, response: httpx.Response, *, read: bool
+    ) -> None:
         if response.status_code == 403:
             if read:
                 response.read()
@@ -136,18 +138,20 @@ class GoogleApiClient(HttpClient):
                     f"{method} {url.split('?', 1)[0]}: HTTP 403 {', '.join(limited)}",
                     parse_retry_after(response.headers.get("Retry-After")),
                 )
-        super()._check(method, url, response, read=read)
+        super().check_response(method, url, response, read=read)
 
 
 class _TokenEndpointClient(HttpClient):
     """Hands OAuth error answers (4xx but 408/429) back to google-auth, which parses them."""
 
-    def _check(self, method: str, url: str, response: httpx.Response, *, read: bool) -> None:
+    def check_response(
+        self, method: str, url: str, response: httpx.Response, *, read: bool
+    ) -> None:
         if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
             if read:
                 response.read()
             return
-        super()._check(method, url, response, read=read)
+        super().check_response(method, url, response, read=read)
 
 
 def _google_request(client: HttpClient) -> Any:

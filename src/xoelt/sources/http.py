@@ -28,7 +28,7 @@ from collections.abc import Callable, Generator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import Field
 
@@ -192,7 +192,7 @@ class HttpClient:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> HttpClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -226,7 +226,7 @@ class HttpClient:
                 self._transport_errors(method, url),
                 self._client.stream(method, url, **kwargs) as response,
             ):
-                self._check(method, url, response, read=True)
+                self.check_response(method, url, response, read=True)
                 with path.open("wb") as fh:
                     for chunk in response.iter_bytes(1 << 20):
                         fh.write(chunk)
@@ -239,7 +239,7 @@ class HttpClient:
     def _once(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
         with self.limiter.slot(), self._transport_errors(method, url):
             response = self._client.request(method, url, **kwargs)
-            self._check(method, url, response, read=False)
+            self.check_response(method, url, response, read=False)
             return response
 
     @contextmanager
@@ -257,7 +257,14 @@ class HttpClient:
                 f"{_where(method, url)}: connection failed ({type(exc).__name__})"
             ) from None
 
-    def _check(self, method: str, url: str, response: httpx.Response, *, read: bool) -> None:
+    def check_response(
+        self, method: str, url: str, response: httpx.Response, *, read: bool
+    ) -> None:
+        """Raise for an answer that is not a success: TransientHTTPError (retried) or ExtractError.
+
+        Subclasses extend it for an API's quirks (e.g. Google's 403 quota errors). ``read``
+        says the body is still streaming and must be read before it is inspected.
+        """
         status = response.status_code
         if status < 300 and status not in self.retry_statuses:
             return
