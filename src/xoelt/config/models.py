@@ -7,6 +7,7 @@ folds unquoted names to upper case; we always quote, so we fold first).
 
 from __future__ import annotations
 
+import codecs
 import re
 from datetime import time, timedelta
 from pathlib import Path
@@ -65,7 +66,25 @@ def _bucket(value: str) -> str:
     return value
 
 
+def _base_url(value: str) -> str:
+    if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
+        raise ValueError(f"{value!r} is not an http(s) URL (http:// only for a local server)")
+    return value.rstrip("/")
+
+
+def _encoding(value: str) -> str:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown encoding {value!r}") from None
+    return value
+
+
 Identifier = Annotated[str, AfterValidator(_identifier)]
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
+"""An API root such as ``https://api.sproutsocial.com`` (no trailing slash)."""
+Encoding = Annotated[str, AfterValidator(_encoding)]
+"""A text encoding Python knows (``utf-8-sig``, ``latin-1``…)."""
 Name = Annotated[str, AfterValidator(_name)]
 Bucket = Annotated[str, AfterValidator(_bucket)]
 

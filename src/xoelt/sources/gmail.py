@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import csv
 import fnmatch
 import math
@@ -43,6 +42,7 @@ from urllib.parse import quote
 
 from pydantic import Field, field_validator
 
+from xoelt.config.models import BaseUrl, Encoding
 from xoelt.errors import ExtractError
 from xoelt.sources import register
 from xoelt.sources._google import (
@@ -77,8 +77,8 @@ class GmailConfig(GoogleAuthConfig):
     include_spam_trash: bool = False
     max_results: int = Field(100, ge=1, le=500)
     scope: str = GMAIL_READONLY
-    base_url: str = GMAIL_BASE
-    encoding: str = "utf-8-sig"
+    base_url: BaseUrl = GMAIL_BASE
+    encoding: Encoding = "utf-8-sig"
     delimiter: str = Field(",", min_length=1, max_length=1)
     allow_empty: bool = False
     columns: list[str] = Field(
@@ -106,22 +106,6 @@ class GmailConfig(GoogleAuthConfig):
     def _full_access(cls, value: str) -> str:
         if value.endswith("/gmail.metadata"):
             raise ValueError("the gmail.metadata scope cannot search (q) or read attachments")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("base_url must be an http(s) URL")
-        return value.rstrip("/")
-
-    @field_validator("encoding")
-    @classmethod
-    def _codec(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"unknown encoding {value!r}") from None
         return value
 
 

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 from pydantic import Field, field_validator, model_validator
 
+from xoelt.config.models import BaseUrl
 from xoelt.errors import ExtractError
 from xoelt.sources import register
 from xoelt.sources._google import (
@@ -65,7 +66,7 @@ class GoogleSheetsConfig(GoogleAuthConfig):
     )
     date_time_render_option: Literal["SERIAL_NUMBER", "FORMATTED_STRING"] | None = None
     scope: str = SHEETS_READONLY
-    base_url: str = SHEETS_BASE
+    base_url: BaseUrl = SHEETS_BASE
 
     @field_validator("cells")
     @classmethod
@@ -73,13 +74,6 @@ class GoogleSheetsConfig(GoogleAuthConfig):
         if value is not None and (not value or not _CELLS.match(value)):
             raise ValueError(f"cells {value!r} is not an A1 range such as A:F or A1:F500")
         return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("base_url must be an http(s) URL")
-        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _one_range(self) -> GoogleSheetsConfig:

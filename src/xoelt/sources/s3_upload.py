@@ -9,7 +9,6 @@ The ingest manifest lists every file taken, with its size and row count.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import fnmatch
 import gzip
@@ -20,7 +19,7 @@ from typing import IO, Any
 
 from pydantic import Field, field_validator
 
-from xoelt.config.models import Bucket, StrictModel
+from xoelt.config.models import Bucket, Encoding, StrictModel
 from xoelt.errors import ExtractError
 from xoelt.sources import register
 from xoelt.sources.base import CsvSink, Source
@@ -32,7 +31,7 @@ class S3UploadConfig(StrictModel):
     prefix: str
     patterns: list[str] = Field(default_factory=lambda: ["*.csv", "*.csv.gz"])
     delimiter: str = Field(",", min_length=1, max_length=1)
-    encoding: str = "utf-8-sig"
+    encoding: Encoding = "utf-8-sig"
     allow_empty: bool = False
     columns: list[str] = Field(
         default_factory=list
@@ -47,15 +46,6 @@ class S3UploadConfig(StrictModel):
             raise ValueError(f"prefix template {value!r}: unknown placeholder {exc}") from None
         if value.startswith("/") or ".." in value.split("/"):
             raise ValueError("prefix must be relative and must not contain '..'")
-        return value
-
-    @field_validator("encoding")
-    @classmethod
-    def _codec(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"unknown encoding {value!r}") from None
         return value
 
 

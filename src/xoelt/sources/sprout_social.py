@@ -31,7 +31,7 @@ import orjson
 from pydantic import Field, field_validator
 
 from xoelt.config.env import Secret, SecretRef
-from xoelt.config.models import StrictModel
+from xoelt.config.models import BaseUrl, StrictModel
 from xoelt.errors import ConfigError, ExtractError
 from xoelt.sources import register
 from xoelt.sources.base import CsvSink, Source
@@ -58,7 +58,7 @@ class SproutSocialConfig(StrictModel):
 
     token: Secret | None = None  # ${VAR}; default ${SPROUT_API_TOKEN}
     customer_id: str | None = None  # default: $SPROUT_CUSTOMER_ID, read at run time
-    base_url: str = "https://api.sproutsocial.com"
+    base_url: BaseUrl = "https://api.sproutsocial.com"
     fields: list[str] = Field(min_length=1)
     group_id: str | int | None = None
     customer_profile_ids: list[str | int] = Field(default_factory=list)
@@ -74,13 +74,6 @@ class SproutSocialConfig(StrictModel):
     @classmethod
     def _cid(cls, value: str | None) -> str | None:
         return None if value is None else _customer_id(value)
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("base_url must start with https:// (or http:// for a local server)")
-        return value.rstrip("/")
 
     @field_validator("fields")
     @classmethod
