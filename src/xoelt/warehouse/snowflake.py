@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xoelt.errors import LoadError
+from xoelt.retry import retry_transient
 from xoelt.warehouse.base import (
     METADATA_COLUMNS,
     METADATA_NAMES,
@@ -161,10 +162,16 @@ class SnowflakeWarehouse:
         self.account = str(connect_kwargs.get("account", ""))
         self.default_database = default_database
         self.copy_transformations = copy_transformations
-        try:
-            self.con: Any = snowflake.connector.connect(**connect_kwargs)
-        except snowflake.connector.errors.Error as exc:
-            raise to_load_error(exc, f"cannot connect to Snowflake account {self.account}") from exc
+
+        def connect() -> Any:
+            try:
+                return snowflake.connector.connect(**connect_kwargs)
+            except snowflake.connector.errors.Error as exc:
+                raise to_load_error(
+                    exc, f"cannot connect to Snowflake account {self.account}"
+                ) from exc
+
+        self.con: Any = retry_transient(connect, what=f"connect to {self.account}")
         try:
             self.execute(f"USE DATABASE {quote(default_database)}")
         except BaseException:
