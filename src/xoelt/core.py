@@ -14,11 +14,25 @@ from typing import Any
 
 from xoelt.config.loader import load_pipeline, resolve
 from xoelt.config.targets import resolve_target
-from xoelt.errors import RunError, XoeltError
+from xoelt.errors import (
+    ExtractError,
+    LoadError,
+    RunError,
+    StageError,
+    TransformError,
+    XoeltError,
+)
 from xoelt.logging import get_logger
 from xoelt.plan import RunPlan, build_plan
 from xoelt.stages import STAGES
 from xoelt.timewindow import parse_run_at
+
+STAGE_ERRORS: dict[str, type[RunError]] = {
+    "extract": ExtractError,
+    "stage": StageError,
+    "load": LoadError,
+    "transform": TransformError,
+}
 
 
 def make_plan(ref: str, when: str | None, target: str | None = None) -> RunPlan:
@@ -65,7 +79,6 @@ def execute(
     stages: Sequence[str] = STAGES,
     source: str | None = None,
     run_id: str | None = None,
-    on_step: Callable[[str, str], None] | None = None,
 ) -> RunReport:
     """Run ``stages`` (in order) for the selected sources, then gold if transforming."""
     from xoelt.runtime import Runtime
@@ -94,12 +107,15 @@ def execute(
             report.sources.append(item)
             with rt.lock(sp.name):
                 for name in [s for s in STAGES if s in stages]:
-                    if on_step:
-                        on_step(sp.name, name)
                     started = datetime.now(UTC)
                     t0 = time.perf_counter()
                     try:
-                        result = steps[name](rt, sp, log)
+                        try:
+                            result = steps[name](rt, sp, log)
+                        except XoeltError:
+                            raise
+                        except Exception as exc:  # a store or driver error nobody mapped
+                            raise STAGE_ERRORS[name](f"{type(exc).__name__}: {exc}") from exc
                     except XoeltError as exc:
                         if isinstance(exc, RunError):
                             exc.locate(source=sp.name, window=window.label)
@@ -112,14 +128,12 @@ def execute(
             log = get_logger(
                 pipeline=plan.name, source="gold", run_id=rt.run_id, window=window.label
             )
-            if on_step:
-                on_step("gold", "transform")
             try:
                 report.gold = gold(rt, log)
             except RunError as exc:
                 exc.locate(source="gold", window=window.label)
                 raise
-        if rt._warehouse is not None:
+        if rt.warehouse_open:
             report.warehouse_path = str(rt.warehouse.path_of(plan.database))
         return report
 
@@ -137,7 +151,7 @@ def _record(
     """Ledger row for a stage; extract/stage alone do not open the warehouse for it."""
     from xoelt import ledger
 
-    if stage in ("extract", "stage") and rt._warehouse is None:
+    if stage in ("extract", "stage") and not rt.warehouse_open:
         return
     try:
         ledger.record(

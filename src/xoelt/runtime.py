@@ -70,6 +70,11 @@ class Runtime:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    @property
+    def warehouse_open(self) -> bool:
+        """Whether this run has connected to its warehouse (extract/stage alone do not)."""
+        return self._warehouse is not None
+
     def close(self) -> None:
         if self._warehouse is not None:
             self._warehouse.close()

@@ -257,3 +257,18 @@ def test_scd2_history_is_the_same_in_any_load_order(project: Project, tmp_path: 
     assert len(gone) == 1 and gone[0]["IS_CURRENT"] is False
     assert gone[0]["VALID_TO"].isoformat() == "2026-11-04T05:00:00+00:00"  # deleted at window 3
     assert sum(r["IS_CURRENT"] for r in rows) == 5
+
+
+def test_an_unmapped_storage_error_is_one_line_and_exit_1(project: Project) -> None:
+    project.publish_demo_files()
+    ingest = project.home / "objects" / "xoelt-ingest"
+    ingest.write_text("a file where the ingest bucket's directory should be")
+    proc = project.xoelt("extract", PIPE, "--date", "2026-11-03")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith(
+        "error: extract failed source=contact_timestamps window=[2026-11-02"
+    )
+    assert "Traceback" not in proc.stderr
+    debug = project.xoelt("--debug", "extract", PIPE, "--date", "2026-11-03")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
