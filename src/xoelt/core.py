@@ -25,7 +25,7 @@ from xoelt.errors import (
 from xoelt.logging import get_logger
 from xoelt.plan import RunPlan, build_plan
 from xoelt.stages import STAGES
-from xoelt.timewindow import parse_run_at
+from xoelt.timewindow import align_to_schedule, parse_run_at
 
 STAGE_ERRORS: dict[str, type[RunError]] = {
     "extract": ExtractError,
@@ -35,14 +35,23 @@ STAGE_ERRORS: dict[str, type[RunError]] = {
 }
 
 
-def make_plan(ref: str, when: str | None, target: str | None = None) -> RunPlan:
-    """Resolve pipeline ``ref`` and ``--date`` (default: now) into a RunPlan."""
+def make_plan(
+    ref: str, when: str | None, target: str | None = None, now: datetime | None = None
+) -> RunPlan:
+    """Resolve pipeline ``ref`` and ``--date`` into a RunPlan.
+
+    Without ``--date`` the run is the schedule's latest fire time at or before now, so a
+    CronJob that starts late (even past local midnight) still loads the window it was
+    scheduled for, and a repeat of it loads the same one.
+    """
     pipeline = load_pipeline(resolve(ref))
     target_name, target_cfg = resolve_target(target)
     zone = pipeline.dag.time_window.zone
-    run_at: date | datetime = (
-        parse_run_at(when, zone) if when else datetime.now(UTC).astimezone(zone)
-    )
+    if when:
+        run_at: date | datetime = parse_run_at(when, zone)
+    else:
+        moment = (now or datetime.now(UTC)).astimezone(zone)
+        run_at = align_to_schedule(moment, pipeline.dag.schedule)
     return build_plan(pipeline, target_name, target_cfg, run_at)
 
 

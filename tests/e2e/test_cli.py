@@ -272,3 +272,22 @@ def test_an_unmapped_storage_error_is_one_line_and_exit_1(project: Project) -> N
     assert "Traceback" not in proc.stderr
     debug = project.xoelt("--debug", "extract", PIPE, "--date", "2026-11-03")
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_without_date_the_latest_scheduled_window_runs(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from xoelt.core import make_plan
+
+    monkeypatch.chdir(project.root)
+    ny = ZoneInfo("America/New_York")
+    # scheduled 06:50; the pod starts late, after local midnight: still yesterday's run
+    late = make_plan(PIPE, None, now=datetime(2026, 11, 4, 0, 20, tzinfo=ny))
+    assert late.window.start.isoformat() == "2026-11-02T00:00:00-05:00"
+    on_time = make_plan(PIPE, None, now=datetime(2026, 11, 3, 6, 55, tzinfo=ny))
+    assert on_time.window.start.isoformat() == "2026-11-02T00:00:00-05:00"
+    early = make_plan(PIPE, None, now=datetime(2026, 11, 3, 6, 49, tzinfo=ny))
+    assert early.window.start.isoformat() == "2026-11-01T00:00:00-04:00"
