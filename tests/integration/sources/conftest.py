@@ -50,6 +50,16 @@ class SourceHarness:
             cli, ["--log-format", "json", *args], env=env, catch_exceptions=False
         )
 
+    def assert_failed(self, result: Any, *needles: str, secrets: tuple[str, ...] = ()) -> None:
+        """Exit 1, a message with every needle, no traceback or secret, nothing in ingest."""
+        assert result.exit_code == 1, result.output
+        for needle in needles:
+            assert needle in result.output, result.output
+        assert "Traceback" not in result.output
+        for secret in secrets:
+            assert secret not in result.output
+        assert self.ingest_files() == []
+
     def ingest_files(self) -> list[Path]:
         """Every visible object in the ingest bucket (temp files excluded)."""
         base = self.home / "objects" / "xoelt-ingest"

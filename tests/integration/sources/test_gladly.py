@@ -358,11 +358,7 @@ def _output(harness: SourceHarness) -> tuple[list[list[str]], dict[str, Any]]:
 
 
 def _failed(harness: SourceHarness, result: Any, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    for needle in needles:
-        assert needle in result.output
-    assert TOKEN not in result.output
-    assert harness.ingest_files() == []
+    harness.assert_failed(result, *needles, secrets=(TOKEN,))
 
 
 # -- reports --------------------------------------------------------------------------------
