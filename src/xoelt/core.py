@@ -119,17 +119,20 @@ def execute(
                     started = datetime.now(UTC)
                     t0 = time.perf_counter()
                     try:
-                        try:
-                            result = steps[name](rt, sp, log)
-                        except XoeltError:
+                        result = steps[name](rt, sp, log)
+                    except Exception as exc:
+                        # a store or driver error nobody mapped becomes this stage's error
+                        error = (
+                            exc
+                            if isinstance(exc, XoeltError)
+                            else STAGE_ERRORS[name](f"{type(exc).__name__}: {exc}")
+                        )
+                        if isinstance(error, RunError):
+                            error.locate(source=sp.name, window=window.label)
+                        _record(rt, sp.name, name, "failed", started, None, str(error), log)
+                        if error is exc:
                             raise
-                        except Exception as exc:  # a store or driver error nobody mapped
-                            raise STAGE_ERRORS[name](f"{type(exc).__name__}: {exc}") from exc
-                    except XoeltError as exc:
-                        if isinstance(exc, RunError):
-                            exc.locate(source=sp.name, window=window.label)
-                        _record(rt, sp.name, name, "failed", started, None, str(exc), log)
-                        raise
+                        raise error from exc
                     item.rows[name] = int(result.get("rows", 0))
                     item.seconds[name] = round(time.perf_counter() - t0, 3)
                     _record(rt, sp.name, name, "success", started, item.rows[name], "", log)

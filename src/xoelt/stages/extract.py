@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from xoelt.errors import ExtractError, XoeltError
+from xoelt.errors import ExtractError
 from xoelt.plan import RunPlan, SourcePlan
 from xoelt.runtime import Runtime
 from xoelt.sources import get_source
@@ -24,12 +24,8 @@ def extract(rt: Runtime, sp: SourcePlan, log: Any) -> dict[str, Any]:
     try:
         ctx = ExtractContext(sp.name, plan.window, rt.run_id, rt.store, rt.env, log, workdir)
         sink = CsvSink(workdir / f"{sp.name}.csv")
-        try:
+        try:  # an unmapped library error becomes an ExtractError in core.execute
             cls(config, ctx).extract(sink)
-        except XoeltError:
-            raise
-        except Exception as exc:  # an extractor bug or an unmapped library error
-            raise ExtractError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             sink.close()
         if sink.fieldnames is None:
