@@ -108,6 +108,36 @@ class CsvSink:
             self._file = None
 
 
+def copy_csv_rows(
+    reader: Any,
+    header: Sequence[str],
+    sink: CsvSink,
+    where: str,
+    *,
+    columns: Sequence[str] | None = None,
+    extra: Sequence[str] = (),
+) -> None:
+    """Copy the rows left in a ``csv.reader`` (its header already read) into ``sink``.
+
+    Values are mapped by name onto ``columns`` (default: the header itself; a column the
+    file lacks is ``''``) and ``extra`` values are appended. Blank lines are skipped; a row
+    whose width differs from the header is an error naming ``where`` and the line.
+    """
+    columns = list(header) if columns is None else columns
+    order = [header.index(c) if c in header else -1 for c in columns]
+    same = order == list(range(len(header))) and not extra
+    tail = list(extra)
+    width = len(header)
+    for row in reader:
+        if not row:
+            continue
+        if len(row) != width:
+            raise ExtractError(
+                f"{where} line {reader.line_num}: {len(row)} fields, the header has {width}"
+            )
+        sink.write_values(row if same else [row[i] if i >= 0 else "" for i in order] + tail)
+
+
 class Source(ABC):
     """An extractor: validated config in, rows out through a :class:`CsvSink`."""
 

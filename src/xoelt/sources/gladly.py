@@ -40,7 +40,7 @@ from xoelt.config.env import Secret, SecretRef
 from xoelt.config.models import StrictModel
 from xoelt.errors import ExtractError
 from xoelt.sources import register
-from xoelt.sources.base import CsvSink, Source
+from xoelt.sources.base import CsvSink, Source, copy_csv_rows
 from xoelt.sources.http import HttpClient, RetryConfig, redact, shared_limiter
 from xoelt.timewindow import TimeWindow
 
@@ -295,15 +295,7 @@ def copy_csv(response: httpx.Response, path: Path, where: str, sink: CsvSink) ->
             if not header or not any(h.strip() for h in header):
                 raise ExtractError(f"{where}: the CSV has no header row")
             sink.open(header)
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise ExtractError(
-                        f"{where}: CSV line {reader.line_num} has {len(row)} fields, "
-                        f"the header has {len(header)}"
-                    )
-                sink.write_values(row)
+            copy_csv_rows(reader, header, sink, where)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ExtractError(f"{where}: unreadable CSV: {exc}") from None
 

@@ -52,7 +52,7 @@ from xoelt.sources._google import (
     credentials_path,
     describe_credentials,
 )
-from xoelt.sources.base import CsvSink, Source
+from xoelt.sources.base import CsvSink, Source, copy_csv_rows
 from xoelt.sources.http import shared_limiter
 from xoelt.timewindow import TimeWindow
 
@@ -347,21 +347,13 @@ class GmailAttachmentsSource(Source):
     def _copy_rows(self, a: Attachment, columns: list[str], sink: CsvSink) -> None:
         if not a.header:
             return
-        order = [a.header.index(c) if c in a.header else -1 for c in columns]
         where = f"message {a.message_id} attachment {a.filename!r}"
         try:
             with a.path.open(encoding=self.config.encoding, newline="") as fh:
                 rows = csv.reader(fh, delimiter=self.config.delimiter)
                 next(rows)
-                for row in rows:
-                    if not row:
-                        continue
-                    if len(row) != len(a.header):
-                        raise ExtractError(
-                            f"{where} line {rows.line_num}: {len(row)} fields, the header has {len(a.header)}"
-                        )
-                    sink.write_values(
-                        [row[i] if i >= 0 else "" for i in order] + [a.message_id, a.filename]
-                    )
+                copy_csv_rows(
+                    rows, a.header, sink, where, columns=columns, extra=(a.message_id, a.filename)
+                )
         except (UnicodeDecodeError, csv.Error) as exc:
             raise ExtractError(f"{where}: {exc}") from None

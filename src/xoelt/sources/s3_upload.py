@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 from xoelt.config.models import Bucket, Encoding, StrictModel
 from xoelt.errors import ExtractError
 from xoelt.sources import register
-from xoelt.sources.base import CsvSink, Source
+from xoelt.sources.base import CsvSink, Source, copy_csv_rows
 from xoelt.timewindow import TimeWindow
 
 
@@ -126,23 +126,11 @@ class S3UploadSource(Source):
             if not header:
                 taken.append({"key": key, "bytes": size, "rows": 0})
                 continue
-            order = [header.index(c) if c in header else -1 for c in columns]
-            same = order == list(range(len(header)))
             before = sink.rows
             try:
                 with self._reader(key) as rows:
                     next(rows)
-                    for row in rows:
-                        line = rows.line_num
-                        if not row:
-                            continue
-                        if len(row) != len(header):
-                            raise ExtractError(
-                                f"{key}:{line}: {len(row)} fields, the header has {len(header)}"
-                            )
-                        sink.write_values(
-                            row if same else [row[i] if i >= 0 else "" for i in order]
-                        )
+                    copy_csv_rows(rows, header, sink, key, columns=columns)
             except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
                 raise ExtractError(f"{key}: {exc}") from None
             taken.append({"key": key, "bytes": size, "rows": sink.rows - before})

@@ -463,7 +463,7 @@ def test_report_header_only_is_zero_rows(
         (b"", "text/csv", "empty body"),
         (b"\r\n", "text/csv", "no header"),
         (b'{"status":"queued"}', "application/json", "expected CSV"),
-        (b"a,b\n1,2,3\n", "text/csv", "line 2 has 3 fields"),
+        (b"a,b\n1,2,3\n", "text/csv", "line 2: 3 fields, the header has 2"),
     ],
 )
 def test_report_malformed_200_fails(

@@ -57,7 +57,11 @@ def test_files_of_the_window_are_combined_with_a_manifest(harness: SourceHarness
 @pytest.mark.parametrize(
     ("name", "body", "message"),
     [
-        ("ragged.csv", b"Id,Name\n1,Ada\n2,Bo,extra\n", "ragged.csv:3: 3 fields, the header has 2"),
+        (
+            "ragged.csv",
+            b"Id,Name\n1,Ada\n2,Bo,extra\n",
+            "ragged.csv line 3: 3 fields, the header has 2",
+        ),
         ("bad.csv.gz", b"not gzip at all", "bad.csv.gz"),
         ("latin.csv", "Id,Name\n1,Çelik\n".encode("latin-1"), "latin.csv"),
         ("dup.csv", b"Id,Id\n1,2\n", "duplicate column names"),
