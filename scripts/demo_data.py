@@ -178,11 +178,11 @@ def generate() -> None:
 def publish() -> None:
     """Drop the demo files into the ``xoelt-landing`` bucket, as an upload process would."""
     sys.path.insert(0, str(ROOT / "src"))
-    from xoelt.config.targets import resolve_target
-    from xoelt.storage.local import LocalObjectStore
+    from xoelt.settings import Settings
+    from xoelt.targets import resolve_target
 
-    _, target = resolve_target(None)
-    store = LocalObjectStore(target.home_dir / "objects")
+    _, target = resolve_target(None, Settings.from_env())
+    store = target.store.open()
     count = 0
     for path in sorted(DATA.rglob("*.csv")):
         store.put_file("xoelt-landing", path.relative_to(DATA).as_posix(), path)

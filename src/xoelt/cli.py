@@ -13,8 +13,7 @@ from typing import Any
 import click
 
 from xoelt import __version__
-
-STAGE_COMMANDS = ("extract", "stage", "load", "transform")
+from xoelt.stages import STAGES
 
 
 class XoeltGroup(click.Group):
@@ -74,16 +73,14 @@ def validate(paths: tuple[str, ...]) -> None:
     """Check pipeline files (default: every file under pipelines/)."""
     from xoelt.core import validate_all
 
-    ok, problems = validate_all(list(paths))
-    for path in ok:
+    result = validate_all(list(paths))
+    for path in result.ok:
         click.echo(f"ok     {path}")
-    for problem in problems:
+    for problem in result.problems:
         click.echo(f"error  {problem}", err=True)
-    if problems:
-        sys.exit(2)
-    if not ok:
+    if not result.ok and not result.problems:
         click.echo("error: no pipeline files found", err=True)
-        sys.exit(2)
+    sys.exit(result.exit_code)
 
 
 @cli.command()
@@ -130,7 +127,7 @@ def _run(
 )
 def run(pipeline: str, when: str | None, target: str | None, source: str | None, fmt: str) -> None:
     """Run extract → stage → load → transform for one window."""
-    _run(pipeline, when, target, source, STAGE_COMMANDS, fmt)
+    _run(pipeline, when, target, source, tuple(STAGES), fmt)
 
 
 FORMAT = click.option(
@@ -176,17 +173,15 @@ def backfill(
         console.render_windows(plans, fmt)
         return
     with console.backfill_progress(len(plans), enabled=fmt == "text") as advance:
-        outcomes = bf.backfill(
+        result = bf.backfill(
             plans, force=force, workers=workers, keep_going=keep_going, on_window=advance
         )
-    console.render_backfill(outcomes, fmt)
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
-        click.echo(f"error: {failed[0].error}", err=True)
-        sys.exit(1)
-    if any(o.status == "not_run" for o in outcomes):
+    console.render_backfill(result.outcomes, fmt)
+    if result.failed:
+        click.echo(f"error: {result.failed[0].error}", err=True)
+    elif result.interrupted:
         click.echo("error: interrupted; windows marked not_run were not started", err=True)
-        sys.exit(130)
+    sys.exit(result.exit_code)
 
 
 @cli.command()
@@ -199,13 +194,11 @@ def status(pipeline: str, target: str | None, fmt: str) -> None:
     from xoelt.core import make_plan
     from xoelt.core import status as core_status
 
-    counts, runs, path = core_status(make_plan(pipeline, None, target))
+    report = core_status(make_plan(pipeline, None, target))
     if fmt == "json":
-        console.print_json(
-            {"tables": [c.__dict__ for c in counts], "runs": runs, "warehouse": path}
-        )
+        console.print_json(report.as_dict())
     else:
-        console.render_status(counts, runs, path, pipeline)
+        console.render_status(report, pipeline)
 
 
 @cli.command("helm-values")
@@ -254,10 +247,8 @@ def _stage_command(name: str, help_text: str) -> None:
         _run(pipeline, when, target, source, (name,), fmt)
 
 
-_stage_command("extract", "Extract: source → CSV in the ingest bucket.")
-_stage_command("stage", "Stage: copy ingest → stage bucket, read the header (8 KB peek).")
-_stage_command("load", "Load: replace bronze with the staged file (atomic, reconciled).")
-_stage_command("transform", "Transform: bronze → silver by load strategy, then gold models.")
+for _stage in STAGES.values():
+    _stage_command(_stage.name, _stage.help)
 
 
 def main() -> None:

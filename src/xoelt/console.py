@@ -7,8 +7,10 @@ from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from xoelt.stages import STAGES
+
 if TYPE_CHECKING:
-    from xoelt.core import RunReport
+    from xoelt.core import RunReport, StatusReport
     from xoelt.plan import RunPlan
 
 
@@ -61,11 +63,10 @@ def render_report(report: RunReport) -> None:
     c = _console()
     table = Table(title=f"{report.plan.name}  {report.plan.window.label}", title_justify="left")
     table.add_column("source")
-    for col in ("extracted", "staged", "bronze", "silver"):
-        table.add_column(col, justify="right")
-    keys = ("extract", "stage", "load", "transform")
+    for stage in STAGES.values():
+        table.add_column(stage.label, justify="right")
     for s in report.sources:
-        table.add_row(s.name, *[f"{s.rows[k]:,}" if k in s.rows else "-" for k in keys])
+        table.add_row(s.name, *[f"{s.rows[k]:,}" if k in s.rows else "-" for k in STAGES])
     c.print(table)
     if report.gold:
         gold = Table(title="gold", title_justify="left")
@@ -79,9 +80,10 @@ def render_report(report: RunReport) -> None:
         c.print(f"warehouse {report.warehouse_path}")
 
 
-def render_status(counts: list[Any], runs: list[dict[str, Any]], path: str, title: str) -> None:
+def render_status(report: StatusReport, title: str) -> None:
     from rich.table import Table
 
+    counts, runs = report.tables, report.runs
     c = _console()
     table = Table(title=f"{title}: rows per layer", title_justify="left")
     for col, justify in (("layer", "left"), ("table", "left"), ("rows", "right")):
@@ -105,7 +107,7 @@ def render_status(counts: list[Any], runs: list[dict[str, Any]], path: str, titl
         for r in runs:
             recent.add_row(r["source"], r["stage"], r["status"], _cell(r["rows"]))
         c.print(recent)
-    c.print(f"DuckDB file: [bold]{path}[/]")
+    c.print(f"warehouse: [bold]{report.warehouse}[/]")
 
 
 def _cell(value: Any) -> str:

@@ -1,42 +1,43 @@
 """The core API under every front end: load a pipeline, build its plan, execute stages.
 
 The CLI, the tests and the demo all go through these functions, so ``plan`` and ``run``
-share one RunPlan and can never disagree.
+share one RunPlan and can never disagree. Each returns a small result with an exit code.
+This is also the one place that says *where* a failure happened: anything a stage raises
+(lock and warehouse opening included) leaves as one :class:`~xoelt.errors.StageFailed`
+naming stage, source and window, with the cause chained.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
-from xoelt.config.loader import load_pipeline, resolve
-from xoelt.config.targets import resolve_target
-from xoelt.errors import (
-    ExtractError,
-    LoadError,
-    RunError,
-    StageError,
-    TransformError,
-    XoeltError,
-)
+from xoelt import ledger
+from xoelt.errors import InputError, StageFailed, XoeltError
 from xoelt.logging import get_logger
+from xoelt.pipelines import PipelineInvalid, discover, load_pipeline, resolve
 from xoelt.plan import RunPlan, build_plan
-from xoelt.stages import STAGES
+from xoelt.runtime import Runtime
+from xoelt.settings import Settings
+from xoelt.stages import LAST_STAGE, STAGES
+from xoelt.stages.transform import gold
+from xoelt.targets import resolve_target
 from xoelt.timewindow import align_to_schedule, parse_run_at
-
-STAGE_ERRORS: dict[str, type[RunError]] = {
-    "extract": ExtractError,
-    "stage": StageError,
-    "load": LoadError,
-    "transform": TransformError,
-}
+from xoelt.warehouse.base import count_rows
 
 
 def make_plan(
-    ref: str, when: str | None, target: str | None = None, now: datetime | None = None
+    ref: str,
+    when: str | None,
+    target: str | None = None,
+    *,
+    settings: Settings | None = None,
+    now: datetime | None = None,
 ) -> RunPlan:
     """Resolve pipeline ``ref`` and ``--date`` into a RunPlan.
 
@@ -44,15 +45,16 @@ def make_plan(
     CronJob that starts late (even past local midnight) still loads the window it was
     scheduled for, and a repeat of it loads the same one.
     """
-    pipeline = load_pipeline(resolve(ref))
-    target_name, target_cfg = resolve_target(target)
+    settings = settings or Settings.from_env()
+    pipeline = load_pipeline(resolve(ref, settings.pipelines_root))
+    target_name, bound = resolve_target(target, settings)
     zone = pipeline.dag.time_window.zone
     if when:
         run_at: date | datetime = parse_run_at(when, zone)
     else:
         moment = (now or datetime.now(UTC)).astimezone(zone)
         run_at = align_to_schedule(moment, pipeline.dag.schedule)
-    return build_plan(pipeline, target_name, target_cfg, run_at)
+    return build_plan(pipeline, target_name, bound, run_at, settings.sql_root)
 
 
 @dataclass
@@ -64,11 +66,14 @@ class SourceReport:
 
 @dataclass
 class RunReport:
+    """What a run did: rows and seconds per source and stage, gold rows, where the data is."""
+
     run_id: str
     plan: RunPlan
     sources: list[SourceReport] = field(default_factory=list)
     gold: dict[str, int] = field(default_factory=dict)
     warehouse_path: str | None = None
+    exit_code: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,75 +88,65 @@ class RunReport:
         }
 
 
+@contextmanager
+def _failing_as(stage: str, source: str | None, window: str) -> Iterator[None]:
+    """Any failure inside becomes one StageFailed saying where (the cause chained)."""
+    try:
+        yield
+    except StageFailed:
+        raise
+    except Exception as exc:
+        raise StageFailed(stage, exc, source=source, window=window) from exc
+
+
 def execute(
     plan: RunPlan,
-    stages: Sequence[str] = STAGES,
+    stages: Sequence[str] = tuple(STAGES),
     source: str | None = None,
     run_id: str | None = None,
+    settings: Settings | None = None,
 ) -> RunReport:
     """Run ``stages`` (in order) for the selected sources, then gold if transforming."""
-    from xoelt.runtime import Runtime
-    from xoelt.stages.extract import extract
-    from xoelt.stages.load import load
-    from xoelt.stages.stage import stage
-    from xoelt.stages.transform import gold, silver
-
-    steps: dict[str, Callable[..., dict[str, Any]]] = {
-        "extract": extract,
-        "stage": stage,
-        "load": load,
-        "transform": silver,
-    }
+    settings = settings or Settings.from_env()
     selected = plan.select(source)
-    window = plan.window
-    with Runtime(plan, run_id) as rt:
+    wanted = [STAGES[name] for name in STAGES if name in stages]
+    window = plan.window.label
+    with Runtime(plan, settings, run_id) as rt:
         report = RunReport(rt.run_id, plan)
-        if {"load", "transform"} & set(stages):
-            _ = rt.warehouse  # open (and migrate) up front so every stage is in the ledger
+        needing = [s for s in wanted if s.needs_warehouse]
+        if needing:  # open (and migrate) up front so every stage is in the ledger
+            with _failing_as(needing[0].name, ", ".join(sp.name for sp in selected), window):
+                _ = rt.warehouse
         for sp in selected:
-            log = get_logger(
-                pipeline=plan.name, source=sp.name, run_id=rt.run_id, window=window.label
-            )
+            log = get_logger(pipeline=plan.name, source=sp.name, run_id=rt.run_id, window=window)
             item = SourceReport(sp.name)
             report.sources.append(item)
-            with rt.lock(sp.name):
-                for name in [s for s in STAGES if s in stages]:
+            with _failing_as(wanted[0].name, sp.name, window):
+                lock = rt.lock(sp.name)
+            with lock:
+                for stage in wanted:
                     started = datetime.now(UTC)
                     t0 = time.perf_counter()
                     try:
-                        result = steps[name](rt, sp, log)
-                    except Exception as exc:
-                        # a store or driver error nobody mapped becomes this stage's error
-                        error = (
-                            exc
-                            if isinstance(exc, XoeltError)
-                            else STAGE_ERRORS[name](f"{type(exc).__name__}: {exc}")
-                        )
-                        if isinstance(error, RunError):
-                            error.locate(source=sp.name, window=window.label)
-                        _record(rt, sp.name, name, "failed", started, None, str(error), log)
-                        if error is exc:
-                            raise
-                        raise error from exc
-                    item.rows[name] = int(result.get("rows", 0))
-                    item.seconds[name] = round(time.perf_counter() - t0, 3)
-                    _record(rt, sp.name, name, "success", started, item.rows[name], "", log)
-        if "transform" in stages and plan.gold:
-            log = get_logger(
-                pipeline=plan.name, source="gold", run_id=rt.run_id, window=window.label
-            )
-            try:
+                        with _failing_as(stage.name, sp.name, window):
+                            result = stage.run(rt, sp, log)
+                    except StageFailed as exc:
+                        _record(rt, sp.name, stage.name, "failed", started, None, str(exc), log)
+                        raise
+                    item.rows[stage.name] = result.rows
+                    item.seconds[stage.name] = round(time.perf_counter() - t0, 3)
+                    _record(rt, sp.name, stage.name, "success", started, result.rows, "", log)
+        if LAST_STAGE in stages and plan.gold:
+            log = get_logger(pipeline=plan.name, source="gold", run_id=rt.run_id, window=window)
+            with _failing_as(LAST_STAGE, "gold", window):
                 report.gold = gold(rt, log)
-            except RunError as exc:
-                exc.locate(source="gold", window=window.label)
-                raise
         if rt.warehouse_open:
-            report.warehouse_path = str(rt.warehouse.path_of(plan.database))
+            report.warehouse_path = rt.warehouse.location(plan.database)
         return report
 
 
 def _record(
-    rt: Any,
+    rt: Runtime,
     source: str,
     stage: str,
     status: str,
@@ -161,9 +156,7 @@ def _record(
     log: Any,
 ) -> None:
     """Ledger row for a stage; extract/stage alone do not open the warehouse for it."""
-    from xoelt import ledger
-
-    if stage in ("extract", "stage") and not rt.warehouse_open:
+    if not (STAGES[stage].needs_warehouse or rt.warehouse_open):
         return
     try:
         ledger.record(
@@ -184,28 +177,35 @@ def _record(
         log.warning("ledger write failed", error=str(exc))
 
 
-def validate_all(paths: list[str]) -> tuple[list[str], list[str]]:
-    """Validate pipeline files; return (ok paths, one line per problem)."""
-    from pathlib import Path
+@dataclass
+class ValidateResult:
+    """Pipeline files that validated, and one line per problem."""
 
-    from xoelt.config.loader import PipelineInvalid, discover
-    from xoelt.errors import ConfigError, InputError
+    ok: list[str]
+    problems: list[str]
 
-    files = [Path(p) for p in paths] if paths else discover()
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.problems or not self.ok else 0
+
+
+def validate_all(paths: list[str], settings: Settings | None = None) -> ValidateResult:
+    """Validate pipeline files (default: every file under the pipelines root)."""
+    settings = settings or Settings.from_env()
+    files = [Path(p) for p in paths] if paths else discover(settings.pipelines_root)
     expanded: list[Path] = []
     for f in files:
         expanded.extend(discover(f) if f.is_dir() else [f])
-    ok: list[str] = []
-    problems: list[str] = []
+    result = ValidateResult([], [])
     for f in expanded:
         try:
             load_pipeline(f)
-            ok.append(str(f))
+            result.ok.append(str(f))
         except PipelineInvalid as exc:
-            problems.extend(str(p) for p in exc.problems)
-        except (ConfigError, InputError) as exc:
-            problems.append(str(exc))
-    return ok, problems
+            result.problems.extend(str(p) for p in exc.problems)
+        except InputError as exc:
+            result.problems.append(str(exc))
+    return result
 
 
 @dataclass
@@ -215,33 +215,39 @@ class LayerCount:
     rows: int | None
 
 
-def status(plan: RunPlan) -> tuple[list[LayerCount], list[dict[str, Any]], str]:
-    """Row counts of every table the pipeline owns, the latest run's ledger rows, the DuckDB file."""
-    from pathlib import Path
+@dataclass
+class StatusReport:
+    """Rows per layer, the latest run's ledger rows, and where the warehouse is."""
 
-    from xoelt.runtime import Runtime
-    from xoelt.warehouse.base import literal, quote
+    tables: list[LayerCount]
+    runs: list[dict[str, Any]]
+    warehouse: str
+    exit_code: int = 0
 
-    with Runtime(plan) as rt:
-        wh = rt.warehouse
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tables": [c.__dict__ for c in self.tables],
+            "runs": self.runs,
+            "warehouse": self.warehouse,
+        }
+
+
+def status(plan: RunPlan, settings: Settings | None = None) -> StatusReport:
+    """Row counts of every table the pipeline owns and the latest run's ledger rows."""
+    settings = settings or Settings.from_env()
+    with Runtime(plan, settings) as rt:
+        with _failing_as("status", None, plan.window.label):
+            wh = rt.warehouse
         counts: list[LayerCount] = []
         tables = [("bronze", sp.bronze_table) for sp in plan.sources]
         tables += [("silver", sp.silver_table) for sp in plan.sources]
         tables += [("gold", g.table) for g in plan.gold]
         for layer, table in tables:
             exists = wh.table_columns(table) is not None
-            counts.append(LayerCount(layer, str(table), wh.count(table) if exists else None))
-        ledger = f"{quote(plan.database)}.{quote('XOELT')}.{quote('RUN_LEDGER')}"
-        name = literal(plan.name)
-        rows = wh.execute(
-            f'SELECT "RUN_ID", "SOURCE", "STAGE", "WINDOW_START", "STATUS", "ROWS", "FINISHED_AT" '
-            f'FROM {ledger} WHERE "PIPELINE" = {name} AND "RUN_ID" = (SELECT "RUN_ID" FROM {ledger} '
-            f'WHERE "PIPELINE" = {name} ORDER BY "FINISHED_AT" DESC LIMIT 1) ORDER BY "FINISHED_AT"'
-        )
-        keys = ("run_id", "source", "stage", "window_start", "status", "rows", "finished_at")
+            counts.append(LayerCount(layer, str(table), count_rows(wh, table) if exists else None))
         zone = plan.pipeline.dag.time_window.zone
-        runs = [dict(zip(keys, r, strict=True)) for r in rows]
+        runs = ledger.latest_run(wh, plan.database, plan.name)
         for run in runs:
             run["window_start"] = run["window_start"].astimezone(zone).isoformat()
             run["finished_at"] = run["finished_at"].isoformat(timespec="seconds")
-        return counts, runs, str(Path(str(wh.path_of(plan.database))).resolve())
+        return StatusReport(counts, runs, wh.location(plan.database))

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xoelt.config.yamlpos import line_for, load_yaml_with_lines
 from xoelt.errors import ConfigError
 
 MAX_CRONJOB_NAME = 52
@@ -70,8 +71,6 @@ def pipeline_label(pipeline: str) -> str:
 
 
 def _line(path: Path, loc: tuple[str, ...]) -> int | None:
-    from xoelt.config.yamlpos import line_for, load_yaml_with_lines
-
     _, lines = load_yaml_with_lines(path)
     return line_for(lines, loc)
 
@@ -85,9 +84,10 @@ def chart_pipelines(root: Path | None = None) -> list[dict[str, str]]:
     invalid pipeline, a schedule Kubernetes cannot run, a file that ``xoelt run domain/name``
     would not find, or two pipelines with the same name or the same CronJob name.
     """
-    from xoelt.config.loader import discover, load_pipeline, pipelines_root
+    from xoelt.pipelines import discover, load_pipeline
+    from xoelt.settings import Settings
 
-    base = root or pipelines_root()
+    base = root or Settings.from_env().pipelines_root
     entries: dict[str, dict[str, str]] = {}
     files: dict[str, Path] = {}
     jobs: dict[str, str] = {}

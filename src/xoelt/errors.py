@@ -1,19 +1,25 @@
-"""One exception hierarchy for xoelt.
+"""One exception hierarchy for xoelt: adapters say *what* went wrong, the orchestrator *where*.
 
     XoeltError                      root; carries an exit code and a one-line message
     ├── InputError       (exit 2)   bad arguments or configuration
     │   └── ConfigError             names the file, line and key
-    └── RunError         (exit 1)   the run failed; names stage, source and window
-        ├── ExtractError
-        ├── StageError
-        ├── LoadError
-        └── TransformError
+    ├── RunError         (exit 1)   something failed at run time (what, by kind)
+    │   ├── SourceError             an API or upload answered badly (transient: 429, 5xx, resets)
+    │   ├── StorageError            the object store failed (missing object, unreadable key…)
+    │   ├── WarehouseError          the warehouse failed (SQL error, connection, lock)
+    │   ├── DataError               the data does not reconcile (row counts, headers, keys)
+    │   └── LockHeld                another run holds this pipeline/source/window
+    └── StageFailed      (exit 1)   where: stage, source and window, around the RunError
 
-``transient`` marks faults worth retrying (429, 5xx, connection resets); everything else
-is terminal. The CLI is the only place that turns these into messages and exit codes.
+Adapters map vendor exceptions once, at their boundary, with ``raise … from exc`` so that
+``--debug`` shows the whole chain. ``transient`` marks faults worth retrying; everything else
+is terminal. :func:`xoelt.core.execute` wraps any failure of a stage in exactly one
+:class:`StageFailed`; the CLI is the only place that turns errors into messages and exit codes.
 """
 
 from __future__ import annotations
+
+import copy
 
 
 class XoeltError(Exception):
@@ -30,6 +36,14 @@ class XoeltError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def prefixed(self, before: str, after: str = "") -> XoeltError:
+        """A copy of this error (same class, same ``transient``) with context around its
+        message; raise it ``from`` this one."""
+        clone = copy.copy(self)
+        clone.message = f"{before}{self.message}{after}"
+        clone.args = (clone.message,)
+        return clone
 
 
 class InputError(XoeltError):
@@ -58,47 +72,55 @@ class ConfigError(InputError):
 
 
 class RunError(XoeltError):
-    """A stage failed at run time. Exit code 1; the message names stage, source and window."""
+    """Something failed at run time. Exit code 1. ``detail`` is the message itself."""
 
-    stage = "run"
+    @property
+    def detail(self) -> str:
+        return self.message
+
+
+class SourceError(RunError):
+    """A source (an API, an upload bucket) answered with something unusable."""
+
+
+class StorageError(RunError):
+    """The object store failed: a missing object, an unwritable location, a refused request."""
+
+
+class WarehouseError(RunError):
+    """The warehouse failed: a SQL error, a lost connection, a file that cannot be opened."""
+
+
+class DataError(RunError):
+    """The data does not reconcile: row counts, headers or keys are not what they must be."""
+
+
+class LockHeld(RunError):
+    """Another run holds the lock; the message names the owner and since when."""
+
+
+class StageFailed(XoeltError):
+    """A stage failed: *where* (stage, source, window) around *what* (the cause's message).
+
+    The cause is kept as ``__cause__`` (``raise StageFailed(...) from cause``) and as
+    ``cause``; ``transient`` and ``exit_code`` are the cause's.
+    """
 
     def __init__(
-        self,
-        message: str,
-        *,
-        source: str | None = None,
-        window: str | None = None,
-        transient: bool | None = None,
+        self, stage: str, cause: BaseException, *, source: str | None, window: str | None
     ) -> None:
-        self.detail, self.source, self.window = message, source, window
-        super().__init__(message, transient=transient)
-
-    def locate(self, *, source: str | None, window: str | None) -> RunError:
-        """Fill in the source and window if the raiser did not know them."""
-        self.source = self.source or source
-        self.window = self.window or window
-        return self
-
-    def __str__(self) -> str:
-        parts = [f"{self.stage} failed"]
-        if self.source:
-            parts.append(f"source={self.source}")
-        if self.window:
-            parts.append(f"window={self.window}")
-        return f"{' '.join(parts)}: {self.detail}"
-
-
-class ExtractError(RunError):
-    stage = "extract"
-
-
-class StageError(RunError):
-    stage = "stage"
-
-
-class LoadError(RunError):
-    stage = "load"
-
-
-class TransformError(RunError):
-    stage = "transform"
+        self.stage, self.source, self.window, self.cause = stage, source, window, cause
+        if isinstance(cause, XoeltError):
+            detail = cause.message
+            self.exit_code = cause.exit_code
+            transient: bool | None = cause.transient
+        else:
+            detail = f"{type(cause).__name__}: {cause}"
+            transient = False
+        self.detail = detail
+        parts = [f"{stage} failed"]
+        if source:
+            parts.append(f"source={source}")
+        if window:
+            parts.append(f"window={window}")
+        super().__init__(f"{' '.join(parts)}: {detail}", transient=transient)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-from xoelt.config.models import NAME
+from xoelt.config.types import NAME
 from xoelt.errors import ConfigError
 from xoelt.warehouse.base import TableRef
 
@@ -34,15 +34,12 @@ class GoldModel:
         return f"CREATE OR REPLACE TABLE {self.table.sql} AS\n{self.select}"
 
 
-def sql_root() -> Path:
-    return Path(os.environ.get("XOELT_SQL", "sql"))
-
-
 def load_models(
-    domain: str, database: str, schema: str, only: list[str] | None = None, root: Path | None = None
+    domain: str, database: str, schema: str, only: list[str] | None, root: Path
 ) -> list[GoldModel]:
-    """The domain's gold models (or ``only`` those, plus what they depend on), sorted."""
-    folder = (root or sql_root()) / "gold" / domain
+    """The domain's gold models under ``root/gold/<domain>`` (or ``only`` those, plus what
+    they depend on), in dependency order."""
+    folder = root / "gold" / domain
     files = sorted(folder.glob("*.sql")) if folder.is_dir() else []
     texts: dict[str, tuple[Path, str]] = {}
     for path in files:

@@ -10,42 +10,50 @@ import getpass
 import json
 import socket
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from xoelt.warehouse.base import Warehouse, iter_statements, literal, quote
+from xoelt.warehouse.base import Warehouse, execute, iter_statements, literal, quote
+
+LEDGER_COLUMNS = ("run_id", "source", "stage", "window_start", "status", "rows", "finished_at")
 
 
-def _migrations() -> list[tuple[str, str]]:
-    from xoelt.gold import sql_root
+def _table(database: str) -> str:
+    return f"{quote(database)}.{quote('XOELT')}.{quote('RUN_LEDGER')}"
 
-    folder = sql_root() / "migrations"
+
+def _migrations(sql_root: Path) -> list[tuple[str, str]]:
+    folder = sql_root / "migrations"
     files = sorted(folder.glob("V*__*.sql")) if folder.is_dir() else []
     return [(f.name.split("__", 1)[0], f.read_text(encoding="utf-8")) for f in files]
 
 
-def apply_migrations(warehouse: Warehouse, database: str) -> list[str]:
-    """Apply pending migrations to ``database``; return the versions applied."""
+def apply_migrations(warehouse: Warehouse, database: str, sql_root: Path) -> list[str]:
+    """Apply pending migrations (``sql_root/migrations``) to ``database``; return the versions."""
     db = quote(database)
-    warehouse.execute(f"CREATE SCHEMA IF NOT EXISTS {db}.{quote('XOELT')}")
-    warehouse.execute(
+    execute(warehouse, f"CREATE SCHEMA IF NOT EXISTS {db}.{quote('XOELT')}")
+    execute(
+        warehouse,
         f"CREATE TABLE IF NOT EXISTS {db}.{quote('XOELT')}.{quote('SCHEMA_MIGRATIONS')} "
-        f"({quote('VERSION')} VARCHAR, {quote('APPLIED_AT')} TIMESTAMP_TZ)"
+        f"({quote('VERSION')} VARCHAR, {quote('APPLIED_AT')} TIMESTAMP_TZ)",
     )
     done = {
         r[0]
-        for r in warehouse.execute(
-            f"SELECT {quote('VERSION')} FROM {db}.{quote('XOELT')}.{quote('SCHEMA_MIGRATIONS')}"
+        for r in execute(
+            warehouse,
+            f"SELECT {quote('VERSION')} FROM {db}.{quote('XOELT')}.{quote('SCHEMA_MIGRATIONS')}",
         )
     }
     applied = []
-    for version, text in _migrations():
+    for version, text in _migrations(sql_root):
         if version in done:
             continue
         for stmt in iter_statements(text.replace("{database}", db)):
-            warehouse.execute(stmt)
-        warehouse.execute(
+            execute(warehouse, stmt)
+        execute(
+            warehouse,
             f"INSERT INTO {db}.{quote('XOELT')}.{quote('SCHEMA_MIGRATIONS')} VALUES "
-            f"({literal(version)}, {literal(datetime.now(UTC).isoformat())}::TIMESTAMP_TZ)"
+            f"({literal(version)}, {literal(datetime.now(UTC).isoformat())}::TIMESTAMP_TZ)",
         )
         applied.append(version)
     return applied
@@ -68,7 +76,7 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Append one ledger row. ``message`` is an error's one-line text, which holds no secrets."""
-    table = f"{quote(database)}.{quote('XOELT')}.{quote('RUN_LEDGER')}"
+    table = _table(database)
     values = [
         literal(run_id),
         literal(pipeline),
@@ -84,20 +92,35 @@ def record(
         f"{literal(started_at.isoformat())}::TIMESTAMP_TZ",
         f"{literal(datetime.now(UTC).isoformat())}::TIMESTAMP_TZ",
     ]
-    warehouse.execute(f"INSERT INTO {table} VALUES ({', '.join(values)})")
+    execute(warehouse, f"INSERT INTO {table} VALUES ({', '.join(values)})")
 
 
 def last_success(
     warehouse: Warehouse, database: str, pipeline: str, source: str, stage: str, window_start: str
 ) -> bool:
-    table = f"{quote(database)}.{quote('XOELT')}.{quote('RUN_LEDGER')}"
-    rows = warehouse.execute(
+    """Whether the latest ledger row of this pipeline/source/stage/window is a success."""
+    table = _table(database)
+    rows = execute(
+        warehouse,
         f"SELECT {quote('STATUS')} FROM {table} WHERE {quote('PIPELINE')} = {literal(pipeline)} "
         f"AND {quote('SOURCE')} = {literal(source)} AND {quote('STAGE')} = {literal(stage)} "
         f"AND {quote('WINDOW_START')} = {literal(window_start)}::TIMESTAMP_TZ "
-        f"ORDER BY {quote('FINISHED_AT')} DESC LIMIT 1"
+        f"ORDER BY {quote('FINISHED_AT')} DESC LIMIT 1",
     )
     return bool(rows) and rows[0][0] == "success"
+
+
+def latest_run(warehouse: Warehouse, database: str, pipeline: str) -> list[dict[str, Any]]:
+    """The ledger rows of the pipeline's most recent run, in the order they finished."""
+    table = _table(database)
+    name = literal(pipeline)
+    rows = execute(
+        warehouse,
+        f'SELECT "RUN_ID", "SOURCE", "STAGE", "WINDOW_START", "STATUS", "ROWS", "FINISHED_AT" '
+        f'FROM {table} WHERE "PIPELINE" = {name} AND "RUN_ID" = (SELECT "RUN_ID" FROM {table} '
+        f'WHERE "PIPELINE" = {name} ORDER BY "FINISHED_AT" DESC LIMIT 1) ORDER BY "FINISHED_AT"',
+    )
+    return [dict(zip(LEDGER_COLUMNS, r, strict=True)) for r in rows]
 
 
 def _who() -> str:

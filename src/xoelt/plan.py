@@ -2,7 +2,8 @@
 
 :func:`build_plan` is pure: it reads the pipeline and the SQL files in the repository, and
 touches no object store, API or warehouse, and needs no credentials. Parts that depend on
-what the run finds (the staged file's header) appear as placeholders the executor fills.
+what the run finds (the staged file's header, bronze's columns) are rendered as
+placeholders; the stages build the same scripts with the real values.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
-from xoelt import sqlgen
 from xoelt.config.models import Pipeline, SilverConfig
-from xoelt.config.targets import AnyTarget
+from xoelt.errors import InputError
 from xoelt.gold import GoldModel, load_models
 from xoelt.sources import get_source
+from xoelt.strategies import STRATEGIES, LoadStrategy, SilverColumns, SilverJob
+from xoelt.targets import BoundTarget
 from xoelt.timewindow import TimeWindow, resolve_window
-from xoelt.warehouse.base import BronzeLoad, TableRef
+from xoelt.warehouse.base import BronzeLoad, Script, TableRef
 
 COLUMNS_FROM_HEADER = "STAGED_FILE_HEADER"
 
@@ -36,7 +39,11 @@ class SourcePlan:
     silver_table: TableRef
     silver: SilverConfig
     request: dict[str, Any]
-    sql: dict[str, list[str]]
+    sql: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def strategy(self) -> LoadStrategy:
+        return STRATEGIES[self.load_strategy]
 
     @property
     def ingest_manifest_key(self) -> str:
@@ -57,41 +64,27 @@ class SourcePlan:
             window_end=window.end.isoformat(),
         )
 
-    def silver_sql(self, window: TimeWindow, bronze_columns: list[str] | None) -> list[str]:
-        if self.load_strategy == "full_refresh":
-            return sqlgen.full_refresh(
-                self.bronze_table,
-                self.silver_table,
-                self.silver,
-                window.start.isoformat(),
-                bronze_columns,
-            )
-        if self.load_strategy == "incremental":
-            return sqlgen.incremental(
-                self.bronze_table, self.silver_table, self.silver, bronze_columns
-            )
-        return sqlgen.historical(
-            self.bronze_table,
-            self.silver_table,
-            self.silver,
-            window.start.isoformat(),
-            bronze_columns,
+    def silver_job(self, window: TimeWindow) -> SilverJob:
+        return SilverJob(
+            self.bronze_table, self.silver_table, self.silver, window.start.isoformat()
         )
+
+    def silver_script(self, window: TimeWindow, bronze_columns: list[str] | None) -> Script:
+        """The strategy's script; ``bronze_columns`` None renders the plan's placeholders."""
+        columns = SilverColumns.of(bronze_columns, self.silver)
+        return self.strategy.script(self.silver_job(window), columns)
 
     @property
     def silver_tables(self) -> list[TableRef]:
-        """Every table silver writes (historical keeps its snapshots beside the SCD2 table)."""
-        if self.load_strategy == "historical":
-            snapshots = self.silver_table.name + sqlgen.SNAPSHOT_SUFFIX
-            return [self.silver_table.with_name(snapshots), self.silver_table]
-        return [self.silver_table]
+        """Every table silver writes (e.g. historical keeps snapshots beside the SCD2 table)."""
+        return self.strategy.tables(self.silver_table)
 
 
 @dataclass(frozen=True)
 class RunPlan:
     pipeline: Pipeline
     target_name: str
-    target: AnyTarget
+    target: BoundTarget
     window: TimeWindow
     sources: list[SourcePlan]
     gold: list[GoldModel] = field(default_factory=list)
@@ -104,6 +97,11 @@ class RunPlan:
     def database(self) -> str:
         return self.pipeline.globals.snowflake.database
 
+    @property
+    def databases(self) -> list[str]:
+        """Every database the run writes: the pipeline's and each bronze table's."""
+        return sorted({self.database, *(sp.bronze_table.database for sp in self.sources)})
+
     def select(self, source: str | None) -> list[SourcePlan]:
         """The source plans to run: all, or the one named (error lists valid names)."""
         if source is None:
@@ -111,8 +109,6 @@ class RunPlan:
         for sp in self.sources:
             if sp.name == source:
                 return [sp]
-        from xoelt.errors import InputError
-
         raise InputError(
             f"pipeline {self.name} has no source {source!r}; valid: {', '.join(s.name for s in self.sources)}"
         )
@@ -152,12 +148,13 @@ class RunPlan:
 
 
 def build_plan(
-    pipeline: Pipeline, target_name: str, target: AnyTarget, run_at: date | datetime
+    pipeline: Pipeline,
+    target_name: str,
+    target: BoundTarget,
+    run_at: date | datetime,
+    sql_root: Path,
 ) -> RunPlan:
     """Turn (pipeline, target, run date or instant) into a RunPlan. Pure: no I/O but repo files."""
-    from xoelt.warehouse import warehouse_class
-
-    warehouse = warehouse_class(target.warehouse_kind)
     dag = pipeline.dag
     window = resolve_window(dag.time_window, run_at, dag.schedule)
     sf = pipeline.globals.snowflake
@@ -171,31 +168,29 @@ def build_plan(
             src.snowflake.target_table,
         )
         silver = TableRef(sf.database, sf.silver_schema, src.silver.table or name.upper())
-        ingest_key = f"ingest/{base}/{name}/{window.tag}/{name}.csv"
         stage_key = f"stage/{base}/{name}/{src.load_strategy}/{window.tag}/{name}.csv"
         draft = SourcePlan(
             name=name,
             source_type=src.source_type,
             load_strategy=src.load_strategy,
             ingest_bucket=storage.ingest_bucket,
-            ingest_key=ingest_key,
+            ingest_key=f"ingest/{base}/{name}/{window.tag}/{name}.csv",
             stage_bucket=storage.stage_bucket,
             stage_key=stage_key,
             bronze_table=bronze,
             silver_table=silver,
             silver=src.silver,
             request=get_source(src.source_type).describe(pipeline.extractor_config(name), window),
-            sql={},
         )
         load = draft.bronze_load(
             [COLUMNS_FROM_HEADER], target.file_location(storage.stage_bucket, stage_key), window
         )
         sql = {
-            "load": warehouse.render_bronze_load(
-                load, copy_transformations=target.copy_transformations
-            ),
-            "transform": draft.silver_sql(window, None),
+            "load": target.warehouse.bronze_script(load, None, None).statements(),
+            "transform": draft.silver_script(window, None).statements(),
         }
         plans.append(dataclasses.replace(draft, sql=sql))
-    gold = load_models(dag.domain, sf.database, sf.gold_schema, pipeline.transform.gold_models)
+    gold = load_models(
+        dag.domain, sf.database, sf.gold_schema, pipeline.transform.gold_models, sql_root
+    )
     return RunPlan(pipeline, target_name, target, window, plans, gold)

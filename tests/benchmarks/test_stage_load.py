@@ -16,11 +16,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from xoelt.config.loader import load_pipeline
-from xoelt.config.targets import LocalTarget
 from xoelt.core import execute
+from xoelt.pipelines import load_pipeline
 from xoelt.plan import build_plan
+from xoelt.settings import Settings
 from xoelt.storage.local import LocalObjectStore
+from xoelt.targets import resolve_target
 
 ROWS = int(os.environ.get("XOELT_BENCH_ROWS", "10000000"))
 HEADER = ["Contact ID", "Agent Name", "Timestamp", "Payload A", "Payload B", "Count", "Note"]
@@ -62,8 +63,10 @@ def test_stage_and_load_vs_raw_duckdb(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("XOELT_SQL", str(Path(__file__).resolve().parents[2] / "sql"))
     pipe_path = tmp_path / "big.yaml"
     pipe_path.write_text(PIPELINE)
+    settings = Settings(home=home, sql_root=Path(__file__).resolve().parents[2] / "sql")
+    _, local = resolve_target("local", settings)
     plan = build_plan(
-        load_pipeline(pipe_path, env={}), "local", LocalTarget(home=str(home)), date(2026, 11, 3)
+        load_pipeline(pipe_path, env={}), "local", local, date(2026, 11, 3), settings.sql_root
     )
     sp = plan.sources[0]
 
@@ -88,7 +91,7 @@ def test_stage_and_load_vs_raw_duckdb(tmp_path: Path, monkeypatch: pytest.Monkey
     raw.close()
 
     t0 = time.perf_counter()
-    report = execute(plan, stages=("stage", "load"))
+    report = execute(plan, stages=("stage", "load"), settings=settings)
     xo_seconds = time.perf_counter() - t0
     item = report.sources[0]
     assert item.rows["load"] == ROWS

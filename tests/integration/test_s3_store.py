@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from xoelt.errors import LockHeld
 from xoelt.sources.base import CsvSink, ExtractContext
 from xoelt.sources.s3_upload import S3UploadConfig, S3UploadSource
-from xoelt.storage.base import LockHeld
 from xoelt.storage.s3 import S3ObjectStore
 from xoelt.timewindow import TimeWindow
 

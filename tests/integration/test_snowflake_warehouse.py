@@ -28,20 +28,32 @@ from tests.integration.snowflake_fixtures import (
     snowflake_wh,
     stage_bucket,
 )
-from xoelt import sqlgen
 from xoelt.config.models import SilverConfig
-from xoelt.errors import LoadError
+from xoelt.errors import DataError, RunError, WarehouseError
 from xoelt.plan import SourcePlan
-from xoelt.stages import transform
+from xoelt.stages import StageResult, transform
+from xoelt.strategies import STRATEGIES, SilverColumns, SilverJob
 from xoelt.timewindow import TimeWindow
-from xoelt.warehouse.base import METADATA_NAMES, BronzeLoad, TableRef
+from xoelt.warehouse.base import (
+    METADATA_NAMES,
+    BronzeLoad,
+    Count,
+    RunStamp,
+    TableRef,
+    bronze_mismatch,
+    check_count,
+    count_rows,
+    execute,
+    load_bronze,
+    run_script,
+)
 from xoelt.warehouse.snowflake import (
     COPY_SUFFIX,
     SnowflakeWarehouse,
-    check_counts,
+    bronze_script,
     copy_outcome,
     split_location,
-    to_load_error,
+    to_warehouse_error,
 )
 
 __all__ = ["fakesnow_kwargs", "snowflake_database", "snowflake_wh", "stage_bucket"]
@@ -60,12 +72,16 @@ def spec(
     )
 
 
-def filled(statements: list[str]) -> list[str]:
-    """The statements with their run-time placeholders filled, as ``load_bronze`` runs them."""
-    return [
-        s.replace("{run_id}", "'run1'").replace("{loaded_at}", "'2026-11-03T11:50:00+00:00'")
-        for s in statements
-    ]
+RUN = RunStamp("run1", "2026-11-03T11:50:00+00:00")
+
+
+def render(
+    load: BronzeLoad, existing: list[str] | None = None, *, copy_transformations: bool = True
+) -> list[str]:
+    """The statements a bronze load of ``load`` runs (run id and load time filled in)."""
+    return bronze_script(
+        load, existing, RUN, copy_transformations=copy_transformations
+    ).statements()
 
 
 # -- rendered SQL (no server) -------------------------------------------------------------------
@@ -78,7 +94,7 @@ def copy_params(copy: exp.Copy) -> dict[str, exp.Expr]:
 
 def test_production_load_statements_parse_and_have_the_safe_shape() -> None:
     load = spec("WBP_DB", ["ID", "NOTE"])
-    stmts = filled(SnowflakeWarehouse.render_bronze_load(load))
+    stmts = render(load)
     parsed = [sqlglot.parse_one(s, read="snowflake") for s in stmts]
     kinds = [type(p).__name__ for p in parsed]
     assert kinds == ["Create", "Create", "Transaction", "TruncateTable", "Copy", "Commit"]
@@ -119,9 +135,7 @@ def test_production_load_statements_parse_and_have_the_safe_shape() -> None:
 def test_new_columns_are_altered_in_before_begin_and_missing_ones_left_out() -> None:
     load = spec("WBP_DB", ["ID", "EXTRA"])
     existing = ["ID", "NOTE", *METADATA_NAMES]
-    stmts = filled(
-        SnowflakeWarehouse.render_bronze_load(load, ["ID", "NOTE", "EXTRA"], existing=existing)
-    )
+    stmts = render(load, existing)
     for s in stmts:
         sqlglot.parse_one(s, read="snowflake")
     begin = stmts.index("BEGIN")
@@ -133,11 +147,7 @@ def test_new_columns_are_altered_in_before_begin_and_missing_ones_left_out() -> 
 
 
 def test_emulator_statements_parse_and_fill_metadata_without_copy_transformations() -> None:
-    stmts = filled(
-        SnowflakeWarehouse.render_bronze_load(
-            spec("WBP_DB", ["ID", "NOTE"]), copy_transformations=False
-        )
-    )
+    stmts = render(spec("WBP_DB", ["ID", "NOTE"]), copy_transformations=False)
     parsed = [sqlglot.parse_one(s, read="snowflake") for s in stmts]
     kinds = [type(p).__name__ for p in parsed]
     assert kinds == [
@@ -159,12 +169,12 @@ def test_emulator_statements_parse_and_fill_metadata_without_copy_transformation
 
 def test_identifiers_and_locations_are_validated_or_quoted() -> None:
     with pytest.raises(ValueError):
-        SnowflakeWarehouse.render_bronze_load(spec("WBP_DB", ['ID"; DROP TABLE X; --']))
+        render(spec("WBP_DB", ['ID"; DROP TABLE X; --']))
     for bad in ['@"DB"."S"."ST" x/k.csv', "@DB.S.ST/k.csv", '@"DB"."S"."ST"/', '@"DB"."S"/k.csv']:
         with pytest.raises(ValueError):
             split_location(bad)
     odd = spec("WBP_DB", ["ID"], key="stage/it's/a.csv")
-    copy = sqlglot.parse_one(filled(SnowflakeWarehouse.render_bronze_load(odd))[4], "snowflake")
+    copy = sqlglot.parse_one(render(odd)[4], "snowflake")
     assert isinstance(copy, exp.Copy)
     assert copy_params(copy)["FILES"].expression.this == exp.Literal.string("stage/it's/a.csv")
 
@@ -175,13 +185,14 @@ def test_copy_answers_are_reconciled() -> None:
     cols = ["file", "status", "rows_parsed", "rows_loaded", "error_limit", "errors_seen"]
     ok = copy_outcome(cols, [("s3://b/k.csv", "LOADED", 3, 3, 1, 0)])
     assert (ok.files, ok.rows_loaded) == (1, 3)
-    with pytest.raises(LoadError, match="PARTIALLY_LOADED"):
+    with pytest.raises(WarehouseError, match="PARTIALLY_LOADED"):
         copy_outcome(cols, [("s3://b/k.csv", "PARTIALLY_LOADED", 3, 2, 3, 1)])
-    check_counts(table, 0, 0, files=0)
-    with pytest.raises(LoadError, match=r"extracted 3, loaded 0 \(COPY found no staged file\)"):
-        check_counts(table, 3, 0, files=0)
-    with pytest.raises(LoadError, match="extracted 3, loaded 2; bronze left unchanged"):
-        check_counts(table, 3, 2)
+    nothing = copy_outcome(["status"], [("Copy executed with 0 files processed.",)]).count
+    check_count(0, nothing, bronze_mismatch(table))
+    with pytest.raises(DataError, match=r"extracted 3, loaded 0 \(COPY found no staged file\)"):
+        check_count(3, nothing, bronze_mismatch(table))
+    with pytest.raises(DataError, match="extracted 3, loaded 2; bronze left unchanged"):
+        check_count(3, Count(2), bronze_mismatch(table))
 
 
 def test_connector_errors_become_one_line_load_errors() -> None:
@@ -189,11 +200,11 @@ def test_connector_errors_become_one_line_load_errors() -> None:
 
     network = errors.OperationalError(msg="Could not connect\nafter 3 attempts", errno=250001)
     sql = errors.ProgrammingError(msg="SQL compilation error:\nbad", errno=1003, sqlstate="42000")
-    assert to_load_error(network).transient is True
-    err = to_load_error(sql)
+    assert to_warehouse_error(network).transient is True
+    err = to_warehouse_error(sql)
     assert err.transient is False
     assert err.message == "Snowflake: 001003 (42000): SQL compilation error: bad"
-    assert to_load_error(errors.ServiceUnavailableError()).transient is True
+    assert to_warehouse_error(errors.ServiceUnavailableError()).transient is True
 
 
 # -- against fakesnow + moto ----------------------------------------------------------------------
@@ -228,7 +239,7 @@ def test_load_with_awkward_values_and_all_metadata(
     ]
     put_csv(stage_bucket, ["Id", "Note"], data)
     load = spec(snowflake_database, ["ID", "NOTE"])
-    assert snowflake_wh.load_bronze(load, "run1", "2026-11-03T11:50:00+00:00", 6) == 6
+    assert load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T11:50:00+00:00"), 6) == 6
     assert bronze_rows(snowflake_wh, load) == [
         ("1", 'say "hi", ok', 1),
         ("2", "multi\nline", 2),
@@ -237,9 +248,10 @@ def test_load_with_awkward_values_and_all_metadata(
         ("5", "back\\slash \\N", 5),
         ("00123", "2026-11-02T10:00:00Z", 6),
     ]
-    meta = snowflake_wh.execute(
+    meta = execute(
+        snowflake_wh,
         'SELECT DISTINCT "_XO_RUN_ID", "_XO_SOURCE_FILE", "_XO_LOADED_AT", "_XO_WINDOW_START", '
-        f'"_XO_WINDOW_END" FROM {load.table.sql}'
+        f'"_XO_WINDOW_END" FROM {load.table.sql}',
     )
     assert len(meta) == 1
     run_id, source_file, loaded_at, start, end = meta[0]
@@ -258,10 +270,10 @@ def test_count_mismatch_fails_and_keeps_yesterdays_bronze(
 ) -> None:
     load = spec(snowflake_database, ["ID", "NOTE"])
     put_csv(stage_bucket, ["Id", "Note"], [["1", "a"], ["2", "b"]])
-    snowflake_wh.load_bronze(load, "run1", "2026-11-03T00:00:00+00:00", 2)
+    load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T00:00:00+00:00"), 2)
     put_csv(stage_bucket, ["Id", "Note"], [["9", "z"]])
-    with pytest.raises(LoadError, match="extracted 5, loaded 1; bronze left unchanged"):
-        snowflake_wh.load_bronze(load, "run2", "2026-11-04T00:00:00+00:00", 5)
+    with pytest.raises(DataError, match="extracted 5, loaded 1; bronze left unchanged"):
+        load_bronze(snowflake_wh, load, RunStamp("run2", "2026-11-04T00:00:00+00:00"), 5)
     assert bronze_rows(snowflake_wh, load) == [("1", "a", 1), ("2", "b", 2)]
     assert snowflake_wh.table_columns(load.table.with_name(load.table.name + COPY_SUFFIX)) is None
 
@@ -280,10 +292,10 @@ def test_bad_file_fails_and_keeps_bronze(
 ) -> None:
     load = spec(snowflake_database, ["ID", "NOTE"])
     put_csv(stage_bucket, ["Id", "Note"], [["1", "a"]])
-    snowflake_wh.load_bronze(load, "run1", "2026-11-03T00:00:00+00:00", 1)
+    load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T00:00:00+00:00"), 1)
     stage_bucket.put_object(Bucket=STAGE_BUCKET, Key=KEY, Body=body)
-    with pytest.raises(LoadError, match="bronze left unchanged"):
-        snowflake_wh.load_bronze(load, "run2", "2026-11-04T00:00:00+00:00", 2)
+    with pytest.raises(RunError, match="bronze left unchanged"):
+        load_bronze(snowflake_wh, load, RunStamp("run2", "2026-11-04T00:00:00+00:00"), 2)
     assert bronze_rows(snowflake_wh, load) == [("1", "a", 1)]
 
 
@@ -292,10 +304,10 @@ def test_new_source_columns_are_added(
 ) -> None:
     put_csv(stage_bucket, ["Id", "Note"], [["1", "a"]])
     first = spec(snowflake_database, ["ID", "NOTE"])
-    snowflake_wh.load_bronze(first, "r1", "2026-11-03T00:00:00+00:00", 1)
+    load_bronze(snowflake_wh, first, RunStamp("r1", "2026-11-03T00:00:00+00:00"), 1)
     put_csv(stage_bucket, ["Id", "Extra"], [["2", "x"]])
     second = spec(snowflake_database, ["ID", "EXTRA"])
-    snowflake_wh.load_bronze(second, "r2", "2026-11-04T00:00:00+00:00", 1)
+    load_bronze(snowflake_wh, second, RunStamp("r2", "2026-11-04T00:00:00+00:00"), 1)
     cols = snowflake_wh.table_columns(first.table)
     assert cols is not None
     assert [c for c in cols if c not in METADATA_NAMES] == ["ID", "NOTE", "EXTRA"]
@@ -308,15 +320,15 @@ def test_empty_file_loads_zero_rows_only_when_zero_expected(
 ) -> None:
     load = spec(snowflake_database, ["ID", "NOTE"])
     put_csv(stage_bucket, ["Id", "Note"], [["1", "a"]])
-    snowflake_wh.load_bronze(load, "r0", "2026-11-02T00:00:00+00:00", 1)
+    load_bronze(snowflake_wh, load, RunStamp("r0", "2026-11-02T00:00:00+00:00"), 1)
     put_csv(stage_bucket, ["Id", "Note"], [])
-    assert snowflake_wh.load_bronze(load, "r", "2026-11-03T00:00:00+00:00", 0) == 0
-    assert snowflake_wh.count(load.table) == 0
+    assert load_bronze(snowflake_wh, load, RunStamp("r", "2026-11-03T00:00:00+00:00"), 0) == 0
+    assert count_rows(snowflake_wh, load.table) == 0
     put_csv(stage_bucket, ["Id", "Note"], [["1", "a"]])
-    snowflake_wh.load_bronze(load, "r1", "2026-11-03T00:00:00+00:00", 1)
+    load_bronze(snowflake_wh, load, RunStamp("r1", "2026-11-03T00:00:00+00:00"), 1)
     put_csv(stage_bucket, ["Id", "Note"], [])
-    with pytest.raises(LoadError, match="extracted 3, loaded 0; bronze left unchanged"):
-        snowflake_wh.load_bronze(load, "r2", "2026-11-04T00:00:00+00:00", 3)
+    with pytest.raises(DataError, match="extracted 3, loaded 0; bronze left unchanged"):
+        load_bronze(snowflake_wh, load, RunStamp("r2", "2026-11-04T00:00:00+00:00"), 3)
     assert bronze_rows(snowflake_wh, load) == [("1", "a", 1)]
 
 
@@ -325,12 +337,12 @@ def test_missing_staged_file_fails_and_keeps_bronze(
 ) -> None:
     load = spec(snowflake_database, ["ID", "NOTE"])
     put_csv(stage_bucket, ["Id", "Note"], [["1", "a"]])
-    snowflake_wh.load_bronze(load, "run1", "2026-11-03T00:00:00+00:00", 1)
+    load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T00:00:00+00:00"), 1)
     gone = spec(snowflake_database, ["ID", "NOTE"], key=KEY.replace("2026-11-02", "2026-11-03"))
     # fakesnow reads a FILES entry directly and answers 404; Snowflake may instead answer
     # "Copy executed with 0 files processed." (next test): both must leave bronze alone.
-    with pytest.raises(LoadError, match="bronze left unchanged"):
-        snowflake_wh.load_bronze(gone, "run2", "2026-11-04T00:00:00+00:00", 3)
+    with pytest.raises(RunError, match="bronze left unchanged"):
+        load_bronze(snowflake_wh, gone, RunStamp("run2", "2026-11-04T00:00:00+00:00"), 3)
     assert bronze_rows(snowflake_wh, load) == [("1", "a", 1)]
 
 
@@ -339,22 +351,22 @@ def test_zero_files_processed_answer_is_a_mismatch_when_rows_were_expected(
 ) -> None:
     load = spec(snowflake_database, ["ID", "NOTE"])
     put_csv(stage_bucket, ["Id", "Note"], [["1", "a"]])
-    snowflake_wh.load_bronze(load, "run1", "2026-11-03T00:00:00+00:00", 1)
+    load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T00:00:00+00:00"), 1)
     stage_bucket.delete_object(Bucket=STAGE_BUCKET, Key=KEY)
     stage = split_location(load.file_uri)[0]
     helper = load.table.with_name(load.table.name + COPY_SUFFIX)
-    snowflake_wh.execute(f'CREATE OR REPLACE TABLE {helper.sql} ("ID" VARCHAR, "NOTE" VARCHAR)')
+    execute(snowflake_wh, f'CREATE OR REPLACE TABLE {helper.sql} ("ID" VARCHAR, "NOTE" VARCHAR)')
     mismatch = r"extracted 1, loaded 0 \(COPY found no staged file\)"
-    with pytest.raises(LoadError, match=mismatch), snowflake_wh.transaction():
-        snowflake_wh.execute(f"TRUNCATE TABLE {load.table.sql}")
+    with pytest.raises(DataError, match=mismatch), snowflake_wh.transaction():
+        execute(snowflake_wh, f"TRUNCATE TABLE {load.table.sql}")
         # The whole (now empty) stage: what Snowflake answers for a location with no file.
-        names, rows = snowflake_wh.query(
+        answer = snowflake_wh.query(
             f'COPY INTO {helper.sql} ("ID", "NOTE") FROM {stage} '
             "FILE_FORMAT = (TYPE = 'CSV') FORCE = TRUE ON_ERROR = ABORT_STATEMENT"
         )
-        outcome = copy_outcome(names, rows)
+        outcome = copy_outcome(answer.columns, answer.rows)
         assert (outcome.files, outcome.rows_loaded) == (0, 0)
-        check_counts(load.table, 1, outcome.rows_loaded, files=outcome.files)
+        check_count(1, outcome.count, bronze_mismatch(load.table))
     assert bronze_rows(snowflake_wh, load) == [("1", "a", 1)]
 
 
@@ -363,13 +375,13 @@ def test_transaction_rolls_back_and_errors_are_load_errors(
 ) -> None:
     table = TableRef(snowflake_database, SCHEMA, "T")
     assert snowflake_wh.table_columns(table) is None
-    snowflake_wh.execute(f'CREATE TABLE {table.sql} ("A" VARCHAR)')
-    with pytest.raises(LoadError) as info, snowflake_wh.transaction():
-        snowflake_wh.execute(f"INSERT INTO {table.sql} VALUES ('x')")
-        snowflake_wh.execute(f'SELECT "NOPE" FROM {table.sql}')
+    execute(snowflake_wh, f'CREATE TABLE {table.sql} ("A" VARCHAR)')
+    with pytest.raises(WarehouseError) as info, snowflake_wh.transaction():
+        execute(snowflake_wh, f"INSERT INTO {table.sql} VALUES ('x')")
+        execute(snowflake_wh, f'SELECT "NOPE" FROM {table.sql}')
     assert "\n" not in info.value.message and info.value.transient is False
-    assert snowflake_wh.count(table) == 0
-    assert snowflake_wh.path_of(snowflake_database) == f"snowflake://fakesnow/{snowflake_database}"
+    assert count_rows(snowflake_wh, table) == 0
+    assert snowflake_wh.location(snowflake_database) == f"snowflake://fakesnow/{snowflake_database}"
 
 
 def test_silver_full_refresh_runs_on_the_snowflake_path(
@@ -383,7 +395,7 @@ def test_silver_full_refresh_runs_on_the_snowflake_path(
         [["1", "10.5", "2026-11-02 10:00:00", "a"], ["2", "oops", "", "b"]],
     )
     load = spec(snowflake_database, ["ID", "AMOUNT", "CREATED_AT", "NOTE"])
-    snowflake_wh.load_bronze(load, "run1", "2026-11-03T00:00:00+00:00", 2)
+    load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T00:00:00+00:00"), 2)
     bronze_cols = [
         c for c in snowflake_wh.table_columns(load.table) or [] if c not in METADATA_NAMES
     ]
@@ -391,23 +403,20 @@ def test_silver_full_refresh_runs_on_the_snowflake_path(
         columns={"ID": "NUMBER(38,0)", "AMOUNT": "FLOAT", "CREATED_AT": "TIMESTAMP_NTZ"}
     )
     silver = TableRef(snowflake_database, "SILVER", "THINGS")
-    statements = sqlgen.full_refresh(load.table, silver, silver_cfg, WINDOW[0], bronze_cols)
-    begin = statements.index("BEGIN")
+    job = SilverJob(load.table, silver, silver_cfg, WINDOW[0])
+    script = STRATEGIES["full_refresh"].script(job, SilverColumns.of(bronze_cols, silver_cfg))
     for _ in range(2):  # a rerun replaces the window's partition instead of adding to it
-        for stmt in statements[:begin]:
-            snowflake_wh.execute(stmt)
-        with snowflake_wh.transaction():
-            inserted = 0
-            for stmt in statements[begin + 1 : -1]:
-                rows = snowflake_wh.execute(stmt)
-                if stmt.startswith("INSERT"):
-                    inserted = int(rows[0][0])
+        result = run_script(
+            snowflake_wh, script, expected=2, mismatch=STRATEGIES["full_refresh"].mismatch(job)
+        )
+        inserted = result.rows
         assert inserted == 2
     # "CREATED_AT" IS NULL, not the value: fakesnow's server answers a NULL timestamp as
     # 1970-01-01 (its Arrow timestamp struct has no null mask).
-    assert snowflake_wh.execute(
+    assert execute(
+        snowflake_wh,
         f'SELECT "ID", "AMOUNT", "CREATED_AT", "CREATED_AT" IS NULL, "NOTE", "_XO_RUN_ID" '
-        f'FROM {silver.sql} ORDER BY "ID"'
+        f'FROM {silver.sql} ORDER BY "ID"',
     ) == [
         (1, 10.5, dt.datetime(2026, 11, 2, 10, 0), False, "a", "run1"),
         (2, None, dt.datetime(1970, 1, 1), True, "b", "run1"),
@@ -423,11 +432,11 @@ def test_production_statements_fail_on_the_emulator_and_roll_back(
     """fakesnow cannot run the transformation COPY; the failure still leaves bronze intact."""
     load = spec(snowflake_database, ["ID", "NOTE"])
     put_csv(stage_bucket, ["Id", "Note"], [["1", "a"]])
-    snowflake_wh.load_bronze(load, "run1", "2026-11-03T00:00:00+00:00", 1)
+    load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T00:00:00+00:00"), 1)
     production = SnowflakeWarehouse(fakesnow_kwargs, snowflake_database)
     try:
-        with pytest.raises(LoadError, match="bronze left unchanged"):
-            production.load_bronze(load, "run2", "2026-11-04T00:00:00+00:00", 1)
+        with pytest.raises(RunError, match="bronze left unchanged"):
+            load_bronze(production, load, RunStamp("run2", "2026-11-04T00:00:00+00:00"), 1)
     finally:
         production.close()
     assert bronze_rows(snowflake_wh, load) == [("1", "a", 1)]
@@ -460,7 +469,7 @@ def test_transform_stage_silver_runs_on_the_snowflake_path(
     rows = [["1", "10.5", "a"], ["2", "oops", "b"]] + ([["1", "11", "c"]] if keyed else [])
     put_csv(stage_bucket, ["Id", "Amount", "Note"], rows)
     load = spec(snowflake_database, ["ID", "AMOUNT", "NOTE"])
-    snowflake_wh.load_bronze(load, "run1", "2026-11-03T00:00:00+00:00", len(rows))
+    load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T00:00:00+00:00"), len(rows))
     silver = SilverConfig(
         primary_key=["ID"] if keyed else [], columns={"ID": "NUMBER(38,0)", "AMOUNT": "FLOAT"}
     )
@@ -482,9 +491,9 @@ def test_transform_stage_silver_runs_on_the_snowflake_path(
     rt: Any = types.SimpleNamespace(
         warehouse=snowflake_wh, plan=types.SimpleNamespace(window=window)
     )
-    assert transform.silver(rt, sp, structlog.get_logger()) == {"rows": 2}
-    got = snowflake_wh.execute(
-        f'SELECT "ID", "AMOUNT", "NOTE" FROM {sp.silver_table.sql} ORDER BY "ID"'
+    assert transform.run(rt, sp, structlog.get_logger()) == StageResult(2)
+    got = execute(
+        snowflake_wh, f'SELECT "ID", "AMOUNT", "NOTE" FROM {sp.silver_table.sql} ORDER BY "ID"'
     )
     assert got == ([(1, 11.0, "c"), (2, None, "b")] if keyed else [(1, 10.5, "a"), (2, None, "b")])
 
@@ -497,8 +506,8 @@ def test_migrations_and_run_ledger_work_on_this_warehouse(
     from xoelt import ledger
 
     monkeypatch.setenv("XOELT_SQL", str(REPO / "sql"))
-    assert "V001" in ledger.apply_migrations(snowflake_wh, snowflake_database)
-    assert ledger.apply_migrations(snowflake_wh, snowflake_database) == []
+    assert "V001" in ledger.apply_migrations(snowflake_wh, snowflake_database, REPO / "sql")
+    assert ledger.apply_migrations(snowflake_wh, snowflake_database, REPO / "sql") == []
     key = ("test/p", "things", "load", WINDOW[0])
     assert not ledger.last_success(snowflake_wh, snowflake_database, *key)
     ledger.record(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from xoelt.config.env import SecretRef
-from xoelt.config.loader import PipelineInvalid, load_pipeline, resolve
+from xoelt.config.types import SecretRef
 from xoelt.errors import ConfigError, InputError
+from xoelt.pipelines import PipelineInvalid, load_pipeline, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 

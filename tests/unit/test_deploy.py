@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xoelt.config.loader import discover, load_pipeline
 from xoelt.deploy import (
     BEGIN_MARKER,
     END_MARKER,
@@ -23,6 +22,7 @@ from xoelt.deploy import (
     write_values_file,
 )
 from xoelt.errors import ConfigError
+from xoelt.pipelines import discover, load_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = REPO / "helm" / "xoelt" / "values.yaml"

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from xoelt.errors import InputError
-from xoelt.storage.base import LockHeld
+from xoelt.errors import InputError, LockHeld
 from xoelt.storage.local import LocalObjectStore
 
 

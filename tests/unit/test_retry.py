@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from xoelt.errors import LoadError
+from xoelt.errors import WarehouseError
 from xoelt.retry import retry_transient
 
 
-def flaky(failures: list[LoadError]):  # type: ignore[no-untyped-def]
+def flaky(failures: list[WarehouseError]):  # type: ignore[no-untyped-def]
     calls = []
 
     def operation() -> str:
@@ -21,20 +21,22 @@ def flaky(failures: list[LoadError]):  # type: ignore[no-untyped-def]
 
 
 def test_transient_errors_are_retried() -> None:
-    op, calls = flaky([LoadError("network", transient=True), LoadError("503", transient=True)])
+    op, calls = flaky(
+        [WarehouseError("network", transient=True), WarehouseError("503", transient=True)]
+    )
     assert retry_transient(op, what="load", sleep=lambda _s: None) == "ok"
     assert len(calls) == 3
 
 
 def test_terminal_errors_are_not() -> None:
-    op, calls = flaky([LoadError("row count mismatch")])
-    with pytest.raises(LoadError, match="mismatch"):
+    op, calls = flaky([WarehouseError("row count mismatch")])
+    with pytest.raises(WarehouseError, match="mismatch"):
         retry_transient(op, what="load", sleep=lambda _s: None)
     assert len(calls) == 1
 
 
 def test_attempts_are_bounded() -> None:
-    op, calls = flaky([LoadError("down", transient=True)] * 5)
-    with pytest.raises(LoadError, match="down"):
+    op, calls = flaky([WarehouseError("down", transient=True)] * 5)
+    with pytest.raises(WarehouseError, match="down"):
         retry_transient(op, what="load", attempts=3, sleep=lambda _s: None)
     assert len(calls) == 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xoelt.errors import StageError
+from xoelt.errors import DataError
 from xoelt.stages.stage import read_header, standardise
 from xoelt.storage.base import PEEK_BYTES
 
@@ -35,10 +35,10 @@ def test_header_with_quoted_newline_and_bom() -> None:
 
 def test_header_longer_than_peek_is_an_error() -> None:
     head = ",".join(f"column_{i:05d}" for i in range(2000)).encode()[:PEEK_BYTES]
-    with pytest.raises(StageError, match="longer than 8192 bytes"):
+    with pytest.raises(DataError, match="longer than 8192 bytes"):
         read_header(head, "big.csv")
 
 
 def test_empty_file_is_an_error() -> None:
-    with pytest.raises(StageError, match="empty"):
+    with pytest.raises(DataError, match="empty"):
         read_header(b"", "empty.csv")

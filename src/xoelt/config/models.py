@@ -1,14 +1,16 @@
 """Pydantic models of the pipeline YAML (the original DAG factory's format, plus optional keys).
 
-Every model forbids unknown keys so a typo is an error that names the key. Identifiers that
-end up in SQL are validated against ``^[A-Za-z_][A-Za-z0-9_$]*$`` and upper-cased (Snowflake
-folds unquoted names to upper case; we always quote, so we fold first).
+Every model forbids unknown keys so a typo is an error that names the key. The names other
+layers define (source types, load strategies) are not imported here: the loader hands them
+to validation as a :class:`Vocabulary` in the validation context, so these models sit below
+every adapter and strategy.
 """
 
 from __future__ import annotations
 
-import codecs
 import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,101 +19,36 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
-    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from xoelt.config.env import interpolate
+from xoelt.config.types import Bucket, Identifier, Name, SourceName, StrictModel
 
-
-def _is_secret(model: type[BaseModel], key: str) -> bool:
-    for name, field in model.model_fields.items():
-        if key in (name, field.alias):
-            return "SecretRef" in repr(field.annotation)
-    return False
-
-
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
-BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 SILVER_TYPE = re.compile(
     r"^(VARCHAR|STRING|TEXT|BOOLEAN|DATE|FLOAT|DOUBLE|INTEGER|BIGINT|NUMBER(\(\d{1,2}(,\s*\d{1,2})?\))?"
     r"|TIMESTAMP_TZ|TIMESTAMP_NTZ|TIMESTAMP_LTZ|VARIANT)$"
 )
 
-LoadStrategy = Literal["full_refresh", "incremental", "historical"]
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """The names defined above the config layer, given to validation by the loader.
 
-def _identifier(value: str) -> str:
-    if not IDENTIFIER.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid identifier (letters, digits, _ and $; not starting with a digit)"
-        )
-    return value.upper()
-
-
-def _name(value: str) -> str:
-    if not NAME.match(value):
-        raise ValueError(f"{value!r} is not a valid name (letters, digits, _ and -)")
-    return value
-
-
-def _bucket(value: str) -> str:
-    if not BUCKET.match(value) or ".." in value:
-        raise ValueError(f"{value!r} is not a valid bucket name (3-63 of a-z, 0-9, '.', '-')")
-    return value
-
-
-def _base_url(value: str) -> str:
-    if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
-        raise ValueError(f"{value!r} is not an http(s) URL (http:// only for a local server)")
-    return value.rstrip("/")
-
-
-def _encoding(value: str) -> str:
-    try:
-        codecs.lookup(value)
-    except LookupError:
-        raise ValueError(f"unknown encoding {value!r}") from None
-    return value
-
-
-Identifier = Annotated[str, AfterValidator(_identifier)]
-BaseUrl = Annotated[str, AfterValidator(_base_url)]
-"""An API root such as ``https://api.sproutsocial.com`` (no trailing slash)."""
-Encoding = Annotated[str, AfterValidator(_encoding)]
-"""A text encoding Python knows (``utf-8-sig``, ``latin-1``…)."""
-Name = Annotated[str, AfterValidator(_name)]
-Bucket = Annotated[str, AfterValidator(_bucket)]
-
-
-class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors; ``${VAR}`` resolved from the env.
-
-    Interpolation happens only when validation is given ``context={"env": ...}`` (the loader
-    does this) and never for :data:`~xoelt.config.env.Secret` fields, which stay references.
+    ``load_strategies`` maps each strategy name to whether it needs ``silver.primary_key``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    source_types: Collection[str]
+    load_strategies: Mapping[str, bool]
 
-    @model_validator(mode="before")
-    @classmethod
-    def _interpolate_env(cls, data: Any, info: ValidationInfo) -> Any:
-        env = (info.context or {}).get("env")
-        if env is None or not isinstance(data, dict):
-            return data
-        out = dict(data)
-        for key, value in data.items():
-            if isinstance(value, str) and "${" in value and not _is_secret(cls, key):
-                try:
-                    out[key] = interpolate(value, env)
-                except ValueError as exc:
-                    raise ValueError(f"{key}: {exc}") from None
-        return out
+
+def _vocabulary(info: ValidationInfo) -> Vocabulary:
+    vocabulary = (info.context or {}).get("vocabulary")
+    if not isinstance(vocabulary, Vocabulary):
+        raise ValueError("cannot be checked: validate pipelines with xoelt.config.loader")
+    return vocabulary
 
 
 class Duration(StrictModel):
@@ -220,7 +157,7 @@ class SilverConfig(StrictModel):
 
 class SourceConfig(StrictModel):
     source_type: str
-    load_strategy: LoadStrategy
+    load_strategy: str
     extractor: dict[str, Any] = {}
     snowflake: SourceSnowflake
     silver: SilverConfig = SilverConfig()
@@ -228,17 +165,23 @@ class SourceConfig(StrictModel):
 
     @field_validator("source_type")
     @classmethod
-    def _registered(cls, value: str) -> str:
-        from xoelt.sources import source_types
-
-        known = source_types()
+    def _registered(cls, value: str, info: ValidationInfo) -> str:
+        known = _vocabulary(info).source_types
         if value not in known:
             raise ValueError(f"unknown source_type {value!r}; valid: {', '.join(sorted(known))}")
         return value
 
+    @field_validator("load_strategy")
+    @classmethod
+    def _strategy(cls, value: str, info: ValidationInfo) -> str:
+        known = _vocabulary(info).load_strategies
+        if value not in known:
+            raise ValueError(f"{value!r} is not one of {', '.join(known)}")
+        return value
+
     @model_validator(mode="after")
-    def _strategy_needs(self) -> SourceConfig:
-        if self.load_strategy in ("incremental", "historical") and not self.silver.primary_key:
+    def _strategy_needs(self, info: ValidationInfo) -> SourceConfig:
+        if _vocabulary(info).load_strategies[self.load_strategy] and not self.silver.primary_key:
             raise ValueError(f"load_strategy {self.load_strategy} needs silver.primary_key")
         return self
 
@@ -249,26 +192,44 @@ class TransformConfig(StrictModel):
     gold_models: list[Name] | None = None
 
 
-SourceName = Annotated[str, AfterValidator(lambda v: _identifier(v) and v)]
+class PipelineConfig(StrictModel):
+    """One pipeline file, as written."""
 
-
-class Pipeline(StrictModel):
     dag: DagConfig
     globals: Globals
     sources: dict[SourceName, SourceConfig] = Field(min_length=1)
     transform: TransformConfig = TransformConfig()
 
-    _path: Path | None = PrivateAttr(None)
-    _extractors: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A loaded pipeline: its validated file, where it came from, and each source's
+    ``extractor`` block validated by that source type's own model."""
+
+    config: PipelineConfig
+    path: Path | None = None
+    extractors: Mapping[str, BaseModel] = field(default_factory=dict)
+
+    @property
+    def dag(self) -> DagConfig:
+        return self.config.dag
+
+    @property
+    def globals(self) -> Globals:
+        return self.config.globals
+
+    @property
+    def sources(self) -> dict[str, SourceConfig]:
+        return self.config.sources
+
+    @property
+    def transform(self) -> TransformConfig:
+        return self.config.transform
 
     @property
     def name(self) -> str:
         return f"{self.dag.domain}/{self.dag.pipeline_name}"
 
-    @property
-    def path(self) -> Path | None:
-        return self._path
-
     def extractor_config(self, source: str) -> BaseModel:
         """The source's ``extractor`` block, validated by its source type's own model."""
-        return self._extractors[source]
+        return self.extractors[source]

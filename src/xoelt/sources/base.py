@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from xoelt.config.models import StrictModel
-from xoelt.errors import ExtractError
+from xoelt.config.types import StrictModel
+from xoelt.errors import SourceError
 
 if TYPE_CHECKING:
     from xoelt.storage.base import ObjectStore
@@ -51,12 +51,12 @@ class CsvSink:
         """Write the header; must be called once, before any row."""
         if self.fieldnames is not None:
             if list(fieldnames) != self.fieldnames:
-                raise ExtractError(
+                raise SourceError(
                     f"columns changed mid-extract: {self.fieldnames} then {list(fieldnames)}"
                 )
             return
         if len(set(fieldnames)) != len(fieldnames):
-            raise ExtractError(f"duplicate column names in source header: {list(fieldnames)}")
+            raise SourceError(f"duplicate column names in source header: {list(fieldnames)}")
         self.fieldnames = list(fieldnames)
         # A large buffer: a row is a few hundred bytes, and 8 KB flushes cost a syscall each.
         self._file = self.path.open("w", newline="", encoding="utf-8", buffering=1 << 20)
@@ -67,11 +67,11 @@ class CsvSink:
     def write(self, row: Mapping[str, Any]) -> None:
         """One row by column name; a key not in the header is an error (no silent loss)."""
         if self._writer is None:
-            raise ExtractError("CsvSink.open(fieldnames) must be called before writing rows")
+            raise SourceError("CsvSink.open(fieldnames) must be called before writing rows")
         try:
             self._writer.writerow(row)
         except ValueError as exc:
-            raise ExtractError(f"row {self.rows + 1} does not fit the header: {exc}") from None
+            raise SourceError(f"row {self.rows + 1} does not fit the header: {exc}") from None
         self.rows += 1
 
     def write_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -81,9 +81,9 @@ class CsvSink:
     def write_values(self, values: Sequence[Any]) -> None:
         """One row already in header order (faster path for sources that read CSV)."""
         if self._plain is None or self.fieldnames is None:
-            raise ExtractError("CsvSink.open(fieldnames) must be called before writing rows")
+            raise SourceError("CsvSink.open(fieldnames) must be called before writing rows")
         if len(values) != len(self.fieldnames):
-            raise ExtractError(
+            raise SourceError(
                 f"row {self.rows + 1} has {len(values)} fields, the header has {len(self.fieldnames)}"
             )
         self._plain.writerow(values)
@@ -92,11 +92,11 @@ class CsvSink:
     def write_many_values(self, rows: Sequence[Sequence[Any]]) -> None:
         """Rows already in header order, written in one call (a page of API results)."""
         if self._plain is None or self.fieldnames is None:
-            raise ExtractError("CsvSink.open(fieldnames) must be called before writing rows")
+            raise SourceError("CsvSink.open(fieldnames) must be called before writing rows")
         width = len(self.fieldnames)
         for i, values in enumerate(rows):
             if len(values) != width:
-                raise ExtractError(
+                raise SourceError(
                     f"row {self.rows + i + 1} has {len(values)} fields, the header has {width}"
                 )
         self._plain.writerows(rows)
@@ -132,7 +132,7 @@ def copy_csv_rows(
         if not row:
             continue
         if len(row) != width:
-            raise ExtractError(
+            raise SourceError(
                 f"{where} line {reader.line_num}: {len(row)} fields, the header has {width}"
             )
         sink.write_values(row if same else [row[i] if i >= 0 else "" for i in order] + tail)
@@ -150,7 +150,7 @@ class Source(ABC):
 
     @abstractmethod
     def extract(self, sink: CsvSink) -> None:
-        """Stream the window's rows into ``sink``; raise ExtractError on failure."""
+        """Stream the window's rows into ``sink``; raise SourceError on failure."""
 
     @classmethod
     def describe(cls, config: Any, window: TimeWindow) -> dict[str, Any]:

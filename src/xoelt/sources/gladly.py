@@ -36,9 +36,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
 
-from xoelt.config.env import Secret, SecretRef
-from xoelt.config.models import StrictModel
-from xoelt.errors import ExtractError
+from xoelt.config.types import Secret, SecretRef, StrictModel
+from xoelt.errors import SourceError
 from xoelt.sources import register
 from xoelt.sources.base import CsvSink, Source, copy_csv_rows
 from xoelt.sources.http import HttpClient, RetryConfig, redact, shared_limiter
@@ -203,7 +202,7 @@ class ExportJob:
 def parse_jobs(payload: Any, where: str) -> list[ExportJob]:
     """The completed CONVERSATIONS jobs in a ``GET /export/jobs`` answer; malformed = error."""
     if not isinstance(payload, list):
-        raise ExtractError(
+        raise SourceError(
             f"{where}: expected a JSON array of export jobs, got {type(payload).__name__}"
         )
     jobs = []
@@ -227,7 +226,7 @@ def parse_jobs(payload: Any, where: str) -> list[ExportJob]:
                 )
             )
         except (AttributeError, KeyError, TypeError, ValueError):
-            raise ExtractError(f"{where}: malformed export job: {json.dumps(item)[:200]}") from None
+            raise SourceError(f"{where}: malformed export job: {json.dumps(item)[:200]}") from None
     return jobs
 
 
@@ -283,21 +282,19 @@ def copy_csv(response: httpx.Response, path: Path, where: str, sink: CsvSink) ->
     ctype = response.headers.get("content-type", "")
     if "json" in ctype or "html" in ctype:
         snippet = path.read_bytes()[:120].decode("utf-8", "replace").replace("\n", " ")
-        raise ExtractError(f"{where}: expected CSV, got {ctype}: {snippet!r}")
+        raise SourceError(f"{where}: expected CSV, got {ctype}: {snippet!r}")
     if path.stat().st_size == 0:
-        raise ExtractError(
-            f"{where}: HTTP {response.status_code} with an empty body (expected CSV)"
-        )
+        raise SourceError(f"{where}: HTTP {response.status_code} with an empty body (expected CSV)")
     try:
         with path.open(encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if not header or not any(h.strip() for h in header):
-                raise ExtractError(f"{where}: the CSV has no header row")
+                raise SourceError(f"{where}: the CSV has no header row")
             sink.open(header)
             copy_csv_rows(reader, header, sink, where)
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise ExtractError(f"{where}: unreadable CSV: {exc}") from None
+        raise SourceError(f"{where}: unreadable CSV: {exc}") from None
 
 
 @register
@@ -364,11 +361,11 @@ class GladlySource(Source):
                     self._work_sessions(client, sink)
                 else:
                     self._export(client, sink)
-        except ExtractError as exc:
+        except SourceError as exc:
             clean = redact(exc.detail, token, user if len(user) > 3 else "")
             if clean == exc.detail:
                 raise
-            raise ExtractError(clean) from None
+            raise SourceError(clean) from None
         self.ctx.log.info("gladly extracted", kind=self.config.kind, rows=sink.rows)
 
     def _report(self, client: HttpClient, sink: CsvSink) -> None:
@@ -415,7 +412,7 @@ class GladlySource(Source):
         jobs = parse_jobs(payload, where)
         chosen = choose_jobs(jobs, start, end)
         if isinstance(chosen, datetime):
-            raise ExtractError(
+            raise SourceError(
                 f"no COMPLETED conversation export job covers {window.label} from {_utc(chosen)} "
                 f"({len(jobs)} completed job(s) updated since {_utc(since)}; jobs are kept 14 "
                 "days and a daily job completes overnight UTC after its period)"
@@ -424,7 +421,7 @@ class GladlySource(Source):
         parts: list[tuple[ExportJob, datetime, datetime, Path]] = []
         for i, (job, seg_start, seg_end) in enumerate(chosen):
             if name not in job.files:
-                raise ExtractError(
+                raise SourceError(
                     f"export job {job.id} has no file {name} (files: {', '.join(job.files)})"
                 )
             path = self.ctx.workdir / f"export-{i}.jsonl"
@@ -466,7 +463,7 @@ class GladlySource(Source):
                     stamp = row.get(field) if field else None
                     inside = not stamp or seg_start <= _instant(stamp) < seg_end
                 except ValueError as exc:
-                    raise ExtractError(f"{label} line {number}: {exc}") from None
+                    raise SourceError(f"{label} line {number}: {exc}") from None
                 if inside:
                     entry["rows"] += 1
                     yield job.id, row
@@ -484,12 +481,12 @@ def _ndjson(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any]]]:
                 try:
                     obj = json.loads(line)
                 except ValueError as exc:
-                    raise ExtractError(f"{label} line {number}: not valid JSON ({exc})") from None
+                    raise SourceError(f"{label} line {number}: not valid JSON ({exc})") from None
                 if not isinstance(obj, dict):
-                    raise ExtractError(f"{label} line {number}: expected a JSON object")
+                    raise SourceError(f"{label} line {number}: expected a JSON object")
                 yield number, obj
     except UnicodeDecodeError:
-        raise ExtractError(f"{label} line {number + 1}: not UTF-8") from None
+        raise SourceError(f"{label} line {number + 1}: not UTF-8") from None
 
 
 def _whole_days(window: TimeWindow) -> bool:

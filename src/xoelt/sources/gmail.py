@@ -42,8 +42,8 @@ from urllib.parse import quote
 
 from pydantic import Field, field_validator
 
-from xoelt.config.models import BaseUrl, Encoding
-from xoelt.errors import ExtractError
+from xoelt.config.types import BaseUrl, Encoding
+from xoelt.errors import SourceError
 from xoelt.sources import register
 from xoelt.sources._google import (
     GoogleApiClient,
@@ -217,13 +217,13 @@ class GmailAttachmentsSource(Source):
                 params={**params, "pageToken": token} if token else params,
             )
             if not isinstance(page, dict) or not isinstance(page.get("messages", []), list):
-                raise ExtractError(
+                raise SourceError(
                     f"GET {self._base}/messages: unexpected answer (no messages list)"
                 )
             for item in page.get("messages", []):
                 message_id = item.get("id") if isinstance(item, dict) else None
                 if not isinstance(message_id, str) or not message_id:
-                    raise ExtractError(f"GET {self._base}/messages: a listed message has no id")
+                    raise SourceError(f"GET {self._base}/messages: a listed message has no id")
                 if message_id not in seen:
                     seen.add(message_id)
                     self._message(api, message_id)
@@ -231,7 +231,7 @@ class GmailAttachmentsSource(Source):
             if not token:
                 return len(seen)
             if token in tokens:
-                raise ExtractError(
+                raise SourceError(
                     f"GET {self._base}/messages: nextPageToken repeated; stopping a loop"
                 )
             tokens.add(token)
@@ -242,7 +242,7 @@ class GmailAttachmentsSource(Source):
         try:
             internal_ms = int(message["internalDate"])
         except (TypeError, KeyError, ValueError):
-            raise ExtractError(f"GET {url}: message has no valid internalDate") from None
+            raise SourceError(f"GET {url}: message has no valid internalDate") from None
         window = self.ctx.window
         if not window.start.timestamp() * 1000 <= internal_ms < window.end.timestamp() * 1000:
             self._outside += 1
@@ -275,14 +275,14 @@ class GmailAttachmentsSource(Source):
             where = f"GET {url}/attachments/{{attachmentId}}"
             body = api.json("GET", f"{url}/attachments/{quote(str(attachment_id), safe='')}")
             if not isinstance(body, dict) or not isinstance(body.get("data"), str):
-                raise ExtractError(f"{where}: attachment {name!r} has no data")
+                raise SourceError(f"{where}: attachment {name!r} has no data")
         try:
             data = decode_base64url(str(body.get("data") or ""))
         except (binascii.Error, ValueError):
-            raise ExtractError(f"{where}: attachment {name!r} is not valid base64url") from None
+            raise SourceError(f"{where}: attachment {name!r} is not valid base64url") from None
         size = body.get("size")
         if isinstance(size, int) and size != len(data):
-            raise ExtractError(
+            raise SourceError(
                 f"{where}: attachment {name!r} is {len(data)} bytes, Gmail says {size}"
             )
         return data
@@ -290,21 +290,21 @@ class GmailAttachmentsSource(Source):
     def _header(self, path: Path, message_id: str, name: str, magic: bytes) -> list[str]:
         where = f"message {message_id} attachment {name!r}"
         if magic.startswith(b"PK\x03\x04"):
-            raise ExtractError(
+            raise SourceError(
                 f"{where} is a ZIP/XLSX file; only CSV is read (narrow filename_pattern)"
             )
         try:
             with path.open(encoding=self.config.encoding, newline="") as fh:
                 header = next(csv.reader(fh, delimiter=self.config.delimiter), [])
         except (UnicodeDecodeError, csv.Error) as exc:
-            raise ExtractError(
+            raise SourceError(
                 f"{where}: not readable as {self.config.encoding} CSV ({exc})"
             ) from None
         if len(set(header)) != len(header):
-            raise ExtractError(f"{where}: duplicate column names in header")
+            raise SourceError(f"{where}: duplicate column names in header")
         clash = set(header) & set(PROVENANCE)
         if clash:
-            raise ExtractError(
+            raise SourceError(
                 f"{where}: has a column named {sorted(clash)[0]}, which xoelt adds itself"
             )
         return header
@@ -317,12 +317,12 @@ class GmailAttachmentsSource(Source):
             columns += [c for c in attachment.header if c not in columns]
         if not self._found:
             if not self.config.allow_empty:
-                raise ExtractError(
+                raise SourceError(
                     f"no attachment matching {self.config.filename_pattern!r} in messages matching "
                     f"{window_query(self.config, self.ctx.window)!r} (set allow_empty: true if that is normal)"
                 )
             if not self.config.columns:
-                raise ExtractError(
+                raise SourceError(
                     "allow_empty found no attachment and no `columns:` are configured for the header"
                 )
             columns = [c for c in self.config.columns if c not in PROVENANCE]
@@ -356,4 +356,4 @@ class GmailAttachmentsSource(Source):
                     rows, a.header, sink, where, columns=columns, extra=(a.message_id, a.filename)
                 )
         except (UnicodeDecodeError, csv.Error) as exc:
-            raise ExtractError(f"{where}: {exc}") from None
+            raise SourceError(f"{where}: {exc}") from None

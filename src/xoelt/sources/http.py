@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Self
 from pydantic import Field
 
 from xoelt import __version__
-from xoelt.config.models import StrictModel
-from xoelt.errors import ExtractError
+from xoelt.config.types import StrictModel
+from xoelt.errors import SourceError
 
 if TYPE_CHECKING:
     import httpx
@@ -51,7 +51,7 @@ class RetryConfig(StrictModel):
     timeout_seconds: float = Field(300.0, gt=0)
 
 
-class TransientHTTPError(ExtractError):
+class TransientHTTPError(SourceError):
     """A retryable answer (429, 5xx, documented "not ready") or a dropped connection."""
 
     transient = True
@@ -213,9 +213,7 @@ class HttpClient:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError:
             snippet = response.text[:120].replace("\n", " ")
-            raise ExtractError(
-                f"{_where(method, url)}: response is not JSON: {snippet!r}"
-            ) from None
+            raise SourceError(f"{_where(method, url)}: response is not JSON: {snippet!r}") from None
 
     def download(self, method: str, url: str, path: Path, **kwargs: Any) -> httpx.Response:
         """Stream the body to ``path`` (constant memory); a retry starts the file over."""
@@ -260,7 +258,7 @@ class HttpClient:
     def check_response(
         self, method: str, url: str, response: httpx.Response, *, read: bool
     ) -> None:
-        """Raise for an answer that is not a success: TransientHTTPError (retried) or ExtractError.
+        """Raise for an answer that is not a success: TransientHTTPError (retried) or SourceError.
 
         Subclasses extend it for an API's quirks (e.g. Google's 403 quota errors). ``read``
         says the body is still streaming and must be read before it is inspected.
@@ -279,10 +277,10 @@ class HttpClient:
             )
         if status in (401, 403):
             hint = f"; {self.auth_hint}" if self.auth_hint else ""
-            raise ExtractError(
+            raise SourceError(
                 f"{where}: HTTP {status} (authentication or permission failed){detail}{hint}"
             )
-        raise ExtractError(f"{where}: HTTP {status}{detail}")
+        raise SourceError(f"{where}: HTTP {status}{detail}")
 
     def _with_retries(
         self, method: str, url: str, attempt: Callable[[], httpx.Response]
@@ -322,7 +320,7 @@ class HttpClient:
         try:
             return retrying(attempt)
         except TransientHTTPError as exc:
-            raise ExtractError(
+            raise SourceError(
                 f"{exc.message} (gave up after {policy.max_attempts} attempts)"
             ) from None
 

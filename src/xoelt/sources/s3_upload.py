@@ -19,8 +19,8 @@ from typing import IO, Any
 
 from pydantic import Field, field_validator
 
-from xoelt.config.models import Bucket, Encoding, StrictModel
-from xoelt.errors import ExtractError
+from xoelt.config.types import Bucket, Encoding, StrictModel
+from xoelt.errors import SourceError
 from xoelt.sources import register
 from xoelt.sources.base import CsvSink, Source, copy_csv_rows
 from xoelt.timewindow import TimeWindow
@@ -82,7 +82,7 @@ class S3UploadSource(Source):
             if any(fnmatch.fnmatch(o.key.rsplit("/", 1)[-1], p) for p in self.config.patterns)
         ]
         if not found and not self.config.allow_empty:
-            raise ExtractError(
+            raise SourceError(
                 f"no files matching {', '.join(self.config.patterns)} under "
                 f"{self.ctx.store.uri(self.config.bucket, prefix)} (set allow_empty: true if that is normal)"
             )
@@ -103,7 +103,7 @@ class S3UploadSource(Source):
             with self._reader(key) as rows:
                 return next(rows, [])
         except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
-            raise ExtractError(f"{key}: cannot read header: {exc}") from None
+            raise SourceError(f"{key}: cannot read header: {exc}") from None
 
     def extract(self, sink: CsvSink) -> None:
         files = self._files()
@@ -111,11 +111,11 @@ class S3UploadSource(Source):
         columns: list[str] = []
         for key, header in headers.items():
             if len(set(header)) != len(header):
-                raise ExtractError(f"{key}: duplicate column names in header")
+                raise SourceError(f"{key}: duplicate column names in header")
             columns += [c for c in header if c not in columns]
         if not files:
             if not self.config.columns:
-                raise ExtractError(
+                raise SourceError(
                     "allow_empty found no files and no `columns:` are configured for the header"
                 )
             columns = list(self.config.columns)
@@ -132,7 +132,7 @@ class S3UploadSource(Source):
                     next(rows)
                     copy_csv_rows(rows, header, sink, key, columns=columns)
             except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
-                raise ExtractError(f"{key}: {exc}") from None
+                raise SourceError(f"{key}: {exc}") from None
             taken.append({"key": key, "bytes": size, "rows": sink.rows - before})
             self.ctx.log.debug("upload file read", key=key, rows=sink.rows - before)
         sink.details["files"] = taken

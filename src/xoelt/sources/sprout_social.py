@@ -30,9 +30,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field, field_validator
 
-from xoelt.config.env import Secret, SecretRef
-from xoelt.config.models import BaseUrl, StrictModel
-from xoelt.errors import ConfigError, ExtractError
+from xoelt.config.types import BaseUrl, Secret, SecretRef, StrictModel
+from xoelt.errors import ConfigError, SourceError
 from xoelt.sources import register
 from xoelt.sources.base import CsvSink, Source
 from xoelt.sources.http import RetryConfig
@@ -310,25 +309,25 @@ class SproutSocialSource(Source):
                 body["page_cursor"] = cursor
             try:
                 answer = client.json("POST", path, json=body)
-            except ExtractError as exc:
-                raise ExtractError(f"{exc.detail} (page {page})") from None
+            except SourceError as exc:
+                raise SourceError(f"{exc.detail} (page {page})") from None
             where = f"POST {path} (page {page})"
             if not isinstance(answer, dict):
-                raise ExtractError(f"{where}: expected a JSON object, got {type(answer).__name__}")
+                raise SourceError(f"{where}: expected a JSON object, got {type(answer).__name__}")
             if isinstance(answer.get("error"), str):
-                raise ExtractError(f"{where}: {answer['error'][:200]}")
+                raise SourceError(f"{where}: {answer['error'][:200]}")
             data = answer.get("data")
             if not isinstance(data, list):
-                raise ExtractError(f"{where}: response has no 'data' array")
+                raise SourceError(f"{where}: response has no 'data' array")
             yield data
             paging = answer.get("paging")
             following = paging.get("next_cursor") if isinstance(paging, dict) else None
             if not following:
                 return
             if not isinstance(following, str):
-                raise ExtractError(f"{where}: paging.next_cursor is not a string")
+                raise SourceError(f"{where}: paging.next_cursor is not a string")
             if following == cursor:
-                raise ExtractError(f"{where}: the API returned the same cursor again")
+                raise SourceError(f"{where}: the API returned the same cursor again")
             cursor = following
 
     def extract(self, sink: CsvSink) -> None:
@@ -368,9 +367,7 @@ class SproutSocialSource(Source):
                 batch = []
                 for msg in data:
                     if type(msg) is not dict:
-                        raise ExtractError(
-                            f"POST {path} (page {pages}): a message is not an object"
-                        )
+                        raise SourceError(f"POST {path} (page {pages}): a message is not an object")
                     where = placement(msg.get("created_time"))
                     if where == 1:
                         outside += 1

@@ -7,15 +7,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from xoelt.errors import ExtractError
+from xoelt.errors import SourceError
 from xoelt.plan import RunPlan, SourcePlan
 from xoelt.runtime import Runtime
 from xoelt.sources import get_source
 from xoelt.sources.base import CsvSink, ExtractContext
-from xoelt.stages import manifest
+from xoelt.stages import StageResult, manifest
 
 
-def extract(rt: Runtime, sp: SourcePlan, log: Any) -> dict[str, Any]:
+def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     """Run the source's extractor into a private temp file, then publish file + manifest."""
     plan: RunPlan = rt.plan
     cls = get_source(sp.source_type)
@@ -24,12 +24,12 @@ def extract(rt: Runtime, sp: SourcePlan, log: Any) -> dict[str, Any]:
     try:
         ctx = ExtractContext(sp.name, plan.window, rt.run_id, rt.store, rt.env, log, workdir)
         sink = CsvSink(workdir / f"{sp.name}.csv")
-        try:  # an unmapped library error becomes an ExtractError in core.execute
+        try:  # an unmapped library error becomes this stage's failure in core.execute
             cls(config, ctx).extract(sink)
         finally:
             sink.close()
         if sink.fieldnames is None:
-            raise ExtractError("the source produced no header (no columns)")
+            raise SourceError("the source produced no header (no columns)")
         rt.store.delete(sp.ingest_bucket, sp.ingest_manifest_key)
         rt.store.put_file(sp.ingest_bucket, sp.ingest_key, sink.path)
         body = {
@@ -46,6 +46,6 @@ def extract(rt: Runtime, sp: SourcePlan, log: Any) -> dict[str, Any]:
         }
         manifest.write(rt.store, sp.ingest_bucket, sp.ingest_manifest_key, body)
         log.info("extracted", rows=sink.rows, key=sp.ingest_key, columns=len(sink.fieldnames))
-        return {"rows": sink.rows, "columns": len(sink.fieldnames)}
+        return StageResult(sink.rows, len(sink.fieldnames))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

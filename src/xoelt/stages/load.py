@@ -4,35 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from xoelt.errors import LoadError
+from xoelt.errors import DataError
 from xoelt.plan import SourcePlan
 from xoelt.retry import retry_transient
 from xoelt.runtime import Runtime
-from xoelt.stages import manifest
+from xoelt.stages import StageResult, manifest
+from xoelt.warehouse.base import RunStamp, load_bronze
 
 
-def load(rt: Runtime, sp: SourcePlan, log: Any) -> dict[str, Any]:
+def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
+    """TRUNCATE + COPY (or the engine's equivalent) in one transaction, reconciled."""
     store = rt.store
     staged = manifest.read(
-        store,
-        sp.stage_bucket,
-        sp.stage_manifest_key,
-        LoadError,
-        "run `xoelt stage` for this window first",
+        store, sp.stage_bucket, sp.stage_manifest_key, "run `xoelt stage` for this window first"
     )
     if not store.exists(sp.stage_bucket, sp.stage_key):
-        raise LoadError(f"staged file {store.uri(sp.stage_bucket, sp.stage_key)} is missing")
+        raise DataError(f"staged file {store.uri(sp.stage_bucket, sp.stage_key)} is missing")
     columns = [c["name"] for c in staged["columns"]]
     location = rt.plan.target.file_location(sp.stage_bucket, sp.stage_key)
     spec = sp.bronze_load(columns, location, rt.plan.window)
+    stamp = RunStamp(rt.run_id, rt.started_at.isoformat())
     # An atomic load that failed transiently (network, a retryable Snowflake answer) rolled
     # back and can simply run again.
     loaded = retry_transient(
-        lambda: rt.warehouse.load_bronze(
-            spec, rt.run_id, rt.started_at.isoformat(), int(staged["rows"])
-        ),
+        lambda: load_bronze(rt.warehouse, spec, stamp, int(staged["rows"])),
         what=f"load {sp.bronze_table}",
         log=log,
     )
     log.info("loaded", table=str(sp.bronze_table), rows=loaded)
-    return {"rows": loaded}
+    return StageResult(loaded)

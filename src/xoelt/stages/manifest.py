@@ -14,14 +14,17 @@ from xoelt.errors import RunError
 from xoelt.storage.base import ObjectStore
 
 
+class OutputMissing(RunError):
+    """The previous stage has no completed output for this window."""
+
+
 def write(store: ObjectStore, bucket: str, key: str, body: dict[str, Any]) -> None:
     store.put_bytes(bucket, key, json.dumps(body, indent=2, sort_keys=True).encode())
 
 
-def read(
-    store: ObjectStore, bucket: str, key: str, error: type[RunError], hint: str
-) -> dict[str, Any]:
+def read(store: ObjectStore, bucket: str, key: str, hint: str) -> dict[str, Any]:
+    """The manifest at ``bucket/key``; OutputMissing (with ``hint``) if there is none."""
     if not store.exists(bucket, key):
-        raise error(f"no completed output at {store.uri(bucket, key)}; {hint}")
+        raise OutputMissing(f"no completed output at {store.uri(bucket, key)}; {hint}")
     with store.open(bucket, key) as fh:
         return json.loads(fh.read())

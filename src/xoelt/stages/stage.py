@@ -11,11 +11,11 @@ import io
 import re
 from typing import Any
 
-from xoelt.errors import StageError
+from xoelt.errors import DataError
 from xoelt.plan import SourcePlan
 from xoelt.runtime import Runtime
-from xoelt.stages import manifest
-from xoelt.storage.base import PEEK_BYTES
+from xoelt.stages import StageResult, manifest
+from xoelt.storage.base import PEEK_BYTES, ObjectMissing
 
 
 def standardise(names: list[str]) -> list[str]:
@@ -46,43 +46,40 @@ def read_header(head: bytes, where: str) -> list[str]:
     """The first CSV record of ``head`` (the first 8 KB of a file)."""
     text = head.decode("utf-8-sig", errors="strict") if head else ""
     if not text:
-        raise StageError(f"{where} is empty (no header)")
+        raise DataError(f"{where} is empty (no header)")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except (StopIteration, csv.Error) as exc:
-        raise StageError(f"cannot read the header of {where}: {exc}") from None
+        raise DataError(f"cannot read the header of {where}: {exc}") from exc
     consumed = reader.line_num
     complete = len(text.splitlines(keepends=True)) > consumed or text.endswith(("\n", "\r"))
     if len(head) >= PEEK_BYTES and not complete:
-        raise StageError(f"the header of {where} is longer than {PEEK_BYTES} bytes")
+        raise DataError(f"the header of {where} is longer than {PEEK_BYTES} bytes")
     return header
 
 
-def stage(rt: Runtime, sp: SourcePlan, log: Any) -> dict[str, Any]:
+def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
+    """Copy the ingest file to the stage bucket and record its standardised header."""
     store = rt.store
     ingest = manifest.read(
-        store,
-        sp.ingest_bucket,
-        sp.ingest_manifest_key,
-        StageError,
-        "run `xoelt extract` for this window first",
+        store, sp.ingest_bucket, sp.ingest_manifest_key, "run `xoelt extract` for this window first"
     )
     store.delete(sp.stage_bucket, sp.stage_manifest_key)
     try:
         store.copy(sp.ingest_bucket, sp.ingest_key, sp.stage_bucket, sp.stage_key)
-    except FileNotFoundError:
-        raise StageError(
+    except ObjectMissing as exc:
+        raise DataError(
             f"ingest file {store.uri(sp.ingest_bucket, sp.ingest_key)} is missing"
-        ) from None
+        ) from exc
     where = store.uri(sp.stage_bucket, sp.stage_key)
     try:
         head = store.read_range(sp.stage_bucket, sp.stage_key, 0, PEEK_BYTES)
     except UnicodeDecodeError as exc:
-        raise StageError(f"{where} is not UTF-8: {exc}") from None
+        raise DataError(f"{where} is not UTF-8: {exc}") from exc
     header = read_header(head, where)
     if header != ingest["columns"]:
-        raise StageError(f"header of {where} does not match the extract manifest's columns")
+        raise DataError(f"header of {where} does not match the extract manifest's columns")
     columns = standardise(header)
     body = {
         "source": sp.name,
@@ -95,4 +92,4 @@ def stage(rt: Runtime, sp: SourcePlan, log: Any) -> dict[str, Any]:
     manifest.write(store, sp.stage_bucket, sp.stage_manifest_key, body)
     renamed = {s: n for s, n in zip(header, columns, strict=True) if s != n}
     log.info("staged", key=sp.stage_key, columns=len(columns), renamed=len(renamed))
-    return {"rows": ingest["rows"], "columns": len(columns)}
+    return StageResult(int(ingest["rows"]), len(columns))

@@ -1,4 +1,8 @@
-"""The object-store interface every stage talks to."""
+"""The object-store interface every stage talks to.
+
+Stores raise :class:`~xoelt.errors.StorageError` (``ObjectMissing`` for an absent object)
+for any failure of their backend, mapped once inside the store with the cause kept.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from xoelt.errors import StorageError
 
 PEEK_BYTES = 8 * 1024
 
@@ -17,8 +23,8 @@ class ObjectInfo:
     size: int
 
 
-class LockHeld(Exception):
-    """Another run holds the lock; the message names the owner and since when."""
+class ObjectMissing(StorageError):
+    """The object asked for does not exist."""
 
 
 class ObjectStore(Protocol):
@@ -41,7 +47,8 @@ class ObjectStore(Protocol):
         ...
 
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
-        """Server-side copy; never streams the body through this process."""
+        """Server-side copy; never streams the body through this process (ObjectMissing if
+        the source does not exist)."""
         ...
 
     def list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
@@ -63,7 +70,9 @@ class ObjectStore(Protocol):
     def lock(
         self, bucket: str, key: str, owner: str, ttl_seconds: int
     ) -> AbstractContextManager[None]:
-        """Hold an exclusive lock named ``bucket/key`` while the context runs (LockHeld if taken).
+        """Hold an exclusive lock named ``bucket/key`` while the context runs.
+
+        Raises :class:`~xoelt.errors.LockHeld` if another run has it.
 
         Called before entering; a lock older than ``ttl_seconds`` was abandoned and is taken over.
         """

@@ -16,12 +16,40 @@ from collections.abc import Generator, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
-from xoelt.errors import InputError
-from xoelt.storage.base import LockHeld, ObjectInfo
+from pydantic import Field
+
+from xoelt.config.types import StrictModel
+from xoelt.errors import InputError, LockHeld, StorageError
+from xoelt.storage.base import ObjectInfo, ObjectMissing
 
 TMP_PREFIX = ".xoelt-tmp-"
+
+
+class LocalStoreConfig(StrictModel):
+    """A directory as the object store (the ``local`` target's)."""
+
+    type: Literal["local"] = "local"
+    root: str = Field(min_length=1)
+
+    def open(self) -> LocalObjectStore:
+        return LocalObjectStore(Path(self.root))
+
+    def local_path(self, bucket: str, key: str) -> str:
+        """Where the object's file is (how DuckDB reads a staged file)."""
+        return str(Path(self.root) / bucket / key)
+
+
+@contextlib.contextmanager
+def _os_errors(what: str, where: Path) -> Generator[None]:
+    """An OSError of the filesystem as a one-line StorageError naming the path."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise ObjectMissing(f"{what} {where}: no such object") from exc
+    except OSError as exc:
+        raise StorageError(f"{what} {where}: {exc.strerror or exc}") from exc
 
 
 class LocalObjectStore:
@@ -42,31 +70,36 @@ class LocalObjectStore:
 
     def put_file(self, bucket: str, key: str, path: Path) -> None:
         target = self._path(bucket, key)
-        fd, tmp = self._atomic(target)
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with _os_errors("cannot write", target):
+            fd, tmp = self._atomic(target)
+            os.close(fd)
+            try:
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
 
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
         target = self._path(bucket, key)
-        fd, tmp = self._atomic(target)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with _os_errors("cannot write", target):
+            fd, tmp = self._atomic(target)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
 
     def open(self, bucket: str, key: str) -> BinaryIO:
-        return self._path(bucket, key).open("rb")
+        path = self._path(bucket, key)
+        with _os_errors("cannot read", path):
+            return path.open("rb")
 
     def read_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
-        with self._path(bucket, key).open("rb") as fh:
+        path = self._path(bucket, key)
+        with _os_errors("cannot read", path), path.open("rb") as fh:
             fh.seek(start)
             return fh.read(length)
 
@@ -74,26 +107,27 @@ class LocalObjectStore:
         src = self._path(src_bucket, src_key)
         target = self._path(dst_bucket, dst_key)
         if not src.is_file():
-            raise FileNotFoundError(str(src))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f"{TMP_PREFIX}{os.getpid()}-{target.name}"
-        tmp.unlink(missing_ok=True)
-        try:
-            try:
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
-            os.replace(tmp, target)
-        except BaseException:
+            raise ObjectMissing(f"{src} is missing")
+        with _os_errors("cannot copy to", target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.parent / f"{TMP_PREFIX}{os.getpid()}-{target.name}"
             tmp.unlink(missing_ok=True)
-            raise
+            try:
+                try:
+                    os.link(src, tmp)
+                except OSError:
+                    shutil.copyfile(src, tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
 
     def list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         base = self.root / bucket
         if not base.is_dir():
             return
         found = []
-        for dirpath, _dirs, files in os.walk(base):
+        for dirpath, _dirs, files in os.walk(base, onerror=_raise):
             for name in files:
                 if name.startswith(TMP_PREFIX):
                     continue
@@ -107,7 +141,9 @@ class LocalObjectStore:
         return self._path(bucket, key).is_file()
 
     def delete(self, bucket: str, key: str) -> None:
-        self._path(bucket, key).unlink(missing_ok=True)
+        path = self._path(bucket, key)
+        with _os_errors("cannot delete", path):
+            path.unlink(missing_ok=True)
 
     def local_path(self, bucket: str, key: str) -> Path | None:
         return self._path(bucket, key)
@@ -117,8 +153,9 @@ class LocalObjectStore:
     ) -> AbstractContextManager[None]:
         """An ``flock`` on ``<root>/.locks/<bucket>/<key>``: the OS releases it if we die."""
         path = self.root / ".locks" / bucket / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = path.open("a+")
+        with _os_errors("cannot take the lock", path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = path.open("a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -145,3 +182,7 @@ class LocalObjectStore:
 
     def uri(self, bucket: str, key: str) -> str:
         return f"{self.root / bucket}/{key}"
+
+
+def _raise(exc: OSError) -> None:
+    raise StorageError(f"cannot list {exc.filename}: {exc.strerror or exc}") from exc

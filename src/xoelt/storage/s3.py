@@ -16,13 +16,52 @@ import json
 from collections.abc import Generator, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from functools import wraps
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
-from xoelt.storage.base import LockHeld, ObjectInfo
+from xoelt.config.types import StrictModel
+from xoelt.errors import LockHeld, StorageError
+from xoelt.storage.base import ObjectInfo, ObjectMissing
 
 FIVE_GB = 5 * 1024**3
 LOCK_CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")
+
+
+class S3StoreConfig(StrictModel):
+    """Where the buckets are: AWS by default; ``endpoint_url`` for MinIO, moto, PrivateLink."""
+
+    type: Literal["s3"] = "s3"
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    def open(self) -> S3ObjectStore:
+        return S3ObjectStore(endpoint_url=self.endpoint_url, region=self.region)
+
+
+def _mapped(what: str) -> Any:
+    """Decorator: botocore errors a method did not handle become one-line StorageErrors."""
+
+    def wrap(method: Any) -> Any:
+        @wraps(method)
+        def inner(self: Any, bucket: str, key: str, *args: Any, **kwargs: Any) -> Any:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                return method(self, bucket, key, *args, **kwargs)
+            except ClientError as exc:
+                error = exc.response.get("Error", {})
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+                raise StorageError(
+                    f"S3 {what} s3://{bucket}/{key}: {error.get('Code')} {error.get('Message', '')}".rstrip(),
+                    transient=status >= 500 or status == 429,
+                ) from exc
+            except BotoCoreError as exc:
+                raise StorageError(f"S3 {what} s3://{bucket}/{key}: {exc}", transient=True) from exc
+
+        return inner
+
+    return wrap
 
 
 def _expired(info: dict[str, Any], now: datetime) -> bool:
@@ -58,15 +97,19 @@ class S3ObjectStore:
         self.copy_part_size = copy_part_size
         self.multipart_copy_threshold = multipart_copy_threshold
 
+    @_mapped("upload")
     def put_file(self, bucket: str, key: str, path: Path) -> None:
         self.client.upload_file(str(path), bucket, key)
 
+    @_mapped("put")
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
+    @_mapped("get")
     def open(self, bucket: str, key: str) -> BinaryIO:
         return self.client.get_object(Bucket=bucket, Key=key)["Body"]
 
+    @_mapped("ranged get")
     def read_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
         from botocore.exceptions import ClientError
 
@@ -80,9 +123,11 @@ class S3ObjectStore:
             raise
         return body["Body"].read()
 
+    @_mapped("head")
     def size(self, bucket: str, key: str) -> int:
         return int(self.client.head_object(Bucket=bucket, Key=key)["ContentLength"])
 
+    @_mapped("copy from")
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
         from botocore.exceptions import ClientError
 
@@ -90,7 +135,7 @@ class S3ObjectStore:
             size = self.size(src_bucket, src_key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise FileNotFoundError(f"s3://{src_bucket}/{src_key}") from None
+                raise ObjectMissing(f"s3://{src_bucket}/{src_key} is missing") from exc
             raise
         source = {"Bucket": src_bucket, "Key": src_key}
         if size <= self.multipart_copy_threshold:
@@ -123,6 +168,7 @@ class S3ObjectStore:
             for item in page.get("Contents", []):
                 yield ObjectInfo(item["Key"], int(item["Size"]))
 
+    @_mapped("head")
     def exists(self, bucket: str, key: str) -> bool:
         from botocore.exceptions import ClientError
 
@@ -134,12 +180,14 @@ class S3ObjectStore:
             raise
         return True
 
+    @_mapped("delete")
     def delete(self, bucket: str, key: str) -> None:
         self.client.delete_object(Bucket=bucket, Key=key)
 
     def local_path(self, bucket: str, key: str) -> Path | None:
         return None
 
+    @_mapped("lock")
     def lock(
         self, bucket: str, key: str, owner: str, ttl_seconds: int
     ) -> AbstractContextManager[None]:

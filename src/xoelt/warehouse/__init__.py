@@ -1,23 +1,6 @@
 """Warehouses: DuckDB (embedded default) and Snowflake, behind one small interface.
 
-Adapters are picked by the target's ``warehouse_kind`` from :data:`WAREHOUSES`; their modules
-import their drivers lazily, so looking a class up (for ``plan``) costs nothing.
+Each engine is one module that owns its config model (``type: Literal[...]``, chosen by a
+target), its :class:`~xoelt.warehouse.base.Capabilities` and its dialect; the driver is
+imported inside ``open``, so reading a target (for ``plan``) costs nothing.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-WAREHOUSES = {
-    "duckdb": "xoelt.warehouse.duckdb:DuckDBWarehouse",
-    "snowflake": "xoelt.warehouse.snowflake:SnowflakeWarehouse",
-}
-
-
-def warehouse_class(kind: str) -> Any:
-    """The adapter class for ``kind``; the error lists the valid kinds."""
-    if kind not in WAREHOUSES:
-        raise ValueError(f"unknown warehouse {kind!r}; valid: {', '.join(sorted(WAREHOUSES))}")
-    module, _, name = WAREHOUSES[kind].partition(":")
-    return getattr(importlib.import_module(module), name)

@@ -1,12 +1,30 @@
-"""The warehouse interface, table names, quoting and the metadata columns of bronze."""
+"""The warehouse interface, scripts and the one runner that executes them.
+
+A load or transform is a :class:`Script`: steps that run before the transaction (``prepare``:
+DDL, and on engines that need it the loading of a shadow table), the transactional ``body``,
+and ``cleanup`` that runs whatever happened. Each step says what row count it yields. The
+runner (:func:`run_script`) is shared by every engine: prepare, then ``BEGIN``, the body,
+reconciliation of the counts against what was expected, ``COMMIT`` — or an explicit
+``ROLLBACK`` on any error (DuckDB aborts a transaction on a failed statement and a later
+COMMIT would silently discard the work; Snowflake keeps it open). ``plan`` prints
+:meth:`Script.statements`, so what is shown is what runs.
+
+Engine differences are :class:`Capabilities`, read by shared code: the runner refuses DDL
+inside a transaction where DDL would commit it, backfill runs windows at once only where the
+engine allows concurrent writers.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from xoelt.errors import DataError, WarehouseError
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
@@ -56,12 +74,153 @@ class TableRef:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What differs between engines, as data (read by the stage code, not isinstance)."""
+    """What differs between engines, as data; shared code branches on these, not on types.
+
+    ``transactional_ddl``: DDL inside BEGIN…COMMIT is part of the transaction (DuckDB); where
+    it is not (Snowflake commits the open transaction), the runner refuses such a script.
+    ``copy_transformations``: bronze loads may use ``COPY … FROM (SELECT $1, METADATA$…)``.
+    ``concurrent_windows``: several processes/threads may load windows at once (a backfill's
+    ``--workers``); one DuckDB file has one writer.
+    """
 
     dialect: str
     transactional_ddl: bool
-    copy_from_stage: bool
-    merge_rejects_duplicate_keys: bool
+    copy_transformations: bool
+    concurrent_windows: bool
+
+
+class Yields(enum.Enum):
+    """What row count a step's answer carries."""
+
+    NOTHING = "nothing"
+    AFFECTED = "affected"  # a DML statement's affected rows
+    COPIED = "copied"  # a COPY INTO's rows loaded, over the files it processed
+
+
+@dataclass(frozen=True)
+class Count:
+    """A step's row count; ``note`` explains an odd one (e.g. COPY found no file)."""
+
+    rows: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One statement. ``ddl`` marks schema changes; ``reconcile`` (an offset, usually 0) says
+    the step's count must equal the script's expected rows plus that offset."""
+
+    sql: str
+    yields: Yields = Yields.NOTHING
+    ddl: bool = False
+    reconcile: int | None = None
+
+
+def ddl(sql: str) -> Step:
+    """A schema-changing step."""
+    return Step(sql, ddl=True)
+
+
+@dataclass(frozen=True)
+class Script:
+    """What a load or transform runs, in order: prepare, BEGIN, body, COMMIT, cleanup.
+
+    ``holds``: before COMMIT this table must hold exactly the expected rows. ``on_failure``
+    steps run (best effort) after a failure, e.g. dropping a half-filled shadow table.
+    ``begin`` is how the engine spells BEGIN, for :meth:`statements`.
+    """
+
+    prepare: tuple[Step, ...]
+    body: tuple[Step, ...]
+    cleanup: tuple[Step, ...] = ()
+    on_failure: tuple[Step, ...] = ()
+    holds: TableRef | None = None
+    begin: str = "BEGIN"
+    native: bool = False  # written in the engine's own dialect (else Snowflake's, translated)
+
+    def statements(self) -> list[str]:
+        """The statements in the order they run (what ``plan`` prints)."""
+        return [
+            *(s.sql for s in self.prepare),
+            self.begin,
+            *(s.sql for s in self.body),
+            "COMMIT",
+            *(s.sql for s in self.cleanup),
+        ]
+
+
+Mismatch = Callable[[int, Count], str]
+"""Builds the message for a count that does not reconcile: (expected, what the step gave)."""
+
+
+@dataclass
+class ScriptResult:
+    """Counts of the steps that yield one, in order; ``rows`` is the first (the headline)."""
+
+    counts: list[Count] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.counts[0].rows if self.counts else 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A statement's result: column names and rows."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+class Warehouse(Protocol):
+    """A connection to one warehouse. SQL given to ``query`` is in Snowflake's dialect."""
+
+    capabilities: Capabilities
+
+    def query(self, sql: str, *, native: bool = False) -> Answer:
+        """Run one statement (Snowflake's dialect, or the engine's own if ``native``).
+
+        Returns its columns and rows; any failure is a WarehouseError.
+        """
+        ...
+
+    def count_of(self, yields: Yields, answer: Answer) -> Count:
+        """Read the row count a step's answer carries (engines answer DML differently)."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """BEGIN … COMMIT; explicit ROLLBACK on any error."""
+        ...
+
+    def table_columns(self, table: TableRef) -> list[str] | None:
+        """Column names in order, or None if the table does not exist."""
+        ...
+
+    def bronze_script(
+        self, load: BronzeLoad, existing: Sequence[str] | None, run: RunStamp | None
+    ) -> Script:
+        """The script that replaces bronze with the staged file's rows.
+
+        ``existing``: bronze's columns now (None: no table, or unknown at plan time).
+        ``run``: the run id and load time (None at plan time: rendered as placeholders).
+        """
+        ...
+
+    def location(self, database: str) -> str:
+        """Where the database lives, for messages: a file path, an account URL."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def execute(wh: Warehouse, sql: str) -> list[tuple[Any, ...]]:
+    """Run one statement and return its rows."""
+    return wh.query(sql).rows
+
+
+def count_rows(wh: Warehouse, table: TableRef) -> int:
+    """Rows in ``table``."""
+    return int(wh.query(f"SELECT COUNT(*) FROM {table.sql}").rows[0][0])
 
 
 @dataclass(frozen=True)
@@ -76,45 +235,103 @@ class BronzeLoad:
     window_start: str
     window_end: str
 
+    def bronze_columns(self, existing: Sequence[str] | None) -> list[str]:
+        """Bronze's source columns after this load: today's, then the file's new ones."""
+        kept = [c for c in existing or [] if c not in METADATA_NAMES]
+        return kept + [c for c in self.columns if c not in kept]
 
-class Warehouse(Protocol):
-    """A connection to one warehouse. SQL given to ``execute`` is in Snowflake's dialect."""
 
-    capabilities: Capabilities
+@dataclass(frozen=True)
+class RunStamp:
+    """The values a load writes into every row's metadata: which run, and when."""
 
-    def execute(self, sql: str) -> list[tuple[Any, ...]]:
-        """Run one statement (Snowflake dialect) and return its rows."""
-        ...
+    run_id: str
+    loaded_at: str
 
-    def transaction(self) -> AbstractContextManager[None]:
-        """BEGIN … COMMIT; explicit ROLLBACK on any error."""
-        ...
 
-    def table_columns(self, table: TableRef) -> list[str] | None:
-        """Column names in order, or None if the table does not exist."""
-        ...
+def check_count(expected: int, got: Count, mismatch: Mismatch) -> None:
+    """DataError unless ``got`` is exactly ``expected`` (a note, such as "no file", fails
+    any non-zero expectation)."""
+    if got.rows != expected or (got.note and expected > 0):
+        raise DataError(mismatch(expected, got))
 
-    def render_bronze_load(
-        self,
-        load: BronzeLoad,
-        columns: Sequence[str] | None = None,
-        *,
-        copy_transformations: bool = True,
-    ) -> list[str]:
-        """The statements :meth:`load_bronze` will run, as text (for ``plan``)."""
-        ...
 
-    def load_bronze(self, load: BronzeLoad, run_id: str, loaded_at: str, expected_rows: int) -> int:
-        """Atomically replace bronze with the file's rows; fail unless rows loaded == expected."""
-        ...
+def bronze_mismatch(table: TableRef) -> Mismatch:
+    """The message for a bronze load whose rows do not reconcile with the extract."""
 
-    def count(self, table: TableRef) -> int: ...
+    def message(expected: int, got: Count) -> str:
+        return (
+            f"row count mismatch for {table}: extracted {expected}, loaded {got.rows}"
+            f"{got.note}; bronze left unchanged"
+        )
 
-    def path_of(self, database: str) -> object:
-        """Where the database lives, for messages (a file path, an account URL)."""
-        ...
+    return message
 
-    def close(self) -> None: ...
+
+def run_script(
+    wh: Warehouse, script: Script, *, expected: int | None, mismatch: Mismatch
+) -> ScriptResult:
+    """Execute ``script`` on ``wh``: prepare, BEGIN, body, reconcile, COMMIT; cleanup always.
+
+    A step marked ``reconcile`` must count ``expected`` (plus its offset) and the ``holds``
+    table must hold ``expected`` rows, checked before COMMIT: a mismatch is a DataError and
+    nothing the body did is kept.
+    """
+    if not wh.capabilities.transactional_ddl and any(step.ddl for step in script.body):
+        raise WarehouseError(
+            f"{wh.capabilities.dialect} commits an open transaction on DDL: this script "
+            "would not be atomic"
+        )
+    result = ScriptResult()
+    checks: list[tuple[Step, Count]] = []
+
+    def run(step: Step) -> None:
+        answer = wh.query(step.sql, native=script.native)
+        if step.yields is not Yields.NOTHING:
+            count = wh.count_of(step.yields, answer)
+            result.counts.append(count)
+            if step.reconcile is not None:
+                checks.append((step, count))
+
+    try:
+        try:
+            for step in script.prepare:
+                run(step)
+            with wh.transaction():
+                for step in script.body:
+                    run(step)
+                if expected is not None:
+                    for step, count in checks:
+                        offset = step.reconcile or 0
+                        check_count(
+                            expected, Count(max(count.rows - offset, 0), count.note), mismatch
+                        )
+                    if script.holds is not None:
+                        check_count(expected, Count(count_rows(wh, script.holds)), mismatch)
+        except BaseException:
+            for step in script.on_failure:
+                with contextlib.suppress(WarehouseError):
+                    wh.query(step.sql, native=script.native)
+            raise
+    finally:
+        for step in script.cleanup:
+            with contextlib.suppress(WarehouseError):
+                wh.query(step.sql, native=script.native)
+    return result
+
+
+def load_bronze(wh: Warehouse, load: BronzeLoad, run: RunStamp, expected_rows: int) -> int:
+    """Atomically replace bronze with the staged file's rows; fail unless exactly
+    ``expected_rows`` reached it. Returns the rows in bronze."""
+    table = load.table
+    script = wh.bronze_script(load, wh.table_columns(table), run)
+    try:
+        run_script(wh, script, expected=expected_rows, mismatch=bronze_mismatch(table))
+    except DataError:
+        raise
+    except WarehouseError as exc:
+        raise exc.prefixed(f"loading {table} failed: ", "; bronze left unchanged") from exc
+    return expected_rows
 
 
 def iter_statements(script: str) -> Iterator[str]:

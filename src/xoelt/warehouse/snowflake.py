@@ -9,6 +9,10 @@ The COPY names the staged file with ``FILES = ('<key>')`` rather than a path aft
 name: a stage path is a prefix (``…/x.csv`` would also load ``…/x.csv.tmp``), and fakesnow
 cannot parse a path after a stage name at all.
 
+The connection settings are :class:`SnowflakeConfig` (``type: snowflake`` in a target); its
+``copy_transformations: false`` is an emulator mode for fakesnow, which cannot run
+``COPY … FROM (SELECT $1, METADATA$FILENAME …)`` (see :func:`bronze_script`).
+
 Known limit of the production COPY: Snowflake ignores ``ERROR_ON_COLUMN_COUNT_MISMATCH`` in a
 COPY with a transformation (``SELECT $1 …``), so a row with too many fields loads its first
 fields and a row with too few loads NULLs. The row-count reconciliation does not catch that.
@@ -18,18 +22,28 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from xoelt.errors import LoadError
+from pydantic import field_validator, model_validator
+
+from xoelt.config.types import IDENTIFIER, Identifier, Secret, StrictModel
+from xoelt.errors import WarehouseError
 from xoelt.retry import retry_transient
 from xoelt.warehouse.base import (
     METADATA_COLUMNS,
     METADATA_NAMES,
+    Answer,
     BronzeLoad,
     Capabilities,
+    Count,
+    RunStamp,
+    Script,
+    Step,
     TableRef,
+    Yields,
+    ddl,
     literal,
     quote,
 )
@@ -56,8 +70,97 @@ EMULATOR_CSV_FORMAT = "TYPE = 'CSV' FIELD_DELIMITER = ',' FIELD_OPTIONALLY_ENCLO
 COPY_OPTIONS = "FORCE = TRUE ON_ERROR = ABORT_STATEMENT"
 
 
-class RowCountMismatch(LoadError):
-    """Bronze would not hold exactly the extracted rows; the load was rolled back."""
+def capabilities(*, copy_transformations: bool) -> Capabilities:
+    """Snowflake's: DDL commits an open transaction; many sessions may load at once."""
+    return Capabilities(
+        dialect="snowflake",
+        transactional_ddl=False,
+        copy_transformations=copy_transformations,
+        concurrent_windows=True,
+    )
+
+
+class SnowflakeConfig(StrictModel):
+    """A Snowflake account and how to reach it. Credentials are ``${VAR}`` references.
+
+    ``stage`` is an external stage (``DB.SCHEMA.NAME``) whose URL is the stage bucket
+    (``s3://<globals.storage.stage_bucket>/``), created once by whoever owns the account with
+    a storage integration; COPY INTO reads the staged files through it.
+    """
+
+    type: Literal["snowflake"]
+    account: str
+    user: str
+    password: Secret | None = None
+    private_key_file: str | None = None
+    role: Identifier | None = None
+    warehouse: Identifier | None = None
+    stage: str
+    host: str | None = None
+    port: int | None = None
+    protocol: Literal["https", "http"] | None = None
+    copy_transformations: bool = True
+    login_timeout: int = 60
+
+    @field_validator("stage")
+    @classmethod
+    def _qualified(cls, value: str) -> str:
+        parts = value.split(".")
+        if len(parts) != 3 or not all(IDENTIFIER.match(p) for p in parts):
+            raise ValueError(f"{value!r} must be a qualified stage name DATABASE.SCHEMA.STAGE")
+        return ".".join(p.upper() for p in parts)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> SnowflakeConfig:
+        if (self.password is None) == (self.private_key_file is None):
+            raise ValueError("set exactly one of password (a ${VAR}) or private_key_file")
+        return self
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return capabilities(copy_transformations=self.copy_transformations)
+
+    def file_location(self, key: str) -> str:
+        """How COPY INTO reads a staged file: ``@"DB"."SCHEMA"."STAGE"/<key>``."""
+        return "@" + ".".join(f'"{p}"' for p in self.stage.split(".")) + "/" + key
+
+    def location(self, database: str) -> str:
+        """Where the database lives, for messages: the account, never credentials."""
+        return f"snowflake://{self.account}/{database}"
+
+    def connect_kwargs(self, env: Mapping[str, str]) -> dict[str, Any]:
+        """Arguments for ``snowflake.connector.connect``; secrets resolved here, at use."""
+        kwargs: dict[str, Any] = {
+            "account": self.account,
+            "user": self.user,
+            "login_timeout": self.login_timeout,
+            "application": "xoelt",
+            "session_parameters": {"TIMEZONE": "UTC", "QUERY_TAG": "xoelt"},
+        }
+        if self.password is not None:
+            kwargs["password"] = self.password.resolve(env).get_secret_value()
+        if self.private_key_file:
+            kwargs["private_key_file"] = self.private_key_file
+        for key in ("role", "warehouse", "host", "port", "protocol"):
+            if getattr(self, key) is not None:
+                kwargs[key] = getattr(self, key)
+        return kwargs
+
+    def bronze_script(
+        self, load: BronzeLoad, existing: Sequence[str] | None, run: RunStamp | None
+    ) -> Script:
+        """The bronze load this engine runs (``plan`` renders it with no connection)."""
+        return bronze_script(load, existing, run, copy_transformations=self.copy_transformations)
+
+    def open(
+        self, databases: Sequence[str], default_database: str, env: Mapping[str, str]
+    ) -> SnowflakeWarehouse:
+        """Connect (retrying transient failures); the session's database is the default."""
+        return SnowflakeWarehouse(
+            self.connect_kwargs(env),
+            default_database,
+            copy_transformations=self.copy_transformations,
+        )
 
 
 @dataclass(frozen=True)
@@ -66,6 +169,10 @@ class CopyOutcome:
 
     files: int
     rows_loaded: int
+
+    @property
+    def count(self) -> Count:
+        return Count(self.rows_loaded, "" if self.files else " (COPY found no staged file)")
 
 
 def split_location(file_uri: str) -> tuple[str, str]:
@@ -90,21 +197,24 @@ def copy_outcome(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> CopyO
         rec = dict(zip(names, row, strict=True))
         status = str(rec.get("status", "")).upper()
         if status != "LOADED":
-            raise LoadError(
+            raise WarehouseError(
                 f"COPY {status or 'failed'} for {rec.get('file')}: {rec.get('first_error')}"
             )
         loaded += int(rec["rows_loaded"])
     return CopyOutcome(len(rows), loaded)
 
 
-def check_counts(table: TableRef, expected: int, loaded: int, *, files: int = 1) -> None:
-    """Fail unless the load put exactly the extracted rows in bronze."""
-    if loaded != expected or (files == 0 and expected > 0):
-        where = " (COPY found no staged file)" if files == 0 else ""
-        raise RowCountMismatch(
-            f"row count mismatch for {table}: extracted {expected}, loaded {loaded}{where}; "
-            "bronze left unchanged"
-        )
+# Snowflake answers DML with one row of named counts.
+_AFFECTED = ("number of rows inserted", "number of rows updated", "number of rows deleted")
+
+
+def affected_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    """Rows a DML statement touched, from the named count columns of its answer."""
+    names = [c.lower() for c in columns]
+    wanted = [i for i, name in enumerate(names) if name in _AFFECTED]
+    if not wanted or not rows:
+        raise WarehouseError(f"Snowflake gave no affected-row count ({list(columns)})")
+    return sum(int(rows[0][i]) for i in wanted)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -128,27 +238,20 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
-def to_load_error(exc: BaseException, prefix: str = "Snowflake") -> LoadError:
-    """A connector error as a one-line LoadError (the connector's message, never credentials)."""
+def to_warehouse_error(exc: BaseException, prefix: str = "Snowflake") -> WarehouseError:
+    """A connector error as a one-line WarehouseError (its message, never credentials)."""
     message = " ".join(str(getattr(exc, "msg", None) or exc).split())
     if len(message) > 500:
         message = message[:497] + "..."
-    return LoadError(f"{prefix}: {message}", transient=is_transient(exc))
+    return WarehouseError(f"{prefix}: {message}", transient=is_transient(exc))
 
 
 class SnowflakeWarehouse:
     """One Snowflake session; ``default_database`` is the session's database.
 
     ``copy_transformations=False`` is an emulator mode for fakesnow, which cannot run COPY
-    transformations; see :meth:`render_bronze_load`. Never use it against real Snowflake.
+    transformations; see :func:`bronze_script`. Never use it against real Snowflake.
     """
-
-    capabilities = Capabilities(
-        dialect="snowflake",
-        transactional_ddl=False,
-        copy_from_stage=True,
-        merge_rejects_duplicate_keys=True,
-    )
 
     def __init__(
         self,
@@ -161,31 +264,31 @@ class SnowflakeWarehouse:
 
         self.account = str(connect_kwargs.get("account", ""))
         self.default_database = default_database
-        self.copy_transformations = copy_transformations
+        self.capabilities = capabilities(copy_transformations=copy_transformations)
 
         def connect() -> Any:
             try:
                 return snowflake.connector.connect(**connect_kwargs)
             except snowflake.connector.errors.Error as exc:
-                raise to_load_error(
+                raise to_warehouse_error(
                     exc, f"cannot connect to Snowflake account {self.account}"
                 ) from exc
 
         self.con: Any = retry_transient(connect, what=f"connect to {self.account}")
         try:
-            self.execute(f"USE DATABASE {quote(default_database)}")
+            self.query(f"USE DATABASE {quote(default_database)}")
         except BaseException:
             self.close()
             raise
 
-    def path_of(self, database: str) -> str:
+    def location(self, database: str) -> str:
         """Where the database lives, for messages: the account, never credentials."""
         return f"snowflake://{self.account}/{database}"
 
     # -- statements -------------------------------------------------------------------------
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run one statement; return its column names and rows."""
+    def query(self, sql: str, *, native: bool = False) -> Answer:
+        """Run one statement (Snowflake's dialect is the native one); columns and rows."""
         from snowflake.connector.errors import Error
 
         try:
@@ -194,187 +297,150 @@ class SnowflakeWarehouse:
                 names = [d[0] for d in cur.description or []]
                 rows = [tuple(r) for r in cur.fetchall()] if names else []
         except Error as exc:
-            raise to_load_error(exc) from exc
-        return names, rows
+            raise to_warehouse_error(exc) from exc
+        return Answer(names, rows)
 
-    def execute(self, sql: str) -> list[tuple[Any, ...]]:
-        """Run one statement (Snowflake dialect, unchanged) and return its rows."""
-        return self.query(sql)[1]
+    def count_of(self, yields: Yields, answer: Answer) -> Count:
+        if yields is Yields.COPIED:
+            return copy_outcome(answer.columns, answer.rows).count
+        return Count(affected_rows(answer.columns, answer.rows))
 
     @contextlib.contextmanager
     def transaction(self) -> Generator[None]:
         """BEGIN … COMMIT; an explicit ROLLBACK on any error."""
-        self.execute("BEGIN")
+        self.query("BEGIN")
         try:
             yield
-            self.execute("COMMIT")
+            self.query("COMMIT")
         except BaseException:
             # Snowflake keeps a transaction open after a failed statement: end it explicitly.
             with contextlib.suppress(Exception):
-                self.execute("ROLLBACK")
+                self.query("ROLLBACK")
             raise
 
     def table_columns(self, table: TableRef) -> list[str] | None:
         """Column names in ordinal order, or None if the table does not exist."""
-        rows = self.execute(
+        rows = self.query(
             f"SELECT column_name FROM {quote(table.database)}.information_schema.columns "
             f"WHERE table_schema = {literal(table.schema)} AND table_name = {literal(table.name)} "
             "ORDER BY ordinal_position"
-        )
+        ).rows
         return [r[0] for r in rows] or None
 
-    def count(self, table: TableRef) -> int:
-        """Rows in ``table``."""
-        return int(self.execute(f"SELECT COUNT(*) FROM {table.sql}")[0][0])
-
-    # -- bronze -----------------------------------------------------------------------------
-
-    @staticmethod
-    def render_bronze_load(
-        load: BronzeLoad,
-        columns: Sequence[str] | None = None,
-        *,
-        copy_transformations: bool = True,
-        existing: Sequence[str] | None = None,
-    ) -> list[str]:
-        """The statements a bronze load runs; ``{run_id}``/``{loaded_at}`` are filled at run time.
-
-        ``columns`` is bronze's source columns after this load (default: the file's);
-        ``existing`` is every column bronze has now (None: unknown or no table), from which
-        the ``ALTER TABLE … ADD COLUMN`` statements are derived. Columns missing from today's
-        file are left out of the column list, so they load as NULL.
-
-        With ``copy_transformations=False`` (emulator mode, for fakesnow) the file is COPYed
-        as plain text, header row included, into a helper table, and bronze is filled from it
-        with ``ROW_NUMBER() OVER ()`` giving the file row number (and marking the header as
-        row 1). That relies on the helper's rows coming back in insertion order, which holds
-        on the emulator only; Snowflake does not promise it (and wants an ORDER BY in
-        ROW_NUMBER), which is why production uses ``METADATA$FILE_ROW_NUMBER``.
-        """
-        table = load.table
-        file_cols = list(load.columns)
-        cols = list(columns if columns is not None else file_cols)
-        if not set(file_cols) <= set(cols):
-            raise ValueError("columns must include every column of the staged file")
-        stage, path = split_location(load.file_uri)
-        ddl = [
-            f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}",
-            f"CREATE TABLE IF NOT EXISTS {table.sql} ("
-            + ", ".join([f"{quote(c)} VARCHAR" for c in cols])
-            + ", "
-            + ", ".join(f"{quote(n)} {t}" for n, t in METADATA_COLUMNS)
-            + ")",
-        ]
-        if existing is not None:
-            wanted = [(c, "VARCHAR") for c in cols] + list(METADATA_COLUMNS)
-            ddl += [
-                f"ALTER TABLE {table.sql} ADD COLUMN {quote(n)} {t}"
-                for n, t in wanted
-                if n not in existing
-            ]
-        target = ", ".join(quote(c) for c in [*file_cols, *METADATA_NAMES])
-
-        def metadata(source_file: str, row_number: str) -> str:
-            return ", ".join(
-                [
-                    "{run_id}",
-                    source_file,
-                    row_number,
-                    "{loaded_at}::TIMESTAMP_TZ",
-                    f"{literal(load.window_start)}::TIMESTAMP_TZ",
-                    f"{literal(load.window_end)}::TIMESTAMP_TZ",
-                ]
-            )
-
-        files = f"FILES = ({literal(path)})"
-        if copy_transformations:
-            fields = ", ".join(f"${i}" for i in range(1, len(file_cols) + 1))
-            select = f"{fields}, {metadata('METADATA$FILENAME', 'METADATA$FILE_ROW_NUMBER')}"
-            return [
-                *ddl,
-                "BEGIN",
-                f"TRUNCATE TABLE {table.sql}",
-                f"COPY INTO {table.sql} ({target}) FROM (SELECT {select} FROM {stage}) "
-                f"{files} FILE_FORMAT = ({CSV_FORMAT}) {COPY_OPTIONS}",
-                "COMMIT",
-            ]
-
-        helper = table.with_name(table.name + COPY_SUFFIX)
-        source = ", ".join(quote(c) for c in file_cols)
-        row = quote("_XO_COPY_ROW")
-        return [
-            *ddl,
-            f"CREATE OR REPLACE TABLE {helper.sql} ("
-            + ", ".join(f"{quote(c)} VARCHAR" for c in file_cols)
-            + ")",
-            "BEGIN",
-            f"TRUNCATE TABLE {table.sql}",
-            f"COPY INTO {helper.sql} ({source}) FROM {stage} "
-            f"{files} FILE_FORMAT = ({EMULATOR_CSV_FORMAT}) {COPY_OPTIONS}",
-            # METADATA$FILENAME would be the path within the stage: write the same.
-            f"INSERT INTO {table.sql} ({target}) SELECT {source}, "
-            f"{metadata(literal(path), f'{row} - 1')} FROM (SELECT *, ROW_NUMBER() OVER () AS {row} "
-            f"FROM {helper.sql}) WHERE {row} > 1",
-            "COMMIT",
-            f"DROP TABLE IF EXISTS {helper.sql}",
-        ]
-
-    def load_bronze(self, load: BronzeLoad, run_id: str, loaded_at: str, expected_rows: int) -> int:
-        """Replace bronze with the staged file's rows in one transaction, reconciled."""
-        existing = self.table_columns(load.table)
-        source = [c for c in existing or [] if c not in METADATA_NAMES]
-        columns = source + [c for c in load.columns if c not in source]
-        stmts = [
-            s.replace("{run_id}", literal(run_id)).replace("{loaded_at}", literal(loaded_at))
-            for s in self.render_bronze_load(
-                load,
-                columns,
-                copy_transformations=self.copy_transformations,
-                existing=existing,
-            )
-        ]
-        begin, commit = stmts.index("BEGIN"), stmts.index("COMMIT")
-        for stmt in stmts[:begin]:
-            self.execute(stmt)
-        in_bronze = 0
-        try:
-            with self.transaction():
-                copied: CopyOutcome | None = None
-                inserted: int | None = None
-                for stmt in stmts[begin + 1 : commit]:
-                    names, rows = self.query(stmt)
-                    if stmt.startswith("COPY INTO"):
-                        copied = copy_outcome(names, rows)
-                    elif stmt.startswith("INSERT INTO"):
-                        inserted = int(rows[0][0]) if rows else 0
-                if copied is None:
-                    raise LoadError("the rendered load has no COPY INTO")
-                if inserted is None:
-                    check_counts(load.table, expected_rows, copied.rows_loaded, files=copied.files)
-                else:
-                    # Emulator mode: the header row was COPYed as data and dropped by the INSERT.
-                    check_counts(load.table, expected_rows, inserted, files=copied.files)
-                    if copied.rows_loaded != inserted + 1:
-                        raise RowCountMismatch(
-                            f"COPY loaded {copied.rows_loaded} lines for {load.table} but "
-                            f"{inserted} rows reached bronze; bronze left unchanged"
-                        )
-                in_bronze = self.count(load.table)
-                check_counts(load.table, expected_rows, in_bronze)
-        except RowCountMismatch:
-            raise
-        except LoadError as exc:
-            raise LoadError(
-                f"loading {load.table} failed: {exc.message}; bronze left unchanged",
-                transient=exc.transient,
-            ) from exc
-        finally:
-            for stmt in stmts[commit + 1 :]:
-                with contextlib.suppress(LoadError):
-                    self.execute(stmt)
-        return in_bronze
+    def bronze_script(
+        self, load: BronzeLoad, existing: Sequence[str] | None, run: RunStamp | None
+    ) -> Script:
+        return bronze_script(
+            load, existing, run, copy_transformations=self.capabilities.copy_transformations
+        )
 
     def close(self) -> None:
         """End the session (errors on the way out are not worth reporting)."""
         with contextlib.suppress(Exception):
             self.con.close()
+
+
+def bronze_script(
+    load: BronzeLoad,
+    existing: Sequence[str] | None,
+    run: RunStamp | None,
+    *,
+    copy_transformations: bool = True,
+) -> Script:
+    """All DDL first, then ``BEGIN; TRUNCATE; COPY INTO … FORCE``, reconciled, ``COMMIT``.
+
+    ``existing`` is every column bronze has now (None: unknown or no table), from which the
+    ``ALTER TABLE … ADD COLUMN`` statements are derived. Columns missing from today's file are
+    left out of the column list, so they load as NULL. At plan time (``run`` None) the run id
+    and load time are rendered as ``{run_id}``/``{loaded_at}``.
+
+    With ``copy_transformations=False`` (emulator mode, for fakesnow) the file is COPYed as
+    plain text, header row included, into a helper table, and bronze is filled from it with
+    ``ROW_NUMBER() OVER ()`` giving the file row number (and marking the header as row 1).
+    That relies on the helper's rows coming back in insertion order, which holds on the
+    emulator only; Snowflake does not promise it (and wants an ORDER BY in ROW_NUMBER), which
+    is why production uses ``METADATA$FILE_ROW_NUMBER``.
+    """
+    table = load.table
+    file_cols = list(load.columns)
+    cols = load.bronze_columns(existing)
+    stage, path = split_location(load.file_uri)
+    prepare = [
+        ddl(f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}"),
+        ddl(
+            f"CREATE TABLE IF NOT EXISTS {table.sql} ("
+            + ", ".join([f"{quote(c)} VARCHAR" for c in cols])
+            + ", "
+            + ", ".join(f"{quote(n)} {t}" for n, t in METADATA_COLUMNS)
+            + ")"
+        ),
+    ]
+    if existing is not None:
+        wanted = [(c, "VARCHAR") for c in cols] + list(METADATA_COLUMNS)
+        prepare += [
+            ddl(f"ALTER TABLE {table.sql} ADD COLUMN {quote(n)} {t}")
+            for n, t in wanted
+            if n not in existing
+        ]
+    target = ", ".join(quote(c) for c in [*file_cols, *METADATA_NAMES])
+    run_id = "{run_id}" if run is None else literal(run.run_id)
+    loaded_at = "{loaded_at}" if run is None else literal(run.loaded_at)
+
+    def metadata(source_file: str, row_number: str) -> str:
+        return ", ".join(
+            [
+                run_id,
+                source_file,
+                row_number,
+                f"{loaded_at}::TIMESTAMP_TZ",
+                f"{literal(load.window_start)}::TIMESTAMP_TZ",
+                f"{literal(load.window_end)}::TIMESTAMP_TZ",
+            ]
+        )
+
+    files = f"FILES = ({literal(path)})"
+    truncate = Step(f"TRUNCATE TABLE {table.sql}")
+    if copy_transformations:
+        fields = ", ".join(f"${i}" for i in range(1, len(file_cols) + 1))
+        select = f"{fields}, {metadata('METADATA$FILENAME', 'METADATA$FILE_ROW_NUMBER')}"
+        copy = (
+            f"COPY INTO {table.sql} ({target}) FROM (SELECT {select} FROM {stage}) "
+            f"{files} FILE_FORMAT = ({CSV_FORMAT}) {COPY_OPTIONS}"
+        )
+        return Script(
+            prepare=tuple(prepare),
+            body=(truncate, Step(copy, Yields.COPIED, reconcile=0)),
+            holds=table,
+        )
+
+    helper = table.with_name(table.name + COPY_SUFFIX)
+    source = ", ".join(quote(c) for c in file_cols)
+    row = quote("_XO_COPY_ROW")
+    prepare.append(
+        ddl(
+            f"CREATE OR REPLACE TABLE {helper.sql} ("
+            + ", ".join(f"{quote(c)} VARCHAR" for c in file_cols)
+            + ")"
+        )
+    )
+    copy = (
+        f"COPY INTO {helper.sql} ({source}) FROM {stage} "
+        f"{files} FILE_FORMAT = ({EMULATOR_CSV_FORMAT}) {COPY_OPTIONS}"
+    )
+    # METADATA$FILENAME would be the path within the stage: write the same.
+    insert = (
+        f"INSERT INTO {table.sql} ({target}) SELECT {source}, "
+        f"{metadata(literal(path), f'{row} - 1')} FROM (SELECT *, ROW_NUMBER() OVER () AS {row} "
+        f"FROM {helper.sql}) WHERE {row} > 1"
+    )
+    return Script(
+        prepare=tuple(prepare),
+        # the header row is COPYed as data (one line more than rows) and dropped by the INSERT
+        body=(
+            truncate,
+            Step(copy, Yields.COPIED, reconcile=1),
+            Step(insert, Yields.AFFECTED, reconcile=0),
+        ),
+        cleanup=(ddl(f"DROP TABLE IF EXISTS {helper.sql}"),),
+        holds=table,
+    )

@@ -1,21 +1,28 @@
-"""Find and load pipeline files; turn validation errors into ``file:line key: message``."""
+"""Find and load pipeline files; turn validation errors into ``file:line key: message``.
+
+This sits above the adapters: a pipeline is checked against the source registry (each
+``extractor:`` block by its source type's model) and the load strategies, which the config
+models only see as a :class:`~xoelt.config.models.Vocabulary`.
+"""
 
 from __future__ import annotations
 
 import difflib
-import os
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from xoelt.config.env import environment
-from xoelt.config.models import Pipeline
+from xoelt.config.models import Pipeline, PipelineConfig, Vocabulary
 from xoelt.config.yamlpos import Loc, line_for, load_yaml_with_lines
 from xoelt.errors import ConfigError, InputError
+from xoelt.sources import get_source, source_types
+from xoelt.strategies import STRATEGIES
 
 
 class PipelineInvalid(ConfigError):
@@ -30,27 +37,20 @@ class PipelineInvalid(ConfigError):
         self.file, self.line, self.key = first.file, first.line, first.key
 
 
-def pipelines_root() -> Path:
-    """Where pipeline files live: ``$XOELT_PIPELINES`` or ``./pipelines``."""
-    return Path(os.environ.get("XOELT_PIPELINES", "pipelines"))
-
-
-def discover(root: Path | None = None) -> list[Path]:
-    """Every pipeline YAML under ``root`` in a stable order."""
-    base = root or pipelines_root()
+def discover(base: Path) -> list[Path]:
+    """Every pipeline YAML under ``base`` in a stable order."""
     if not base.is_dir():
         return []
     return sorted(p for p in base.rglob("*.y*ml") if p.suffix in (".yaml", ".yml"))
 
 
-def resolve(ref: str, root: Path | None = None) -> Path:
-    """A pipeline by path, ``domain/name`` or bare ``name`` (when unique)."""
+def resolve(ref: str, base: Path) -> Path:
+    """A pipeline by path, ``domain/name`` or bare ``name`` (when unique) under ``base``."""
     candidate = Path(ref)
     if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
         if not candidate.is_file():
             raise InputError(f"{ref}: file not found")
         return candidate
-    base = root or pipelines_root()
     for suffix in (".yaml", ".yml"):
         direct = base / f"{ref}{suffix}"
         if direct.is_file():
@@ -68,10 +68,16 @@ def resolve(ref: str, root: Path | None = None) -> Path:
     raise InputError(f"pipeline {ref!r} not found under {base}/{suffix}")
 
 
+def vocabulary() -> Vocabulary:
+    """The source types and load strategies pipelines may name."""
+    return Vocabulary(
+        source_types=source_types(),
+        load_strategies={name: s.requires_primary_key for name, s in STRATEGIES.items()},
+    )
+
+
 def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
     """Load and validate one pipeline file, including each source's extractor block."""
-    from xoelt.sources import get_source
-
     env = environment() if env is None else env
     data, lines = load_yaml_with_lines(path)
     display = str(path)
@@ -79,14 +85,14 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
         raise ConfigError(
             "a pipeline file must be a mapping (dag:, globals:, sources:)", file=display, line=1
         )
-    context = {"env": env}
+    context = {"env": env, "vocabulary": vocabulary()}
     try:
-        pipeline = Pipeline.model_validate(data, context=context)
+        config = PipelineConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        raise PipelineInvalid(_problems(exc, (), Pipeline, lines, display)) from None
+        raise PipelineInvalid(_problems(exc, (), PipelineConfig, lines, display)) from None
     problems: list[ConfigError] = []
     extractors: dict[str, BaseModel] = {}
-    for name, source in pipeline.sources.items():
+    for name, source in config.sources.items():
         model = get_source(source.source_type).Config
         prefix: Loc = ("sources", name, "extractor")
         try:
@@ -95,48 +101,51 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
             problems.extend(_problems(exc, prefix, model, lines, display))
     if problems:
         raise PipelineInvalid(problems)
-    pipeline._path = path
-    pipeline._extractors = extractors
-    return pipeline
+    return Pipeline(config, path, extractors)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    loc: Loc
+    message: str
+    suggestion: str | None = None  # the valid key a typo'd one most likely meant
+    missing: bool = False
 
 
 def _problems(
     exc: ValidationError, prefix: Loc, model: type[BaseModel], lines: dict[Loc, int], display: str
 ) -> list[ConfigError]:
-    out: list[ConfigError] = []
+    found: list[_Problem] = []
     for err in exc.errors(include_url=False):
         loc: Loc = tuple(
             p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
         )
         full = (*prefix, *loc)
-        key = ".".join(str(p) for p in full) or "(top level)"
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc[:-1])
             hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
             message = f"unknown key {loc[-1]!r}" + (
                 f"; did you mean {hint[0]!r}?" if hint else f"; valid keys: {', '.join(allowed)}"
             )
+            found.append(_Problem(full, message, hint[0] if hint else None))
         elif err["type"] == "missing":
-            message = "required key is missing"
+            found.append(_Problem(full, "required key is missing", missing=True))
         else:
             message = err["msg"].removeprefix("Value error, ")
             if err["type"].startswith("literal") and "input" in err:
                 message = f"{err['input']!r}: {message}"
-        out.append(ConfigError(message, file=display, line=line_for(lines, full), key=key))
+            found.append(_Problem(full, message))
     # A typo'd key also makes the real key "missing": report only the typo, with its hint.
-    hinted = {
-        (e.key.rsplit(".", 1)[0], e.detail.split("did you mean '")[1].rstrip("'?"))
-        for e in out
-        if e.key and "did you mean '" in e.message
-    }
+    meant = {(*p.loc[:-1], p.suggestion) for p in found if p.suggestion}
+    kept = [p for p in found if not (p.missing and p.loc in meant)]
     out = [
-        e
-        for e in out
-        if not (
-            e.detail == "required key is missing"
-            and e.key
-            and tuple(e.key.rsplit(".", 1)) in hinted
+        ConfigError(
+            p.message,
+            file=display,
+            line=line_for(lines, p.loc),
+            key=".".join(str(part) for part in p.loc) or "(top level)",
         )
+        for p in kept
     ]
     out.sort(key=lambda e: e.line or 0)
     return out

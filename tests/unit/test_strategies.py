@@ -6,8 +6,8 @@ import duckdb
 import pytest
 import sqlglot
 
-from xoelt import sqlgen
 from xoelt.config.models import SilverConfig
+from xoelt.strategies import STRATEGIES, SilverColumns, SilverJob, row_hash
 from xoelt.warehouse.base import TableRef, quote
 from xoelt.warehouse.duckdb import to_duckdb
 
@@ -19,12 +19,8 @@ CFG = SilverConfig(primary_key=["AGENT_ID"], columns={"SINCE": "DATE"})  # type:
 @pytest.mark.parametrize("strategy", ["full_refresh", "incremental", "historical"])
 def test_every_statement_parses_as_snowflake(strategy: str) -> None:
     cols = ["AGENT_ID", "NAME", "SINCE"]
-    if strategy == "full_refresh":
-        stmts = sqlgen.full_refresh(BRONZE, SILVER, CFG, "2026-11-02T00:00:00-05:00", cols)
-    elif strategy == "incremental":
-        stmts = sqlgen.incremental(BRONZE, SILVER, CFG, cols)
-    else:
-        stmts = sqlgen.historical(BRONZE, SILVER, CFG, "2026-11-02T00:00:00-05:00", cols)
+    job = SilverJob(BRONZE, SILVER, CFG, "2026-11-02T00:00:00-05:00")
+    stmts = STRATEGIES[strategy].script(job, SilverColumns.of(cols, CFG)).statements()
     assert stmts.index("BEGIN") < stmts.index("COMMIT")
     assert all(s.startswith("CREATE") for s in stmts[: stmts.index("BEGIN")])  # DDL before BEGIN
     for stmt in stmts:
@@ -37,7 +33,7 @@ def test_row_hash_is_unambiguous() -> None:
     values = [(None, "x"), ("", "x"), ("a|b", "c"), ("a", "b|c"), ("ab", "c"), ("a", "bc")]
     con.execute('CREATE TABLE t ("A" VARCHAR, "B" VARCHAR)')
     con.executemany("INSERT INTO t VALUES (?, ?)", values)
-    expr = to_duckdb(f"SELECT {sqlgen.row_hash(['A', 'B'])} FROM t")
+    expr = to_duckdb(f"SELECT {row_hash(['A', 'B'])} FROM t")
     hashes = [r[0] for r in con.execute(expr).fetchall()]
     assert len(set(hashes)) == len(values)
 

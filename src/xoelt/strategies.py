@@ -1,0 +1,342 @@
+"""Load strategies: how bronze becomes silver. One object per strategy, in one registry.
+
+Each strategy answers what it needs (a primary key?), whether a backfill must run its
+windows in order, which tables it owns, its :class:`~xoelt.warehouse.base.Script` and the row
+count its headline step must reconcile with. Nothing outside this module tests a strategy's
+name.
+
+SQL is written once, in Snowflake's dialect (DuckDB gets it through sqlglot). Everything from
+config or a source is an identifier validated upstream and quoted with ``quote``, or a
+literal escaped with ``literal``. At plan time bronze's columns are not known yet: a
+:class:`SilverColumns` then renders them as a comment, and the plan shows the typed ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from xoelt.config.models import SilverConfig
+from xoelt.warehouse.base import (
+    Count,
+    Mismatch,
+    Script,
+    Step,
+    TableRef,
+    Yields,
+    ddl,
+    literal,
+    quote,
+)
+
+SILVER_META: tuple[tuple[str, str], ...] = (
+    ("_XO_WINDOW_START", "TIMESTAMP_TZ"),
+    ("_XO_WINDOW_END", "TIMESTAMP_TZ"),
+    ("_XO_RUN_ID", "VARCHAR"),
+    ("_XO_LOADED_AT", "TIMESTAMP_TZ"),
+)
+SCD2_META: tuple[tuple[str, str], ...] = (
+    ("ROW_HASH", "VARCHAR"),
+    ("VALID_FROM", "TIMESTAMP_TZ"),
+    ("VALID_TO", "TIMESTAMP_TZ"),
+    ("IS_CURRENT", "BOOLEAN"),
+    ("_XO_RUN_ID", "VARCHAR"),
+    ("_XO_LOADED_AT", "TIMESTAMP_TZ"),
+)
+SNAPSHOT_SUFFIX = "__SNAPSHOTS"
+UNKNOWN_COLUMNS = "/* …every other bronze column, as VARCHAR, in bronze order… */"
+UNKNOWN_HASH = "MD5(/* every non-key column */)"
+_META_NAMES = [quote(n) for n, _ in SILVER_META]
+
+
+@dataclass(frozen=True)
+class SilverColumns:
+    """Silver's source columns, in bronze order, typed where configured.
+
+    ``complete`` is False at plan time: bronze's columns are unknown, ``typed`` holds only
+    the configured ones, and every list renders the rest as :data:`UNKNOWN_COLUMNS`.
+    """
+
+    typed: tuple[tuple[str, str], ...]
+    complete: bool
+
+    @classmethod
+    def of(cls, bronze_columns: Sequence[str] | None, silver: SilverConfig) -> SilverColumns:
+        if bronze_columns is None:
+            return cls(tuple(silver.columns.items()), complete=False)
+        return cls(tuple((c, silver.columns.get(c, "VARCHAR")) for c in bronze_columns), True)
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self.typed]
+
+    def _rest(self) -> list[str]:
+        return [] if self.complete else [UNKNOWN_COLUMNS]
+
+    def refs(self, alias: str = "") -> list[str]:
+        """Column references (``alias."NAME"``), then the unknown rest."""
+        return [f"{alias}{quote(n)}" for n in self.names] + self._rest()
+
+    def casts(self) -> list[str]:
+        """Each column converted to its silver type (VARCHAR ones as they are)."""
+        return [_cast(n, t) for n, t in self.typed] + self._rest()
+
+    def row_hash(self, key: Sequence[str]) -> str:
+        """The SCD2 row hash over every non-key column (see :func:`row_hash`)."""
+        if not self.complete:
+            return UNKNOWN_HASH
+        return row_hash([n for n in self.names if n not in key])
+
+
+def _cast(name: str, type_: str) -> str:
+    if type_ == "VARCHAR":
+        return quote(name)
+    return f"TRY_CAST({quote(name)} AS {type_}) AS {quote(name)}"
+
+
+def _column_defs(columns: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(f"{quote(n)} {t}" for n, t in columns)
+
+
+def row_hash(columns: Sequence[str], alias: str = "") -> str:
+    """MD5 of the columns, each encoded as ``N`` (NULL) or ``V<length>:<value>``.
+
+    Engines' ``HASH()`` differ, and a plain delimiter join cannot tell NULL from '' or
+    ``a|b`` + ``c`` from ``a`` + ``b|c``; a length prefix makes the encoding unambiguous.
+    """
+    if not columns:
+        return "MD5('')"
+    parts = []
+    for c in columns:
+        ref = f"{alias}{quote(c)}"
+        parts.append(f"IFF({ref} IS NULL, 'N', 'V' || LENGTH({ref}) || ':' || {ref})")
+    return "MD5(" + " || ".join(parts) + ")"
+
+
+def add_columns(
+    table: TableRef, existing: Sequence[str], wanted: Sequence[tuple[str, str]]
+) -> list[Step]:
+    """ALTER TABLE … ADD COLUMN for each wanted column the table lacks (DDL: before BEGIN)."""
+    have = set(existing)
+    return [
+        ddl(f"ALTER TABLE {table.sql} ADD COLUMN {quote(n)} {t}")
+        for n, t in wanted
+        if n not in have
+    ]
+
+
+@dataclass(frozen=True)
+class SilverJob:
+    """One window's silver transform: from which bronze table into which silver table."""
+
+    bronze: TableRef
+    silver_table: TableRef
+    silver: SilverConfig
+    window_start: str
+
+
+@dataclass(frozen=True)
+class KeyCounts:
+    """What bronze holds, counted before the transform: rows and distinct primary keys."""
+
+    rows: int
+    distinct_keys: int
+
+
+class LoadStrategy:
+    """How one source's silver is kept. Subclasses set the class attributes and ``script``."""
+
+    name: ClassVar[str]
+    requires_primary_key: ClassVar[bool] = False
+    ordered_backfill: ClassVar[bool] = False  # windows must be transformed in window order
+
+    def tables(self, silver_table: TableRef) -> list[TableRef]:
+        """Every table this strategy writes for a source."""
+        return [silver_table]
+
+    def script(self, job: SilverJob, columns: SilverColumns) -> Script:
+        raise NotImplementedError
+
+    def expected_rows(self, counts: KeyCounts) -> int | None:
+        """What the headline step must count (None: no reconciliation)."""
+        return counts.rows
+
+    def mismatch(self, job: SilverJob) -> Mismatch:
+        table = job.silver_table
+
+        def message(expected: int, got: Count) -> str:
+            return f"silver {table} got {got.rows} rows from bronze's {expected}; rolled back"
+
+        return message
+
+
+class FullRefresh(LoadStrategy):
+    """Immutable daily snapshots: the window's partition replaced (DELETE + INSERT)."""
+
+    name = "full_refresh"
+
+    def script(self, job: SilverJob, columns: SilverColumns) -> Script:
+        table = job.silver_table
+        names = ", ".join([*columns.refs(), *_META_NAMES])
+        select = f"SELECT {', '.join([*columns.casts(), *_META_NAMES])} FROM {job.bronze.sql}"
+        return Script(
+            prepare=(
+                ddl(f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}"),
+                ddl(
+                    f"CREATE TABLE IF NOT EXISTS {table.sql} "
+                    f"({_column_defs([*columns.typed, *SILVER_META])})"
+                ),
+            ),
+            body=(
+                Step(
+                    f"DELETE FROM {table.sql} WHERE {quote('_XO_WINDOW_START')} = "
+                    f"{literal(job.window_start)}::TIMESTAMP_TZ"
+                ),
+                Step(f"INSERT INTO {table.sql} ({names}) {select}", Yields.AFFECTED, reconcile=0),
+            ),
+        )
+
+
+class Incremental(LoadStrategy):
+    """Full pulls MERGEd on the primary key; the latest window (then row) wins.
+
+    The source is deduplicated with QUALIFY over a total order first: Snowflake rejects
+    duplicate source keys in MERGE, and DuckDB would pick one arbitrarily.
+    """
+
+    name = "incremental"
+    requires_primary_key = True
+
+    def expected_rows(self, counts: KeyCounts) -> int | None:
+        return None  # a MERGE's count is updates plus inserts: reported, not reconciled
+
+    def script(self, job: SilverJob, columns: SilverColumns) -> Script:
+        table = job.silver_table
+        key = [quote(k) for k in job.silver.primary_key]
+        row_number = quote("_XO_FILE_ROW_NUMBER")
+        dedup = (
+            f"SELECT {', '.join([*columns.casts(), *_META_NAMES, row_number])} "
+            f"FROM {job.bronze.sql} "
+            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(key)} "
+            f"ORDER BY {row_number} DESC) = 1"
+        )
+        on = " AND ".join(f"t.{k} = s.{k}" for k in key)
+        updated = [c for c in [*(quote(n) for n in columns.names), *_META_NAMES] if c not in key]
+        updates = ", ".join(f"{c} = s.{c}" for c in updated)
+        targets = ", ".join([*columns.refs(), *_META_NAMES])
+        values = ", ".join([*columns.refs("s."), *(f"s.{c}" for c in _META_NAMES)])
+        end = quote("_XO_WINDOW_END")
+        return Script(
+            prepare=(
+                ddl(f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}"),
+                ddl(
+                    f"CREATE TABLE IF NOT EXISTS {table.sql} "
+                    f"({_column_defs([*columns.typed, *SILVER_META])})"
+                ),
+            ),
+            body=(
+                Step(
+                    f"MERGE INTO {table.sql} AS t USING ({dedup}) AS s ON {on} "
+                    f"WHEN MATCHED AND s.{end} >= t.{end} THEN UPDATE SET {updates} "
+                    f"WHEN NOT MATCHED THEN INSERT ({targets}) VALUES ({values})",
+                    Yields.AFFECTED,
+                ),
+            ),
+        )
+
+
+class Historical(LoadStrategy):
+    """SCD type 2 that is the same whatever order windows arrive in.
+
+    Each window's pull is kept as a snapshot (``<TABLE>__SNAPSHOTS``, the window's partition
+    replaced, one row per key, with its row hash). The SCD2 table is then rebuilt from all
+    snapshots in window order: a version starts where a key's hash changes or the key
+    reappears after missing from the previous snapshot; it ends (``VALID_TO``) at the next
+    snapshot window after its last row: a change or a deletion. ``IS_CURRENT`` rows are those
+    in the latest snapshot. Effective dates are window starts, never the load time.
+    """
+
+    name = "historical"
+    requires_primary_key = True
+    ordered_backfill = True
+
+    def tables(self, silver_table: TableRef) -> list[TableRef]:
+        return [self.snapshots(silver_table), silver_table]
+
+    @staticmethod
+    def snapshots(silver_table: TableRef) -> TableRef:
+        return silver_table.with_name(silver_table.name + SNAPSHOT_SUFFIX)
+
+    def expected_rows(self, counts: KeyCounts) -> int | None:
+        return counts.distinct_keys  # one snapshot row per key
+
+    def script(self, job: SilverJob, columns: SilverColumns) -> Script:
+        table = job.silver_table
+        snapshots = self.snapshots(table)
+        pk = job.silver.primary_key
+        ws, fr, rh = quote("_XO_WINDOW_START"), quote("_XO_FILE_ROW_NUMBER"), quote("ROW_HASH")
+
+        def keys(alias: str) -> str:
+            return ", ".join(f"{alias}.{quote(k)}" for k in pk)
+
+        snap_cols = [*columns.refs(), rh, *_META_NAMES]
+        snap_select = (
+            f"SELECT {', '.join(columns.casts())}, {columns.row_hash(pk)} AS {rh}, "
+            f"{', '.join(_META_NAMES)} FROM {job.bronze.sql} "
+            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(quote(k) for k in pk)} "
+            f"ORDER BY {fr} DESC) = 1"
+        )
+        out_cols = columns.refs()
+        rebuild = (
+            f"INSERT INTO {table.sql} ({', '.join(out_cols + [quote(n) for n, _ in SCD2_META])}) "
+            f"WITH windows AS (SELECT ws, LEAD(ws) OVER (ORDER BY ws) AS next_ws, "
+            f"LAG(ws) OVER (ORDER BY ws) AS prev_ws FROM (SELECT DISTINCT {ws} AS ws FROM {snapshots.sql}) AS d), "
+            f"marked AS (SELECT s.*, w.next_ws, IFF("
+            f"LAG(s.{rh}) OVER (PARTITION BY {keys('s')} ORDER BY s.{ws}) = s.{rh} "
+            f"AND LAG(s.{ws}) OVER (PARTITION BY {keys('s')} ORDER BY s.{ws}) = w.prev_ws, 0, 1) AS is_start "
+            f"FROM {snapshots.sql} AS s JOIN windows AS w ON w.ws = s.{ws}), "
+            f"versions AS (SELECT m.*, SUM(m.is_start) OVER (PARTITION BY {keys('m')} "
+            f"ORDER BY m.{ws} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS version FROM marked AS m) "
+            f"SELECT {', '.join(columns.refs('v.'))}, v.{rh}, "
+            f"MIN(v.{ws}) OVER (PARTITION BY {keys('v')}, v.version) AS {quote('VALID_FROM')}, "
+            f"v.next_ws AS {quote('VALID_TO')}, v.next_ws IS NULL AS {quote('IS_CURRENT')}, "
+            f"v.{quote('_XO_RUN_ID')}, v.{quote('_XO_LOADED_AT')} FROM versions AS v "
+            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys('v')}, v.version ORDER BY v.{ws} DESC) = 1"
+        )
+        snap_defs = [*columns.typed, ("ROW_HASH", "VARCHAR"), *SILVER_META]
+        return Script(
+            prepare=(
+                ddl(f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}"),
+                ddl(f"CREATE TABLE IF NOT EXISTS {snapshots.sql} ({_column_defs(snap_defs)})"),
+                ddl(
+                    f"CREATE TABLE IF NOT EXISTS {table.sql} "
+                    f"({_column_defs([*columns.typed, *SCD2_META])})"
+                ),
+            ),
+            body=(
+                Step(
+                    f"DELETE FROM {snapshots.sql} WHERE {ws} = "
+                    f"{literal(job.window_start)}::TIMESTAMP_TZ"
+                ),
+                Step(
+                    f"INSERT INTO {snapshots.sql} ({', '.join(snap_cols)}) {snap_select}",
+                    Yields.AFFECTED,
+                    reconcile=0,
+                ),
+                Step(f"DELETE FROM {table.sql}"),
+                Step(rebuild),
+            ),
+        )
+
+
+STRATEGIES: dict[str, LoadStrategy] = {
+    s.name: s for s in (FullRefresh(), Incremental(), Historical())
+}
+
+
+def strategy(name: str) -> LoadStrategy:
+    """The strategy called ``name``; the error lists the valid names."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown load_strategy {name!r}; valid: {', '.join(STRATEGIES)}")
+    return STRATEGIES[name]

@@ -1,0 +1,128 @@
+"""Targets: *where* a pipeline runs — an object store plus a warehouse.
+
+``local`` (built in, the embedded default) is a directory store and DuckDB files under the
+home directory. Other targets are named in ``targets.yaml`` (``$XOELT_TARGETS``) and chosen
+with ``--target`` or ``$XOELT_TARGET``; ``type: snowflake`` is the production preset (S3 plus
+Snowflake, the account keys at the top level and the store under ``s3:``). Credentials in
+that file are ``${VAR}`` references. Each store and warehouse config builds its own adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, Protocol
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from xoelt.config.env import environment
+from xoelt.config.types import StrictModel
+from xoelt.config.yamlpos import line_for, load_yaml_with_lines
+from xoelt.errors import ConfigError, InputError
+from xoelt.settings import Settings
+from xoelt.storage.base import ObjectStore
+from xoelt.storage.local import LocalStoreConfig
+from xoelt.storage.s3 import S3StoreConfig
+from xoelt.warehouse.base import BronzeLoad, Capabilities, RunStamp, Script, Warehouse
+from xoelt.warehouse.duckdb import DuckDBConfig
+from xoelt.warehouse.snowflake import SnowflakeConfig
+
+
+class StoreConfig(Protocol):
+    type: str
+
+    def open(self) -> ObjectStore: ...
+
+
+class WarehouseConfig(Protocol):
+    type: str
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def open(
+        self, databases: Sequence[str], default_database: str, env: Mapping[str, str]
+    ) -> Warehouse: ...
+
+    def location(self, database: str) -> str: ...
+
+    def bronze_script(
+        self, load: BronzeLoad, existing: Sequence[str] | None, run: RunStamp | None
+    ) -> Script: ...
+
+
+class LocalTarget(StrictModel):
+    """The embedded default: objects in ``<home>/objects``, DuckDB files in ``<home>/warehouse``."""
+
+    type: Literal["local"] = "local"
+    home: str | None = None
+
+    def bind(self, settings: Settings) -> BoundTarget:
+        home = Path(self.home) if self.home else settings.home
+        store = LocalStoreConfig(root=str(home / "objects"))
+        warehouse = DuckDBConfig(directory=str(home / "warehouse"))
+        return BoundTarget(self.type, home, store, warehouse, store.local_path)
+
+
+class SnowflakeTarget(SnowflakeConfig):
+    """Production: buckets on S3 (``s3:``), tables in Snowflake (every other key)."""
+
+    home: str | None = None
+    s3: S3StoreConfig = S3StoreConfig()
+
+    def bind(self, settings: Settings) -> BoundTarget:
+        home = Path(self.home) if self.home else settings.home
+        warehouse = SnowflakeConfig.model_validate(self.model_dump(exclude={"home", "s3"}))
+
+        def location(bucket: str, key: str) -> str:
+            # the stage's URL is the stage bucket, so ``bucket`` is implied by the stage
+            return warehouse.file_location(key)
+
+        return BoundTarget(self.type, home, self.s3, warehouse, location)
+
+
+@dataclass(frozen=True)
+class BoundTarget:
+    """A target with its home resolved: a store config, a warehouse config, and how the
+    warehouse reads a staged object (``file_location(bucket, key)``: a path for DuckDB,
+    ``@stage/key`` for Snowflake's COPY)."""
+
+    type: str
+    home: Path
+    store: StoreConfig
+    warehouse: WarehouseConfig
+    file_location: Callable[[str, str], str]
+
+
+AnyTarget = LocalTarget | SnowflakeTarget
+_ADAPTER: TypeAdapter[AnyTarget] = TypeAdapter(Annotated[AnyTarget, Field(discriminator="type")])
+
+
+def resolve_target(name: str | None, settings: Settings) -> tuple[str, BoundTarget]:
+    """The named target (flag, then ``$XOELT_TARGET``, then ``local``)."""
+    chosen = name or settings.target or "local"
+    defined: dict[str, object] = {}
+    path = settings.targets_file
+    if path.is_file():
+        data, lines = load_yaml_with_lines(path)
+        if not isinstance(data, dict):
+            raise ConfigError("targets file must map names to targets", file=str(path), line=1)
+        defined = data
+        if chosen in defined:
+            try:
+                target = _ADAPTER.validate_python(defined[chosen], context={"env": environment()})
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                loc = (chosen, *err["loc"])
+                raise ConfigError(
+                    err["msg"].removeprefix("Value error, "),
+                    file=str(path),
+                    line=line_for(lines, loc),
+                    key=".".join(str(p) for p in loc),
+                ) from None
+            return chosen, target.bind(settings)
+    if chosen == "local":
+        return chosen, LocalTarget().bind(settings)
+    valid = ", ".join(sorted({"local", *defined}))
+    raise InputError(f"unknown target {chosen!r}; valid: {valid}")
