@@ -86,7 +86,7 @@ def test_sigterm_starts_no_new_window(project: Project, monkeypatch: pytest.Monk
         if getattr(outcome, "status", "") == "done":
             os.kill(os.getpid(), signal.SIGTERM)  # a real signal, as Kubernetes sends it
 
-    outcomes = backfill(plans, on_window=after_first)
+    outcomes = backfill(plans, on_window=after_first).outcomes
     assert [o.status for o in outcomes] == ["done", "not_run", "not_run"]
     ingest = Path(project.home, "objects", "xoelt-ingest", "ingest", "demo", "gladly_demo")
     assert (ingest / "contact_timestamps" / "2026-11-02").is_dir()

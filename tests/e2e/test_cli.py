@@ -274,6 +274,19 @@ def test_an_unmapped_storage_error_is_one_line_and_exit_1(project: Project) -> N
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 
+def test_objects_directory_being_a_file_is_one_line_not_a_traceback(project: Project) -> None:
+    """Reproduction from the seams issue: the lock and the store are inside the mapped zone."""
+    project.home.mkdir(parents=True)
+    (project.home / "objects").write_text("a file where the store's root should be")
+    proc = project.xoelt("extract", PIPE, "--date", "2026-11-04")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "NotADirectoryError" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: extract failed source=contact_timestamps window=[2026-11-03")
+    debug = project.xoelt("--debug", "extract", PIPE, "--date", "2026-11-04")
+    assert "Traceback" in debug.stderr and "NotADirectoryError" in debug.stderr  # the cause
+
+
 def test_without_date_the_latest_scheduled_window_runs(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -67,7 +67,9 @@ def run(project: Project, *args: str, check: bool = True) -> Any:
     )
 
 
-def test_demo_runs_on_snowflake_and_s3(sf_project: Project) -> None:
+def test_demo_runs_on_snowflake_and_s3(
+    sf_project: Project, fakesnow_kwargs: dict[str, Any]
+) -> None:
     plan = json.loads(
         run(sf_project, "plan", PIPE, "--date", "2026-11-03", "--format", "json").stdout
     )
@@ -89,6 +91,11 @@ def test_demo_runs_on_snowflake_and_s3(sf_project: Project) -> None:
     assert report["gold"]["fct_contacts"] == 91  # 45 + 46 contacts over the two windows
     assert report["warehouse"].startswith("snowflake://")
     status = json.loads(run(sf_project, "status", PIPE, "--format", "json").stdout)
+    # the account's URL, not a local path made from it
+    assert status["warehouse"] == f"snowflake://{fakesnow_kwargs['account']}/DEMO_DB"
+    text = run(sf_project, "status", PIPE).stdout
+    assert f"warehouse: snowflake://{fakesnow_kwargs['account']}/DEMO_DB" in text
+    assert "DuckDB" not in text
     counts = {t["table"]: t["rows"] for t in status["tables"]}
     assert counts["DEMO_DB.SILVER.CONTACT_TIMESTAMPS"] == 135 + 138
     assert [r["status"] for r in status["runs"]] == ["success"] * 12

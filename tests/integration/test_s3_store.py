@@ -15,6 +15,7 @@ import pytest
 from xoelt.errors import LockHeld
 from xoelt.sources.base import CsvSink, ExtractContext
 from xoelt.sources.s3_upload import S3UploadConfig, S3UploadSource
+from xoelt.storage.base import ObjectMissing
 from xoelt.storage.s3 import S3ObjectStore
 from xoelt.timewindow import TimeWindow
 
@@ -43,7 +44,7 @@ def test_put_peek_copy_list_delete(store: S3ObjectStore, s3_client: Any, tmp_pat
     assert store.exists(dst, "stage/a.csv") and not store.exists(dst, "stage/b.csv")
     store.delete(dst, "stage/a.csv")
     assert not store.exists(dst, "stage/a.csv")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ObjectMissing):
         store.copy(src, "ingest/missing.csv", dst, "x")
 
 

@@ -221,8 +221,9 @@ def put_csv(s3: Any, header: list[str], rows: list[list[str]], key: str = KEY) -
 
 def bronze_rows(wh: SnowflakeWarehouse, load: BronzeLoad, cols: str = '"ID", "NOTE"') -> list:
     """Bronze's rows in file order, with their file row numbers."""
-    return wh.execute(
-        f'SELECT {cols}, "_XO_FILE_ROW_NUMBER" FROM {load.table.sql} ORDER BY "_XO_FILE_ROW_NUMBER"'
+    return execute(
+        wh,
+        f'SELECT {cols}, "_XO_FILE_ROW_NUMBER" FROM {load.table.sql} ORDER BY "_XO_FILE_ROW_NUMBER"',
     )
 
 

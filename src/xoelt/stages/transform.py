@@ -36,11 +36,12 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     _check_bronze_window(wh, sp, rt.plan.window)
     columns = SilverColumns.of(source_cols, sp.silver)
     script = sp.strategy.script(sp.silver_job(rt.plan.window), columns)
-    # New bronze columns reach silver's tables first (DDL: before the transaction).
+    # New bronze columns reach silver's existing tables (DDL: before the transaction).
     evolve = tuple(
         step
         for table in sp.silver_tables
-        for step in add_columns(table, wh.table_columns(table) or [], columns.typed)
+        if (have := wh.table_columns(table)) is not None
+        for step in add_columns(table, have, columns.typed)
     )
     script = dataclasses.replace(script, prepare=(*script.prepare, *evolve))
     counts = _key_counts(wh, sp)

@@ -132,7 +132,7 @@ class S3ObjectStore:
         from botocore.exceptions import ClientError
 
         try:
-            size = self.size(src_bucket, src_key)
+            size = int(self.client.head_object(Bucket=src_bucket, Key=src_key)["ContentLength"])
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise ObjectMissing(f"s3://{src_bucket}/{src_key} is missing") from exc
