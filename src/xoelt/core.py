@@ -10,7 +10,7 @@ naming stage, source and window, with the cause chained.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -89,7 +89,7 @@ class RunReport:
 
 
 @contextmanager
-def _failing_as(stage: str, source: str | None, window: str) -> Iterator[None]:
+def _failing_as(stage: str, source: str | None, window: str) -> Generator[None]:
     """Any failure inside becomes one StageFailed saying where (the cause chained)."""
     try:
         yield

@@ -30,13 +30,15 @@ from xoelt.warehouse.snowflake import SnowflakeConfig
 
 
 class StoreConfig(Protocol):
-    type: str
+    @property
+    def type(self) -> str: ...
 
     def open(self) -> ObjectStore: ...
 
 
 class WarehouseConfig(Protocol):
-    type: str
+    @property
+    def type(self) -> str: ...
 
     @property
     def capabilities(self) -> Capabilities: ...
