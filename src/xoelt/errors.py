@@ -92,6 +92,14 @@ class ExtractError(RunError):
     stage = "extract"
 
 
+class SourceError(RunError):
+    """A source (an API, an upload bucket) answered with something unusable."""
+
+    # Sources raise only during extract; until the orchestrator names the stage itself, this
+    # keeps the message users see ("extract failed source=… window=…: …") unchanged.
+    stage = "extract"
+
+
 class StageError(RunError):
     stage = "stage"
 

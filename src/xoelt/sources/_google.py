@@ -13,7 +13,7 @@ omitted, by ``GOOGLE_APPLICATION_CREDENTIALS`` (Google's own convention):
 The access token goes in ``Authorization: Bearer`` through an httpx auth flow: it is
 refreshed before use when google-auth considers it stale, and when the API answers 401
 (expired or revoked early) it is refreshed once and the request sent again; a second 401 is
-an :class:`ExtractError`. Refresh failures name the credentials file and the account, never
+an :class:`SourceError`. Refresh failures name the credentials file and the account, never
 key material.
 
 Transport: google-auth calls a ``google.auth.transport.Request``. We adapt our own
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import field_validator
 
 from xoelt.config.models import StrictModel
-from xoelt.errors import ConfigError, ExtractError
+from xoelt.errors import ConfigError, SourceError
 from xoelt.sources.http import (
     HttpClient,
     RateLimiter,
@@ -157,7 +157,7 @@ class _TokenEndpointClient(HttpClient):
 def _google_request(client: HttpClient) -> Any:
     """A ``google.auth.transport.Request`` that sends through ``client`` (see module doc).
 
-    Failures the client gives up on surface as :class:`ExtractError` rather than
+    Failures the client gives up on surface as :class:`SourceError` rather than
     google-auth's ``TransportError``; :meth:`GoogleAuth._refresh` maps both.
     """
     from google.auth import transport
@@ -220,6 +220,8 @@ class GoogleAuth:
         try:
             info = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
+            # from None: the file holds a private key, and the cause carries the file's whole
+            # text (JSONDecodeError.doc, UnicodeDecodeError.object) to whatever reads the chain.
             raise ConfigError(f"{where}: cannot read it as JSON ({type(exc).__name__})") from None
         if not isinstance(info, dict):
             raise ConfigError(f"{where}: not a JSON object")
@@ -236,6 +238,7 @@ class GoogleAuth:
             if kind == "authorized_user":
                 return self._authorized_user(info, where)
         except ValueError as exc:  # google-auth: missing fields or an unreadable private key
+            # from None: the cause's text may quote the key; only the redacted copy is shown.
             raise ConfigError(f"{where}: {redact(str(exc), *self._secrets)}") from None
         raise ConfigError(
             f"{where}: type {kind!r} is not supported (use a service_account key or an authorized_user file)"
@@ -288,19 +291,21 @@ class GoogleAuth:
         from google.auth import exceptions
 
         where = f"Google token refresh for {self.identity} (credentials file {self.path}) failed"
+        # Every branch re-raises from None: google-auth's messages quote the token endpoint's
+        # answer, which may echo the refresh token or client secret; only redacted text is shown.
         try:
             self._credentials.refresh(self._request)
         except exceptions.GoogleAuthError as exc:
             detail = str(exc.args[0]) if exc.args else type(exc).__name__
-            raise ExtractError(f"{where}: {redact(detail, *self._secrets)}") from None
-        except ExtractError as exc:
-            raise ExtractError(f"{where}: {redact(exc.message, *self._secrets)}") from None
+            raise SourceError(f"{where}: {redact(detail, *self._secrets)}") from None
+        except SourceError as exc:
+            raise SourceError(f"{where}: {redact(exc.message, *self._secrets)}") from None
         except Exception as exc:  # google-auth on an odd 200 answer (e.g. a body that is not JSON)
-            raise ExtractError(
+            raise SourceError(
                 f"{where}: unexpected token endpoint answer ({type(exc).__name__})"
             ) from None
         if not self._credentials.token:
-            raise ExtractError(f"{where}: the token endpoint returned no access token")
+            raise SourceError(f"{where}: the token endpoint returned no access token")
         if self.log is not None:
             self.log.info("google access token refreshed", account=self.identity)
 

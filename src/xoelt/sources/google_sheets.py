@@ -34,8 +34,7 @@ from urllib.parse import quote
 from pydantic import Field, field_validator, model_validator
 
 from xoelt.config.models import BaseUrl
-from xoelt.errors import ExtractError
-from xoelt.sources import register
+from xoelt.errors import SourceError
 from xoelt.sources._google import (
     GoogleAuth,
     GoogleAuthConfig,
@@ -144,16 +143,11 @@ def cell_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-@register
-class GoogleSheetsSource(Source):
+class GoogleSheetsSource(Source[GoogleSheetsConfig], source_type="google_sheets"):
     """A snapshot of one sheet range; the first row is the header."""
 
-    source_type = "google_sheets"
-    Config = GoogleSheetsConfig
-    config: GoogleSheetsConfig
-
     @classmethod
-    def describe(cls, config: Any, window: TimeWindow) -> dict[str, Any]:
+    def describe(cls, config: GoogleSheetsConfig, window: TimeWindow) -> dict[str, Any]:
         return {
             "request": f"GET {values_url(config)}",
             "range": a1_range(config),
@@ -181,16 +175,16 @@ class GoogleSheetsSource(Source):
             body = api.json("GET", url, params=params)
         where = f"GET {url}"
         if not isinstance(body, dict) or body.get("majorDimension", "ROWS") != "ROWS":
-            raise ExtractError(f"{where}: unexpected answer (not a ROWS ValueRange)")
+            raise SourceError(f"{where}: unexpected answer (not a ROWS ValueRange)")
         returned = str(body.get("range") or a1_range(cfg))
         values = body.get("values")
         if not values:
-            raise ExtractError(
+            raise SourceError(
                 f"{where}: range {returned} is empty, so there is no header row "
                 "(the first row of the range must hold the column names)"
             )
         if not isinstance(values, list) or not all(isinstance(r, list) for r in values):
-            raise ExtractError(f"{where}: unexpected answer (values is not a list of rows)")
+            raise SourceError(f"{where}: unexpected answer (values is not a list of rows)")
         first_col, first_row = range_start(returned)
         header = self._header(values[0], first_col, first_row, returned)
         sink.open(header)
@@ -204,7 +198,7 @@ class GoogleSheetsSource(Source):
                 extra = next((i for i in range(len(header), len(cells)) if cells[i]), None)
                 if extra is not None:
                     cell = f"{column_letter(first_col + extra)}{first_row + offset}"
-                    raise ExtractError(
+                    raise SourceError(
                         f"{returned}: row {first_row + offset} has a value in {cell}, beyond the "
                         f"header's {len(header)} columns (add a header cell or narrow the range)"
                     )
@@ -225,11 +219,11 @@ class GoogleSheetsSource(Source):
         for i, name in enumerate(header):
             cell = f"{column_letter(first_col + i)}{first_row}"
             if not name.strip():
-                raise ExtractError(
+                raise SourceError(
                     f"{returned}: header cell {cell} is empty; every column needs a name"
                 )
             if name in seen:
-                raise ExtractError(
+                raise SourceError(
                     f"{returned}: header cells {seen[name]} and {cell} are both {name!r}"
                 )
             seen[name] = cell

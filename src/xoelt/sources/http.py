@@ -34,7 +34,7 @@ from pydantic import Field
 
 from xoelt import __version__
 from xoelt.config.models import StrictModel
-from xoelt.errors import ExtractError
+from xoelt.errors import SourceError
 
 if TYPE_CHECKING:
     import httpx
@@ -51,7 +51,7 @@ class RetryConfig(StrictModel):
     timeout_seconds: float = Field(300.0, gt=0)
 
 
-class TransientHTTPError(ExtractError):
+class TransientHTTPError(SourceError):
     """A retryable answer (429, 5xx, documented "not ready") or a dropped connection."""
 
     transient = True
@@ -211,11 +211,9 @@ class HttpClient:
         response = self.request(method, url, **kwargs)
         try:
             return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
             snippet = response.text[:120].replace("\n", " ")
-            raise ExtractError(
-                f"{_where(method, url)}: response is not JSON: {snippet!r}"
-            ) from None
+            raise SourceError(f"{_where(method, url)}: response is not JSON: {snippet!r}") from exc
 
     def download(self, method: str, url: str, path: Path, **kwargs: Any) -> httpx.Response:
         """Stream the body to ``path`` (constant memory); a retry starts the file over."""
@@ -251,16 +249,16 @@ class HttpClient:
         except httpx.TimeoutException as exc:
             raise TransientHTTPError(
                 f"{_where(method, url)}: timed out ({type(exc).__name__})"
-            ) from None
+            ) from exc
         except httpx.TransportError as exc:
             raise TransientHTTPError(
                 f"{_where(method, url)}: connection failed ({type(exc).__name__})"
-            ) from None
+            ) from exc
 
     def check_response(
         self, method: str, url: str, response: httpx.Response, *, read: bool
     ) -> None:
-        """Raise for an answer that is not a success: TransientHTTPError (retried) or ExtractError.
+        """Raise for an answer that is not a success: TransientHTTPError (retried) or SourceError.
 
         Subclasses extend it for an API's quirks (e.g. Google's 403 quota errors). ``read``
         says the body is still streaming and must be read before it is inspected.
@@ -279,10 +277,10 @@ class HttpClient:
             )
         if status in (401, 403):
             hint = f"; {self.auth_hint}" if self.auth_hint else ""
-            raise ExtractError(
+            raise SourceError(
                 f"{where}: HTTP {status} (authentication or permission failed){detail}{hint}"
             )
-        raise ExtractError(f"{where}: HTTP {status}{detail}")
+        raise SourceError(f"{where}: HTTP {status}{detail}")
 
     def _with_retries(
         self, method: str, url: str, attempt: Callable[[], httpx.Response]
@@ -322,9 +320,9 @@ class HttpClient:
         try:
             return retrying(attempt)
         except TransientHTTPError as exc:
-            raise ExtractError(
+            raise SourceError(
                 f"{exc.message} (gave up after {policy.max_attempts} attempts)"
-            ) from None
+            ) from exc
 
 
 def _error_detail(response: httpx.Response) -> str:
