@@ -220,6 +220,8 @@ class GoogleAuth:
         try:
             info = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
+            # from None: the file holds a private key, and the cause carries the file's whole
+            # text (JSONDecodeError.doc, UnicodeDecodeError.object) to whatever reads the chain.
             raise ConfigError(f"{where}: cannot read it as JSON ({type(exc).__name__})") from None
         if not isinstance(info, dict):
             raise ConfigError(f"{where}: not a JSON object")
@@ -236,6 +238,7 @@ class GoogleAuth:
             if kind == "authorized_user":
                 return self._authorized_user(info, where)
         except ValueError as exc:  # google-auth: missing fields or an unreadable private key
+            # from None: the cause's text may quote the key; only the redacted copy is shown.
             raise ConfigError(f"{where}: {redact(str(exc), *self._secrets)}") from None
         raise ConfigError(
             f"{where}: type {kind!r} is not supported (use a service_account key or an authorized_user file)"
@@ -288,6 +291,8 @@ class GoogleAuth:
         from google.auth import exceptions
 
         where = f"Google token refresh for {self.identity} (credentials file {self.path}) failed"
+        # Every branch re-raises from None: google-auth's messages quote the token endpoint's
+        # answer, which may echo the refresh token or client secret; only redacted text is shown.
         try:
             self._credentials.refresh(self._request)
         except exceptions.GoogleAuthError as exc:

@@ -1,20 +1,37 @@
-"""The extractor interface and the CSV sink every extractor streams rows into."""
+"""The source kit's core: the :class:`Source` base, the registry, the CSV sink, secret refs.
+
+A source is one class: its config type and its YAML name are given in the class statement,
+which also registers it (no decorator, no second list to keep in step)::
+
+    class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_api"):
+        def extract(self, sink: CsvSink) -> None:
+            ...  # self.config is a SproutSocialConfig
+
+The loader validates a block with ``get_source(t).Config.model_validate(block, context=…)``,
+``plan`` shows ``get_source(t).describe(config, window)``, and the extract stage runs
+``cls(config, ExtractContext(...)).extract(CsvSink(path))``.
+"""
 
 from __future__ import annotations
 
 import csv
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TextIO, TypeVar, get_args, get_origin
 
-from xoelt.config.types import StrictModel
+from xoelt.config.types import SecretRef, StrictModel
 from xoelt.errors import SourceError
 
 if TYPE_CHECKING:
     from xoelt.storage.base import ObjectStore
     from xoelt.timewindow import TimeWindow
+
+ConfigT = TypeVar("ConfigT", bound=StrictModel)
+
+REGISTRY: dict[str, type[Source[Any]]] = {}
+"""``source_type`` → class, filled as source modules are imported (see :mod:`xoelt.sources`)."""
 
 
 @dataclass
@@ -31,7 +48,7 @@ class ExtractContext:
 
 
 class CsvSink:
-    """Streams rows to a local CSV file with :class:`csv.DictWriter` (constant memory).
+    """Streams rows, already in header order, to a local CSV file (constant memory).
 
     The file is a private temp file; the extract stage publishes it to the ingest store only
     after the extractor returns, so a failed extraction never leaves a partial object behind.
@@ -44,8 +61,7 @@ class CsvSink:
         self.fieldnames: list[str] | None = None
         self.details: dict[str, Any] = {}
         self._file: TextIO | None = None
-        self._writer: csv.DictWriter[str] | None = None
-        self._plain: Any = None
+        self._writer: Any = None
 
     def open(self, fieldnames: Sequence[str]) -> None:
         """Write the header; must be called once, before any row."""
@@ -60,38 +76,23 @@ class CsvSink:
         self.fieldnames = list(fieldnames)
         # A large buffer: a row is a few hundred bytes, and 8 KB flushes cost a syscall each.
         self._file = self.path.open("w", newline="", encoding="utf-8", buffering=1 << 20)
-        self._writer = csv.DictWriter(self._file, fieldnames=self.fieldnames, extrasaction="raise")
-        self._writer.writeheader()
-        self._plain = csv.writer(self._file)
-
-    def write(self, row: Mapping[str, Any]) -> None:
-        """One row by column name; a key not in the header is an error (no silent loss)."""
-        if self._writer is None:
-            raise SourceError("CsvSink.open(fieldnames) must be called before writing rows")
-        try:
-            self._writer.writerow(row)
-        except ValueError as exc:
-            raise SourceError(f"row {self.rows + 1} does not fit the header: {exc}") from None
-        self.rows += 1
-
-    def write_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        for row in rows:
-            self.write(row)
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(self.fieldnames)
 
     def write_values(self, values: Sequence[Any]) -> None:
-        """One row already in header order (faster path for sources that read CSV)."""
-        if self._plain is None or self.fieldnames is None:
+        """One row in header order; a row of another width is an error (no silent loss)."""
+        if self._writer is None or self.fieldnames is None:
             raise SourceError("CsvSink.open(fieldnames) must be called before writing rows")
         if len(values) != len(self.fieldnames):
             raise SourceError(
                 f"row {self.rows + 1} has {len(values)} fields, the header has {len(self.fieldnames)}"
             )
-        self._plain.writerow(values)
+        self._writer.writerow(values)
         self.rows += 1
 
     def write_many_values(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Rows already in header order, written in one call (a page of API results)."""
-        if self._plain is None or self.fieldnames is None:
+        """Rows in header order, written in one call (a page of API results)."""
+        if self._writer is None or self.fieldnames is None:
             raise SourceError("CsvSink.open(fieldnames) must be called before writing rows")
         width = len(self.fieldnames)
         for i, values in enumerate(rows):
@@ -99,10 +100,11 @@ class CsvSink:
                 raise SourceError(
                     f"row {self.rows + i + 1} has {len(values)} fields, the header has {width}"
                 )
-        self._plain.writerows(rows)
+        self._writer.writerows(rows)
         self.rows += len(rows)
 
     def close(self) -> None:
+        """Flush and close the file (safe to call twice, or before :meth:`open`)."""
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -138,13 +140,51 @@ def copy_csv_rows(
         sink.write_values(row if same else [row[i] if i >= 0 else "" for i in order] + tail)
 
 
-class Source(ABC):
-    """An extractor: validated config in, rows out through a :class:`CsvSink`."""
+def secret_ref(configured: SecretRef | None, var: str, key: str) -> SecretRef:
+    """The configured ``${VAR}`` reference, else the documented variable ``var``.
+
+    ``key`` names the config key in the "not set" error of the documented default (a
+    configured reference names only its own variable, which the user wrote).
+    """
+    return configured or SecretRef(var, key)
+
+
+def env_label(configured: object, var: str) -> str:
+    """What ``plan`` shows for a value that may come from the environment at run time.
+
+    The configured value (a ``${VAR}`` reference shows as itself, never its value), else
+    ``${var}``, the documented variable.
+    """
+    return str(configured or SecretRef(var))
+
+
+class Source(ABC, Generic[ConfigT]):
+    """An extractor: validated config in, rows out through a :class:`CsvSink`.
+
+    Subclass as ``Source[MyConfig]`` with ``source_type="my_api"`` to register it; ``Config``
+    is then ``MyConfig`` and ``self.config`` is typed as one. A subclass without
+    ``source_type`` is a shared base and is not registered.
+    """
 
     source_type: ClassVar[str]
     Config: ClassVar[type[StrictModel]]
 
-    def __init__(self, config: Any, ctx: ExtractContext) -> None:
+    def __init_subclass__(cls, *, source_type: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        config = _config_type(cls)
+        if config is not None:
+            cls.Config = config
+        if source_type is None:
+            return
+        if not hasattr(cls, "Config"):
+            raise TypeError(f"{cls.__qualname__}: subclass Source[<its config model>]")
+        known = REGISTRY.get(source_type)
+        if known is not None and _name(known) != _name(cls):
+            raise TypeError(f"source_type {source_type!r} is taken by {_name(known)}")
+        cls.source_type = source_type
+        REGISTRY[source_type] = cls
+
+    def __init__(self, config: ConfigT, ctx: ExtractContext) -> None:
         self.config = config
         self.ctx = ctx
 
@@ -153,13 +193,21 @@ class Source(ABC):
         """Stream the window's rows into ``sink``; raise SourceError on failure."""
 
     @classmethod
-    def describe(cls, config: Any, window: TimeWindow) -> dict[str, Any]:
+    def describe(cls, config: ConfigT, window: TimeWindow) -> dict[str, Any]:
         """What ``plan`` shows about the requests this source will make (no secrets)."""
         return {}
 
 
-@dataclass
-class ExtractResult:
-    rows: int
-    columns: list[str]
-    details: dict[str, Any] = field(default_factory=dict)
+def _config_type(cls: type) -> type[StrictModel] | None:
+    """``MyConfig`` when ``cls`` is declared as ``class X(Source[MyConfig])``."""
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        origin = get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, Source):
+            args = get_args(base)
+            if args and isinstance(args[0], type) and issubclass(args[0], StrictModel):
+                return args[0]
+    return None
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"

@@ -34,8 +34,8 @@ import math
 import re
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -44,7 +44,6 @@ from pydantic import Field, field_validator
 
 from xoelt.config.types import BaseUrl, Encoding
 from xoelt.errors import SourceError
-from xoelt.sources import register
 from xoelt.sources._google import (
     GoogleApiClient,
     GoogleAuth,
@@ -52,8 +51,10 @@ from xoelt.sources._google import (
     credentials_path,
     describe_credentials,
 )
-from xoelt.sources.base import CsvSink, Source, copy_csv_rows
+from xoelt.sources.base import CsvSink, Source
+from xoelt.sources.csv_files import CsvFile, CsvFiles
 from xoelt.sources.http import shared_limiter
+from xoelt.sources.paging import CursorPaginator
 from xoelt.timewindow import TimeWindow
 
 GMAIL_BASE = "https://gmail.googleapis.com"
@@ -137,29 +138,11 @@ def walk_parts(part: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield from walk_parts(child)
 
 
-@dataclass
-class Attachment:
-    """One decoded attachment file in the workdir, with what the output needs about it."""
-
-    message_id: str
-    internal_ms: int
-    position: int
-    filename: str
-    path: Path
-    header: list[str]
-    size: int
-
-
-@register
-class GmailAttachmentsSource(Source):
+class GmailAttachmentsSource(Source[GmailConfig], source_type="gmail_attachments"):
     """CSV attachments of the messages matching ``query`` in the window."""
 
-    source_type = "gmail_attachments"
-    Config = GmailConfig
-    config: GmailConfig
-
     @classmethod
-    def describe(cls, config: Any, window: TimeWindow) -> dict[str, Any]:
+    def describe(cls, config: GmailConfig, window: TimeWindow) -> dict[str, Any]:
         return {
             "request": f"GET {config.base_url}/gmail/v1/users/{config.user_id}/messages",
             "q": window_query(config, window),
@@ -169,6 +152,7 @@ class GmailAttachmentsSource(Source):
         }
 
     def extract(self, sink: CsvSink) -> None:
+        """List the window's messages, save their CSV attachments, combine them into ``sink``."""
         cfg = self.config
         path = credentials_path(cfg.credentials_file, self.ctx.env)
         auth = GoogleAuth(path, [cfg.scope], subject=cfg.subject, retry=cfg.retry, log=self.ctx.log)
@@ -176,7 +160,13 @@ class GmailAttachmentsSource(Source):
             f"gmail:{cfg.subject or auth.identity}", per_minute=CALLS_PER_MINUTE
         )
         self._base = f"{cfg.base_url}/gmail/v1/users/{quote(cfg.user_id, safe='@')}"
-        self._found: list[Attachment] = []
+        self._files = CsvFiles(
+            delimiter=cfg.delimiter,
+            allow_empty=cfg.allow_empty,
+            columns=cfg.columns,
+            reserved=PROVENANCE,
+            log=self.ctx.log,
+        )
         self._skipped: list[dict[str, Any]] = []
         self._outside = 0
         (self.ctx.workdir / "gmail").mkdir(exist_ok=True)
@@ -185,10 +175,11 @@ class GmailAttachmentsSource(Source):
             closing(auth.client(cfg.base_url, limiter=limiter, retry=cfg.retry)) as api,
         ):
             listed = self._list(api)
-        self._found.sort(key=lambda a: (a.internal_ms, a.message_id, a.position))
-        self._write(sink)
+        query = window_query(cfg, self.ctx.window)
+        nothing = f"no attachment matching {cfg.filename_pattern!r} in messages matching {query!r}"
+        sink.details["attachments"] = self._files.write(sink, nothing=nothing, noun="attachment")
         sink.details.update(
-            query=window_query(cfg, self.ctx.window),
+            query=query,
             user_id=cfg.user_id,
             messages_listed=listed,
             messages_outside_window=self._outside,
@@ -208,41 +199,33 @@ class GmailAttachmentsSource(Source):
         if cfg.include_spam_trash:
             params["includeSpamTrash"] = "true"
         seen: set[str] = set()
-        tokens: set[str] = set()
-        token: str | None = None
-        while True:
+        where = f"GET {self._base}/messages"
+        pages = CursorPaginator(repeated="nextPageToken repeated; stopping a loop")
+        for token in pages:
             page = api.json(
                 "GET",
                 f"{self._base}/messages",
                 params={**params, "pageToken": token} if token else params,
             )
             if not isinstance(page, dict) or not isinstance(page.get("messages", []), list):
-                raise SourceError(
-                    f"GET {self._base}/messages: unexpected answer (no messages list)"
-                )
+                raise SourceError(f"{where}: unexpected answer (no messages list)")
             for item in page.get("messages", []):
                 message_id = item.get("id") if isinstance(item, dict) else None
                 if not isinstance(message_id, str) or not message_id:
-                    raise SourceError(f"GET {self._base}/messages: a listed message has no id")
+                    raise SourceError(f"{where}: a listed message has no id")
                 if message_id not in seen:
                     seen.add(message_id)
                     self._message(api, message_id)
-            token = page.get("nextPageToken")
-            if not token:
-                return len(seen)
-            if token in tokens:
-                raise SourceError(
-                    f"GET {self._base}/messages: nextPageToken repeated; stopping a loop"
-                )
-            tokens.add(token)
+            pages.update(page.get("nextPageToken"), where=where)
+        return len(seen)
 
     def _message(self, api: GoogleApiClient, message_id: str) -> None:
         url = f"{self._base}/messages/{quote(message_id, safe='')}"
         message = api.json("GET", url, params={"format": "full"})
         try:
             internal_ms = int(message["internalDate"])
-        except (TypeError, KeyError, ValueError):
-            raise SourceError(f"GET {url}: message has no valid internalDate") from None
+        except (TypeError, KeyError, ValueError) as exc:
+            raise SourceError(f"GET {url}: message has no valid internalDate") from exc
         window = self.ctx.window
         if not window.start.timestamp() * 1000 <= internal_ms < window.end.timestamp() * 1000:
             self._outside += 1
@@ -251,6 +234,7 @@ class GmailAttachmentsSource(Source):
             )
             return
         pattern = self.config.filename_pattern.lower()
+        internal = datetime.fromtimestamp(internal_ms / 1000, UTC).isoformat()
         for position, part in enumerate(walk_parts(message.get("payload") or {})):
             raw_name = part.get("filename")
             if not raw_name:
@@ -261,11 +245,25 @@ class GmailAttachmentsSource(Source):
                 self._skipped.append({"message_id": message_id, "filename": name, "reason": reason})
                 continue
             data = self._content(api, url, part.get("body") or {}, name)
-            target = self.ctx.workdir / "gmail" / f"{len(self._found):05d}.csv"
+            target = self.ctx.workdir / "gmail" / f"{len(self._files):05d}.csv"
             target.write_bytes(data)
-            header = self._header(target, message_id, name, data[:4])
-            self._found.append(
-                Attachment(message_id, internal_ms, position, name, target, header, len(data))
+            where = f"message {message_id} attachment {name!r}"
+            listing = {
+                "message_id": message_id,
+                "filename": name,
+                "internal_date": internal,
+                "bytes": len(data),
+            }
+            self._files.add(
+                CsvFile(
+                    where,
+                    self._header(target, where, data[:4]),
+                    partial(target.open, encoding=self.config.encoding, newline=""),
+                    listing,
+                    extra=(message_id, name),
+                    order=(internal_ms, message_id, position),
+                    local=target,
+                )
             )
 
     def _content(self, api: GoogleApiClient, url: str, body: dict[str, Any], name: str) -> bytes:
@@ -278,8 +276,8 @@ class GmailAttachmentsSource(Source):
                 raise SourceError(f"{where}: attachment {name!r} has no data")
         try:
             data = decode_base64url(str(body.get("data") or ""))
-        except (binascii.Error, ValueError):
-            raise SourceError(f"{where}: attachment {name!r} is not valid base64url") from None
+        except (binascii.Error, ValueError) as exc:
+            raise SourceError(f"{where}: attachment {name!r} is not valid base64url") from exc
         size = body.get("size")
         if isinstance(size, int) and size != len(data):
             raise SourceError(
@@ -287,73 +285,15 @@ class GmailAttachmentsSource(Source):
             )
         return data
 
-    def _header(self, path: Path, message_id: str, name: str, magic: bytes) -> list[str]:
-        where = f"message {message_id} attachment {name!r}"
+    def _header(self, path: Path, where: str, magic: bytes) -> list[str]:
         if magic.startswith(b"PK\x03\x04"):
             raise SourceError(
                 f"{where} is a ZIP/XLSX file; only CSV is read (narrow filename_pattern)"
             )
         try:
             with path.open(encoding=self.config.encoding, newline="") as fh:
-                header = next(csv.reader(fh, delimiter=self.config.delimiter), [])
+                return next(csv.reader(fh, delimiter=self.config.delimiter), [])
         except (UnicodeDecodeError, csv.Error) as exc:
             raise SourceError(
                 f"{where}: not readable as {self.config.encoding} CSV ({exc})"
-            ) from None
-        if len(set(header)) != len(header):
-            raise SourceError(f"{where}: duplicate column names in header")
-        clash = set(header) & set(PROVENANCE)
-        if clash:
-            raise SourceError(
-                f"{where}: has a column named {sorted(clash)[0]}, which xoelt adds itself"
-            )
-        return header
-
-    # -- writing ------------------------------------------------------------------------------
-
-    def _write(self, sink: CsvSink) -> None:
-        columns: list[str] = []
-        for attachment in self._found:
-            columns += [c for c in attachment.header if c not in columns]
-        if not self._found:
-            if not self.config.allow_empty:
-                raise SourceError(
-                    f"no attachment matching {self.config.filename_pattern!r} in messages matching "
-                    f"{window_query(self.config, self.ctx.window)!r} (set allow_empty: true if that is normal)"
-                )
-            if not self.config.columns:
-                raise SourceError(
-                    "allow_empty found no attachment and no `columns:` are configured for the header"
-                )
-            columns = [c for c in self.config.columns if c not in PROVENANCE]
-        sink.open([*columns, *PROVENANCE])
-        taken = []
-        for a in self._found:
-            before = sink.rows
-            self._copy_rows(a, columns, sink)
-            internal = datetime.fromtimestamp(a.internal_ms / 1000, UTC).isoformat()
-            taken.append(
-                {
-                    "message_id": a.message_id,
-                    "filename": a.filename,
-                    "internal_date": internal,
-                    "bytes": a.size,
-                    "rows": sink.rows - before,
-                }
-            )
-            a.path.unlink()
-        sink.details["attachments"] = taken
-
-    def _copy_rows(self, a: Attachment, columns: list[str], sink: CsvSink) -> None:
-        if not a.header:
-            return
-        where = f"message {a.message_id} attachment {a.filename!r}"
-        try:
-            with a.path.open(encoding=self.config.encoding, newline="") as fh:
-                rows = csv.reader(fh, delimiter=self.config.delimiter)
-                next(rows)
-                copy_csv_rows(
-                    rows, a.header, sink, where, columns=columns, extra=(a.message_id, a.filename)
-                )
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise SourceError(f"{where}: {exc}") from None
+            ) from exc

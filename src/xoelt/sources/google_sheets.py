@@ -35,7 +35,6 @@ from pydantic import Field, field_validator, model_validator
 
 from xoelt.config.types import BaseUrl
 from xoelt.errors import SourceError
-from xoelt.sources import register
 from xoelt.sources._google import (
     GoogleAuth,
     GoogleAuthConfig,
@@ -144,16 +143,11 @@ def cell_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-@register
-class GoogleSheetsSource(Source):
+class GoogleSheetsSource(Source[GoogleSheetsConfig], source_type="google_sheets"):
     """A snapshot of one sheet range; the first row is the header."""
 
-    source_type = "google_sheets"
-    Config = GoogleSheetsConfig
-    config: GoogleSheetsConfig
-
     @classmethod
-    def describe(cls, config: Any, window: TimeWindow) -> dict[str, Any]:
+    def describe(cls, config: GoogleSheetsConfig, window: TimeWindow) -> dict[str, Any]:
         return {
             "request": f"GET {values_url(config)}",
             "range": a1_range(config),

@@ -211,9 +211,9 @@ class HttpClient:
         response = self.request(method, url, **kwargs)
         try:
             return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
             snippet = response.text[:120].replace("\n", " ")
-            raise SourceError(f"{_where(method, url)}: response is not JSON: {snippet!r}") from None
+            raise SourceError(f"{_where(method, url)}: response is not JSON: {snippet!r}") from exc
 
     def download(self, method: str, url: str, path: Path, **kwargs: Any) -> httpx.Response:
         """Stream the body to ``path`` (constant memory); a retry starts the file over."""
@@ -249,11 +249,11 @@ class HttpClient:
         except httpx.TimeoutException as exc:
             raise TransientHTTPError(
                 f"{_where(method, url)}: timed out ({type(exc).__name__})"
-            ) from None
+            ) from exc
         except httpx.TransportError as exc:
             raise TransientHTTPError(
                 f"{_where(method, url)}: connection failed ({type(exc).__name__})"
-            ) from None
+            ) from exc
 
     def check_response(
         self, method: str, url: str, response: httpx.Response, *, read: bool
@@ -322,7 +322,7 @@ class HttpClient:
         except TransientHTTPError as exc:
             raise SourceError(
                 f"{exc.message} (gave up after {policy.max_attempts} attempts)"
-            ) from None
+            ) from exc
 
 
 def _error_detail(response: httpx.Response) -> str:

@@ -15,18 +15,21 @@ import gzip
 import io
 from collections.abc import Generator
 from contextlib import contextmanager
+from functools import partial
 from typing import IO, Any
 
 from pydantic import Field, field_validator
 
 from xoelt.config.types import Bucket, Encoding, StrictModel
 from xoelt.errors import SourceError
-from xoelt.sources import register
-from xoelt.sources.base import CsvSink, Source, copy_csv_rows
+from xoelt.sources.base import CsvSink, Source
+from xoelt.sources.csv_files import READ_ERRORS, CsvFile, CsvFiles
 from xoelt.timewindow import TimeWindow
 
 
 class S3UploadConfig(StrictModel):
+    """The ``extractor:`` block of an ``s3_upload`` source."""
+
     bucket: Bucket
     prefix: str
     patterns: list[str] = Field(default_factory=lambda: ["*.csv", "*.csv.gz"])
@@ -50,6 +53,7 @@ class S3UploadConfig(StrictModel):
 
 
 def resolved_prefix(config: S3UploadConfig, window: TimeWindow) -> str:
+    """The prefix template filled from the window's start."""
     s = window.start
     return config.prefix.format(
         date=s.date().isoformat(),
@@ -60,80 +64,54 @@ def resolved_prefix(config: S3UploadConfig, window: TimeWindow) -> str:
     )
 
 
-@register
-class S3UploadSource(Source):
-    source_type = "s3_upload"
-    Config = S3UploadConfig
-    config: S3UploadConfig
+class S3UploadSource(Source[S3UploadConfig], source_type="s3_upload"):
+    """The CSV files under the window's prefix, combined by column name."""
 
     @classmethod
-    def describe(cls, config: Any, window: TimeWindow) -> dict[str, Any]:
+    def describe(cls, config: S3UploadConfig, window: TimeWindow) -> dict[str, Any]:
         return {
             "bucket": config.bucket,
             "prefix": resolved_prefix(config, window),
             "patterns": config.patterns,
         }
 
-    def _files(self) -> list[tuple[str, int]]:
-        prefix = resolved_prefix(self.config, self.ctx.window)
-        found = [
-            (o.key, o.size)
-            for o in self.ctx.store.list(self.config.bucket, prefix)
-            if any(fnmatch.fnmatch(o.key.rsplit("/", 1)[-1], p) for p in self.config.patterns)
-        ]
-        if not found and not self.config.allow_empty:
-            raise SourceError(
-                f"no files matching {', '.join(self.config.patterns)} under "
-                f"{self.ctx.store.uri(self.config.bucket, prefix)} (set allow_empty: true if that is normal)"
-            )
-        return found
-
     @contextmanager
-    def _reader(self, key: str) -> Generator[Any]:
+    def _text(self, key: str) -> Generator[IO[str]]:
         raw: IO[bytes] = self.ctx.store.open(self.config.bucket, key)
         try:
             stream: Any = gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw
-            text = io.TextIOWrapper(stream, encoding=self.config.encoding, newline="")
-            yield csv.reader(text, delimiter=self.config.delimiter)
+            yield io.TextIOWrapper(stream, encoding=self.config.encoding, newline="")
         finally:
             raw.close()
 
     def _header(self, key: str) -> list[str]:
         try:
-            with self._reader(key) as rows:
-                return next(rows, [])
-        except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
-            raise SourceError(f"{key}: cannot read header: {exc}") from None
+            with self._text(key) as text:
+                return next(csv.reader(text, delimiter=self.config.delimiter), [])
+        except READ_ERRORS as exc:
+            raise SourceError(f"{key}: cannot read header: {exc}") from exc
 
     def extract(self, sink: CsvSink) -> None:
-        files = self._files()
-        headers = {key: self._header(key) for key, _ in files}
-        columns: list[str] = []
-        for key, header in headers.items():
-            if len(set(header)) != len(header):
-                raise SourceError(f"{key}: duplicate column names in header")
-            columns += [c for c in header if c not in columns]
-        if not files:
-            if not self.config.columns:
-                raise SourceError(
-                    "allow_empty found no files and no `columns:` are configured for the header"
-                )
-            columns = list(self.config.columns)
-        sink.open(columns)
-        taken = []
-        for key, size in files:
-            header = headers[key]
-            if not header:
-                taken.append({"key": key, "bytes": size, "rows": 0})
-                continue
-            before = sink.rows
-            try:
-                with self._reader(key) as rows:
-                    next(rows)
-                    copy_csv_rows(rows, header, sink, key, columns=columns)
-            except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
-                raise SourceError(f"{key}: {exc}") from None
-            taken.append({"key": key, "bytes": size, "rows": sink.rows - before})
-            self.ctx.log.debug("upload file read", key=key, rows=sink.rows - before)
-        sink.details["files"] = taken
-        sink.details["bucket"] = self.config.bucket
+        """Every matching file under the prefix, in key order; the manifest lists them."""
+        cfg, store = self.config, self.ctx.store
+        prefix = resolved_prefix(cfg, self.ctx.window)
+        found = [
+            (o.key, o.size)
+            for o in store.list(cfg.bucket, prefix)
+            if any(fnmatch.fnmatch(o.key.rsplit("/", 1)[-1], p) for p in cfg.patterns)
+        ]
+        files = CsvFiles(
+            delimiter=cfg.delimiter,
+            allow_empty=cfg.allow_empty,
+            columns=cfg.columns,
+            log=self.ctx.log,
+        )
+        headers = {key: self._header(key) for key, _ in found}  # all read before any is checked
+        for key, size in found:
+            opener = partial(self._text, key)
+            files.add(CsvFile(key, headers[key], opener, {"key": key, "bytes": size}))
+        nothing = (
+            f"no files matching {', '.join(cfg.patterns)} under {store.uri(cfg.bucket, prefix)}"
+        )
+        sink.details["files"] = files.write(sink, nothing=nothing, noun="files")
+        sink.details["bucket"] = cfg.bucket

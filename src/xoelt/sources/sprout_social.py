@@ -27,14 +27,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
 from pydantic import Field, field_validator
 
-from xoelt.config.types import BaseUrl, Secret, SecretRef, StrictModel
+from xoelt.config.types import BaseUrl, Secret, StrictModel
 from xoelt.errors import ConfigError, SourceError
-from xoelt.sources import register
-from xoelt.sources.base import CsvSink, Source
-from xoelt.sources.http import RetryConfig
+from xoelt.sources.base import CsvSink, Source, env_label, secret_ref
+from xoelt.sources.http import HttpClient, RetryConfig, shared_limiter
+from xoelt.sources.paging import CursorPaginator
+from xoelt.sources.prefetch import Prefetch
 from xoelt.timewindow import TimeWindow
 
 TOKEN_ENV = "SPROUT_API_TOKEN"
@@ -135,6 +135,8 @@ def request_body(config: SproutSocialConfig, window: TimeWindow) -> dict[str, An
 
 def _json(value: Any) -> str:
     """Compact JSON with sorted keys (orjson: ~10x the stdlib encoder on small objects)."""
+    import orjson
+
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
@@ -208,74 +210,12 @@ class RowMaker:
         return 0 if self.start <= moment < self.end else 1
 
 
-class Prefetch:
-    """Runs a page iterator in a helper thread, at most ``depth`` pages ahead of the writer.
-
-    The request for page N+1 is in flight (the server working, the socket waiting) while
-    page N is written, which is most of the time a day's extraction takes; memory stays
-    bounded by ``depth`` pages. An error in the thread is re-raised in the reader; when the
-    reader stops early, :meth:`stop` lets the thread end without waiting for it.
-    """
-
-    _END = object()
-
-    def __init__(self, pages: Iterator[list[Any]], depth: int = 2) -> None:
-        import queue
-        import threading
-
-        self._pages = pages
-        self._queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(depth)
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sprout-pages", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any, error: BaseException | None = None) -> None:
-        import queue
-
-        while not self._stopped.is_set():
-            try:
-                self._queue.put((item, error), timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _run(self) -> None:
-        try:
-            for page in self._pages:
-                if self._stopped.is_set():
-                    return
-                self._put(page)
-            self._put(self._END)
-        except BaseException as exc:  # handed to the reader, which raises it
-            self._put(None, exc)
-
-    def __iter__(self) -> Iterator[list[Any]]:
-        while True:
-            page, error = self._queue.get()
-            if error is not None:
-                raise error
-            if page is self._END:
-                return
-            yield page
-
-    def stop(self, wait: float = 0.0) -> None:
-        """Tell the thread to finish; wait up to ``wait`` seconds for it."""
-        self._stopped.set()
-        if wait:
-            self._thread.join(wait)
-
-
-@register
-class SproutSocialSource(Source):
+class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_api"):
     """Sprout Social messages created in the window, one row per message."""
 
-    source_type = "sprout_social_api"
-    Config = SproutSocialConfig
-    config: SproutSocialConfig
-
     @classmethod
-    def describe(cls, config: Any, window: TimeWindow) -> dict[str, Any]:
-        customer = config.customer_id or f"${{{CUSTOMER_ENV}}}"
+    def describe(cls, config: SproutSocialConfig, window: TimeWindow) -> dict[str, Any]:
+        customer = env_label(config.customer_id, CUSTOMER_ENV)
         return {
             "request": f"POST {config.base_url}/v1/{customer}/messages",
             "body": request_body(config, window),
@@ -285,7 +225,7 @@ class SproutSocialSource(Source):
 
     def _credentials(self) -> tuple[str, str, str]:
         env = self.ctx.env
-        ref = self.config.token or SecretRef(TOKEN_ENV, "token")
+        ref = secret_ref(self.config.token, TOKEN_ENV, "token")
         token = ref.resolve(env).get_secret_value()
         customer = self.config.customer_id
         if customer is None:
@@ -300,18 +240,16 @@ class SproutSocialSource(Source):
                 raise ConfigError(f"{CUSTOMER_ENV}: {exc}") from None
         return token, customer, ref.var
 
-    def _pages(self, client: Any, path: str, body: dict[str, Any]) -> Iterator[list[Any]]:
-        cursor: str | None = None
-        page = 0
-        while True:
-            page += 1
+    def _pages(self, client: HttpClient, path: str, body: dict[str, Any]) -> Iterator[list[Any]]:
+        pages = CursorPaginator(repeated="the API returned the same cursor again")
+        for cursor in pages:
             if cursor is not None:
                 body["page_cursor"] = cursor
             try:
                 answer = client.json("POST", path, json=body)
             except SourceError as exc:
-                raise SourceError(f"{exc.detail} (page {page})") from None
-            where = f"POST {path} (page {page})"
+                raise SourceError(f"{exc.detail} (page {pages.page})") from exc
+            where = f"POST {path} (page {pages.page})"
             if not isinstance(answer, dict):
                 raise SourceError(f"{where}: expected a JSON object, got {type(answer).__name__}")
             if isinstance(answer.get("error"), str):
@@ -322,18 +260,12 @@ class SproutSocialSource(Source):
             yield data
             paging = answer.get("paging")
             following = paging.get("next_cursor") if isinstance(paging, dict) else None
-            if not following:
-                return
-            if not isinstance(following, str):
+            if following and not isinstance(following, str):
                 raise SourceError(f"{where}: paging.next_cursor is not a string")
-            if following == cursor:
-                raise SourceError(f"{where}: the API returned the same cursor again")
-            cursor = following
+            pages.update(following, where=where)
 
     def extract(self, sink: CsvSink) -> None:
         """Stream every page's messages into ``sink`` as rows of the configured fields."""
-        from xoelt.sources.http import HttpClient, shared_limiter
-
         cfg, window, log = self.config, self.ctx.window, self.ctx.log
         token, customer, token_var = self._credentials()
         per_minute = cfg.rate_limit_per_minute
@@ -359,7 +291,7 @@ class SproutSocialSource(Source):
         make, placement, write = rows.row, rows.placement, sink.write_many_values
         sink.open(cfg.fields)
         outside = undated = pages = seen = 0
-        pager = Prefetch(self._pages(client, path, body))
+        pager = Prefetch(self._pages(client, path, body), name="sprout-pages")
         try:
             for data in pager:
                 pages += 1

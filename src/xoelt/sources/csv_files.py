@@ -1,0 +1,122 @@
+"""Several CSV files combined into one output by column name (``s3_upload``, ``gmail_attachments``).
+
+A source finds its files and reads each header its own way (an object store, a mail
+attachment), then hands them to :class:`CsvFiles`, which owns what the sources share:
+
+- the output header is the union of the files' headers in first-seen order, then the
+  ``reserved`` columns xoelt appends itself (provenance), which no file may have;
+- a file lacking a column gets ``''`` in it; a file with a duplicate column is an error;
+- finding no file is an error unless ``allow_empty``, and then ``columns:`` is the header;
+- every file taken is listed with its row count for the ingest manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from xoelt.errors import SourceError
+from xoelt.sources.base import CsvSink, copy_csv_rows
+
+# What reading a file can raise: a bad encoding, a malformed CSV, a broken or cut gzip stream.
+READ_ERRORS = (UnicodeDecodeError, csv.Error, OSError, EOFError)
+
+
+@dataclass
+class CsvFile:
+    """One file to combine.
+
+    ``label`` names it in errors, ``open`` gives its text (header included), ``listing`` is
+    what the manifest says about it (``rows`` is added), ``extra`` the values of the reserved
+    columns, ``order`` its place in the output, and ``local`` a temporary copy to delete once
+    its rows are written.
+    """
+
+    label: str
+    header: list[str]
+    open: Callable[[], AbstractContextManager[IO[str]]]
+    listing: dict[str, Any]
+    extra: tuple[str, ...] = ()
+    order: tuple[Any, ...] = ()
+    local: Path | None = None
+
+
+class CsvFiles:
+    """Collects :class:`CsvFile` s (:meth:`add`) and writes them to one sink (:meth:`write`)."""
+
+    def __init__(
+        self,
+        *,
+        delimiter: str,
+        allow_empty: bool,
+        columns: Sequence[str],
+        reserved: Sequence[str] = (),
+        log: Any = None,
+    ) -> None:
+        self.delimiter = delimiter
+        self.allow_empty = allow_empty
+        self.columns = list(columns)
+        self.reserved = tuple(reserved)
+        self.log = log
+        self.files: list[CsvFile] = []
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def add(self, file: CsvFile) -> None:
+        """Take ``file``; a duplicate or a reserved column name in its header is an error."""
+        header = file.header
+        if len(set(header)) != len(header):
+            raise SourceError(f"{file.label}: duplicate column names in header")
+        clash = set(header) & set(self.reserved)
+        if clash:
+            raise SourceError(
+                f"{file.label}: has a column named {sorted(clash)[0]}, which xoelt adds itself"
+            )
+        self.files.append(file)
+
+    def write(self, sink: CsvSink, *, nothing: str, noun: str) -> list[dict[str, Any]]:
+        """Write every file's rows in ``order``; return the listing for the manifest.
+
+        ``nothing`` says what was looked for when no file was found (the error unless
+        ``allow_empty``); ``noun`` names the files in the error when ``columns:`` is missing.
+        """
+        files = sorted(self.files, key=lambda f: f.order)
+        columns: list[str] = []
+        for file in files:
+            columns += [c for c in file.header if c not in columns]
+        if not files:
+            if not self.allow_empty:
+                raise SourceError(f"{nothing} (set allow_empty: true if that is normal)")
+            if not self.columns:
+                raise SourceError(
+                    f"allow_empty found no {noun} and no `columns:` are configured for the header"
+                )
+            columns = [c for c in self.columns if c not in self.reserved]
+        sink.open([*columns, *self.reserved])
+        listing = []
+        for file in files:
+            before = sink.rows
+            if file.header:
+                self._copy(file, columns, sink)
+            listing.append({**file.listing, "rows": sink.rows - before})
+            if self.log is not None and file.header:
+                self.log.debug("csv file read", file=file.label, rows=sink.rows - before)
+            if file.local is not None:
+                file.local.unlink()
+        return listing
+
+    def _copy(self, file: CsvFile, columns: list[str], sink: CsvSink) -> None:
+        try:
+            with file.open() as text:
+                rows = csv.reader(text, delimiter=self.delimiter)
+                next(rows)
+                copy_csv_rows(
+                    rows, file.header, sink, file.label, columns=columns, extra=file.extra
+                )
+        except READ_ERRORS as exc:
+            raise SourceError(f"{file.label}: {exc}") from exc
