@@ -12,11 +12,12 @@ export XOELT_HOME ?= .xoelt
 DEMO_DATES := 2026-11-03 2026-11-04 2026-11-05
 IMAGE ?= xoelt:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: help install demo test lint typecheck pytest bench lock clean helm-values image
+.PHONY: help install demo test unit lint typecheck pytest bench lock clean helm-values image
 
 help:
 	@echo "make demo    run the demo pipeline end to end on the embedded default (DuckDB)"
 	@echo "make test    ruff + ty + pytest (what CI runs)"
+	@echo "make unit    the fast tier: tests/unit only (seconds)"
 	@echo "make bench   benchmarks (not part of CI)"
 	@echo "make helm-values  regenerate the chart's pipeline list from pipelines/"
 
@@ -50,6 +51,9 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/ty check
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -n 2 tests/unit
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q -n 2
