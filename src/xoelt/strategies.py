@@ -99,6 +99,28 @@ def _column_defs(columns: Sequence[tuple[str, str]]) -> str:
     return ", ".join(f"{quote(n)} {t}" for n, t in columns)
 
 
+def _silver_ddl(table: TableRef, columns: SilverColumns) -> tuple[Step, ...]:
+    """The schema and the silver table (source columns, then the metadata columns)."""
+    return (
+        ddl(f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}"),
+        ddl(
+            f"CREATE TABLE IF NOT EXISTS {table.sql} "
+            f"({_column_defs([*columns.typed, *SILVER_META])})"
+        ),
+    )
+
+
+def _silver_ddl(table: TableRef, columns: SilverColumns) -> tuple[Step, ...]:
+    """The schema and the silver table (source columns, then the metadata columns)."""
+    return (
+        ddl(f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}"),
+        ddl(
+            f"CREATE TABLE IF NOT EXISTS {table.sql} "
+            f"({_column_defs([*columns.typed, *SILVER_META])})"
+        ),
+    )
+
+
 def row_hash(columns: Sequence[str], alias: str = "") -> str:
     """MD5 of the columns, each encoded as ``N`` (NULL) or ``V<length>:<value>``.
 
@@ -181,13 +203,7 @@ class FullRefresh(LoadStrategy):
         names = ", ".join([*columns.refs(), *_META_NAMES])
         select = f"SELECT {', '.join([*columns.casts(), *_META_NAMES])} FROM {job.bronze.sql}"
         return Script(
-            prepare=(
-                ddl(f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}"),
-                ddl(
-                    f"CREATE TABLE IF NOT EXISTS {table.sql} "
-                    f"({_column_defs([*columns.typed, *SILVER_META])})"
-                ),
-            ),
+            prepare=_silver_ddl(table, columns),
             body=(
                 Step(
                     f"DELETE FROM {table.sql} WHERE {quote('_XO_WINDOW_START')} = "
@@ -228,13 +244,7 @@ class Incremental(LoadStrategy):
         values = ", ".join([*columns.refs("s."), *(f"s.{c}" for c in _META_NAMES)])
         end = quote("_XO_WINDOW_END")
         return Script(
-            prepare=(
-                ddl(f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}"),
-                ddl(
-                    f"CREATE TABLE IF NOT EXISTS {table.sql} "
-                    f"({_column_defs([*columns.typed, *SILVER_META])})"
-                ),
-            ),
+            prepare=_silver_ddl(table, columns),
             body=(
                 Step(
                     f"MERGE INTO {table.sql} AS t USING ({dedup}) AS s ON {on} "
