@@ -110,17 +110,6 @@ def _silver_ddl(table: TableRef, columns: SilverColumns) -> tuple[Step, ...]:
     )
 
 
-def _silver_ddl(table: TableRef, columns: SilverColumns) -> tuple[Step, ...]:
-    """The schema and the silver table (source columns, then the metadata columns)."""
-    return (
-        ddl(f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}"),
-        ddl(
-            f"CREATE TABLE IF NOT EXISTS {table.sql} "
-            f"({_column_defs([*columns.typed, *SILVER_META])})"
-        ),
-    )
-
-
 def row_hash(columns: Sequence[str], alias: str = "") -> str:
     """MD5 of the columns, each encoded as ``N`` (NULL) or ``V<length>:<value>``.
 
