@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from tests.fakes import FakeApis
 from xoelt.cli import cli
 
 
@@ -76,3 +78,10 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SourceHarness:
     monkeypatch.setenv("XOELT_SQL", str(tmp_path / "sql"))
     monkeypatch.chdir(tmp_path)
     return SourceHarness(tmp_path, home)
+
+
+@pytest.fixture(scope="session")
+def fake_apis() -> Iterator[FakeApis]:
+    """The fake-API servers of the session (``fake_apis.use(FakeX)`` in a per-API fixture)."""
+    with FakeApis() as apis:
+        yield apis
