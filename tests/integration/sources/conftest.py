@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,19 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from tests.fakes import FakeApis
 from xoelt.cli import cli
+
+FAST_RETRY = {"max_attempts": 4, "initial_backoff": 0.01, "max_backoff": 0.05, "timeout_seconds": 1}
+
+
+def ingest_csv(files: list[Path]) -> tuple[list[list[str]], dict[str, Any]]:
+    """(rows of the ingest CSV, its manifest) from ``harness.ingest_files()``."""
+    data = next(p for p in files if p.suffix == ".csv")
+    manifest = next(p for p in files if p.name.endswith("_manifest.json"))
+    with data.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    return rows, json.loads(manifest.read_text())
 
 
 @dataclass
@@ -76,3 +91,10 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SourceHarness:
     monkeypatch.setenv("XOELT_SQL", str(tmp_path / "sql"))
     monkeypatch.chdir(tmp_path)
     return SourceHarness(tmp_path, home)
+
+
+@pytest.fixture(scope="session")
+def fake_apis() -> Iterator[FakeApis]:
+    """The fake-API servers of the session (``fake_apis.use(FakeX)`` in a per-API fixture)."""
+    with FakeApis() as apis:
+        yield apis

@@ -1,14 +1,8 @@
-"""``gladly_api`` against a fake Gladly API on 127.0.0.1 (a threaded ``http.server``).
+"""``gladly_api`` against the fake Gladly API (``tests.fakes.gladly``) on 127.0.0.1.
 
-The fake speaks the published contract: HTTP Basic auth (401 with a JSON ``errors`` body
-otherwise, which echoes the token it got, so the test proves we scrub it); ``POST
-/api/v1/reports`` validates ``{metricSet, startAt, endAt, timezone}`` (+ ``filters``,
-``aggregationLevel``) and answers ``text/csv`` with a Content-Disposition and human-readable
-headers, or 400 ``{"errors":[{attr, code, detail}]}``; the work-session endpoint selects
-sessions by ``COALESCE(ended_at, created_at)`` in ``[startAtTime, endAtTime]`` (end
-inclusive, as documented); the export API lists jobs filtered by ``status`` and ``updatedAt
->= startAt`` (400 if ``startAt`` is more than 14 days ago) and serves NDJSON files. Faults are
-queued per route and consumed one per request.
+The fake speaks the published contract (Basic auth, report/work-session CSV, the export
+API's jobs and NDJSON files, Gladly's ``errors`` bodies); faults are queued per route
+(``reports``, ``sessions``, ``jobs``, ``file``) and consumed one per request.
 """
 
 from __future__ import annotations
@@ -16,28 +10,24 @@ from __future__ import annotations
 import base64
 import csv
 import json
-import threading
-import time
-from collections import defaultdict, deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
 
+from tests.fakes import FakeApis, Fault
+from tests.fakes.gladly import WS_COLUMNS, FakeGladly, csv_text
 from tests.integration.sources.conftest import SourceHarness
 from xoelt.cli import cli
 
 USER, TOKEN = "api.robot@example.com", "gl-tok-5ecret-0a1b2c3d"
 FAST = {"max_attempts": 4, "initial_backoff": 0.01, "max_backoff": 0.05, "timeout_seconds": 5}
 NY = ZoneInfo("America/New_York")
-REPORT_KEYS = {"metricSet", "startAt", "endAt", "timezone", "filters", "aggregationLevel"}
 CONTACT_HEADER = [
     "Timezone Filter",
     "Timestamp",
@@ -72,261 +62,18 @@ CONTACT_ROWS = [
         "Lunettes é ✓",
     ],
 ]
-WS_COLUMNS = [
-    "id",
-    "contact_session_id",
-    "contact_session_created_at",
-    "agent_id",
-    "contact_session_ended_at",
-    "status",
-]
-
-
-def _csv(header: list[str], rows: list[list[str]]) -> str:
-    from io import StringIO
-
-    out = StringIO()
-    writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue()
-
-
-@dataclass
-class Fault:
-    """One scripted misbehaviour, used for the next request on its route."""
-
-    status: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | None = None
-    content_type: str = "application/json"
-    drop: bool = False  # close the connection without an answer
-    cut: bool = False  # answer normally but close halfway through the body
-    delay: float = 0.0
-
-
-@dataclass
-class Seen:
-    route: str
-    path: str
-    query: dict[str, list[str]]
-    body: bytes
-    at: float
-
-
-class FakeGladly:
-    """The subset of Gladly's API the source uses, with scriptable faults."""
-
-    def __init__(self) -> None:
-        self.token = TOKEN
-        self.reports: dict[str, str] = {}
-        self.sessions: list[dict[str, str]] = []
-        self.jobs: list[dict[str, Any]] = []
-        self.files: dict[tuple[str, str], bytes] = {}
-        self.faults: dict[str, deque[Fault]] = defaultdict(deque)
-        self.seen: list[Seen] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake.handle(self)
-
-            def do_POST(self) -> None:
-                fake.handle(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-
-    def requests(self, route: str) -> list[Seen]:
-        return [s for s in self.seen if s.route == route]
-
-    # -- protocol ---------------------------------------------------------------------------
-
-    @staticmethod
-    def route(path: str) -> str:
-        if path == "/api/v1/reports":
-            return "reports"
-        if path == "/api/v1/reports/work-session-events":
-            return "sessions"
-        if path == "/api/v1/export/jobs":
-            return "jobs"
-        if path.startswith("/api/v1/export/jobs/") and "/files/" in path:
-            return "file"
-        return "other"
-
-    def handle(self, h: BaseHTTPRequestHandler) -> None:
-        url = urlsplit(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
-        raw = h.rfile.read(length) if length else b""
-        route = self.route(url.path)
-        self.seen.append(Seen(route, url.path, parse_qs(url.query), raw, time.monotonic()))
-        supplied = h.headers.get("Authorization", "")
-        expected = "Basic " + base64.b64encode(f"{USER}:{self.token}".encode()).decode()
-        if supplied != expected:
-            got = base64.b64decode(supplied.removeprefix("Basic ")).decode(errors="replace")
-            detail = f"API token {got.partition(':')[2]!r} is invalid or expired"
-            return self.send(h, 401, _errors("authorization", "unauthorized", detail))
-        fault = self.faults[route].popleft() if self.faults[route] else None
-        if fault is not None:
-            time.sleep(fault.delay)
-            if fault.drop:
-                h.close_connection = True
-                return None
-            if fault.status is not None:
-                body = fault.body if fault.body is not None else _errors("", "fault", "scripted")
-                return self.send(h, fault.status, body, fault.content_type, fault.headers)
-            if fault.body is not None:
-                return self.send(h, 200, fault.body, fault.content_type, fault.headers)
-        method = getattr(self, f"answer_{route}", None)
-        if method is None or h.command != {"jobs": "GET", "file": "GET"}.get(route, "POST"):
-            return self.send(h, 404, _errors("path", "not_found", "no such endpoint"))
-        status, body, ctype, headers = method(url, raw)
-        return self.send(h, status, body, ctype, headers, cut=bool(fault and fault.cut))
-
-    def send(
-        self,
-        h: BaseHTTPRequestHandler,
-        status: int,
-        body: bytes,
-        ctype: str = "application/json",
-        headers: dict[str, str] | None = None,
-        cut: bool = False,
-    ) -> None:
-        try:
-            h.send_response(status)
-            h.send_header("Content-Type", ctype)
-            h.send_header("Content-Length", str(len(body)))
-            for key, value in (headers or {}).items():
-                h.send_header(key, value)
-            h.end_headers()
-            h.wfile.write(body[: len(body) // 2] if cut else body)
-            h.wfile.flush()
-            if cut:
-                h.close_connection = True
-        except OSError:
-            pass  # the client gave up (timeout test)
-
-    def answer_reports(self, url: Any, raw: bytes) -> tuple[int, bytes, str, dict[str, str]]:
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            return 400, _errors("body", "invalid", "body is not JSON"), "application/json", {}
-        problem = _check_report_body(body)
-        if problem:
-            return 400, _errors(*problem), "application/json", {}
-        if body["metricSet"] not in self.reports:
-            detail = f"{body['metricSet']} is not a valid metric set"
-            return 400, _errors("metricSet", "invalid", detail), "application/json", {}
-        disposition = f'attachment; filename="{body["metricSet"]}-{body["startAt"]}.csv"'
-        csv_text = self.reports[body["metricSet"]]
-        return 200, csv_text.encode(), "text/csv", {"Content-Disposition": disposition}
-
-    def answer_sessions(self, url: Any, raw: bytes) -> tuple[int, bytes, str, dict[str, str]]:
-        body = json.loads(raw)
-        if set(body) != {"startAtTime", "endAtTime"}:
-            return (
-                400,
-                _errors("body", "invalid", f"unexpected keys {sorted(body)}"),
-                "application/json",
-                {},
-            )
-        start, end = (datetime.fromisoformat(body[k]) for k in ("startAtTime", "endAtTime"))
-        if start.tzinfo is None or end.tzinfo is None:
-            return 400, _errors("startAtTime", "invalid", "needs an offset"), "application/json", {}
-        rows = [
-            [s[c] for c in WS_COLUMNS]
-            for s in self.sessions
-            if start
-            <= datetime.fromisoformat(
-                s["contact_session_ended_at"] or s["contact_session_created_at"]
-            )
-            <= end
-        ]
-        return (
-            200,
-            _csv(WS_COLUMNS, rows).encode(),
-            "text/csv",
-            {"Content-Disposition": 'attachment; filename="ws.csv"'},
-        )
-
-    def answer_jobs(self, url: Any, raw: bytes) -> tuple[int, bytes, str, dict[str, str]]:
-        query = parse_qs(url.query)
-        status = query.get("status", [None])[0]
-        since = datetime.fromisoformat(query["startAt"][0]) if "startAt" in query else None
-        if since is not None and since < datetime.now(UTC) - timedelta(days=14):
-            return (
-                400,
-                _errors("startAt", "invalid", "cannot be more than 14 days ago"),
-                "application/json",
-                {},
-            )
-        jobs = [
-            j
-            for j in self.jobs
-            if (status is None or j["status"] == status)
-            and (since is None or datetime.fromisoformat(j["updatedAt"]) >= since)
-        ]
-        return 200, json.dumps(jobs).encode(), "application/json", {}
-
-    def answer_file(self, url: Any, raw: bytes) -> tuple[int, bytes, str, dict[str, str]]:
-        parts = url.path.split("/")  # /api/v1/export/jobs/{id}/files/{name}
-        key = (parts[5], parts[7])
-        if key not in self.files:
-            return 404, _errors("filename", "not_found", "no such file"), "application/json", {}
-        return 200, self.files[key], "application/x-ndjson", {}
-
-
-def _errors(attr: str, code: str, detail: str) -> bytes:
-    return json.dumps({"errors": [{"attr": attr, "code": code, "detail": detail}]}).encode()
-
-
-def _check_report_body(body: Any) -> tuple[str, str, str] | None:
-    if not isinstance(body, dict) or set(body) - REPORT_KEYS:
-        return ("body", "invalid", "unknown keys")
-    for key in ("metricSet", "startAt", "endAt"):
-        if key not in body:
-            return (key, "blank", f"{key} is required")
-    try:
-        start, end = date.fromisoformat(body["startAt"]), date.fromisoformat(body["endAt"])
-        ZoneInfo(body.get("timezone", "UTC"))
-    except (ValueError, TypeError):
-        return ("startAt", "invalid", "dates are YYYY-MM-DD, timezone an IANA name")
-    if len(body["startAt"]) != 10 or end < start:
-        return ("endAt", "invalid", "endAt must be a YYYY-MM-DD on or after startAt")
-    return None
-
 
 # -- fixtures and helpers -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def _ports() -> Iterator[list[FakeGladly]]:
-    """Stopped servers keep their port until the module ends: no two tests share a port, so
-    none shares the process-wide rate limiter (keyed by host:port) with another."""
-    servers: list[FakeGladly] = []
-    yield servers
-    for server in servers:
-        server.server.server_close()
-
-
 @pytest.fixture
-def fake(_ports: list[FakeGladly]) -> Iterator[FakeGladly]:
-    server = FakeGladly()
-    server.reports["ContactTimestampsReport"] = _csv(CONTACT_HEADER, CONTACT_ROWS)
-    _ports.append(server)
-    yield server
-    server.stop()
+def fake(fake_apis: FakeApis) -> Iterator[FakeGladly]:
+    """A port of its own per test: xoelt's rate limiters are process-wide and keyed by
+    host:port (10 report POSTs a minute), so tests sharing one would wait on each other."""
+    with fake_apis.use(FakeGladly, own_port=True) as api:
+        api.user, api.token = USER, TOKEN
+        api.reports["ContactTimestampsReport"] = csv_text(CONTACT_HEADER, CONTACT_ROWS)
+        yield api
 
 
 @pytest.fixture
@@ -450,7 +197,7 @@ def test_report_window_across_midnight_asks_both_days(
 def test_report_header_only_is_zero_rows(
     harness: SourceHarness, fake: FakeGladly, creds: None
 ) -> None:
-    fake.reports["ContactTimestampsReport"] = _csv(CONTACT_HEADER, [])
+    fake.reports["ContactTimestampsReport"] = csv_text(CONTACT_HEADER, [])
     _pipeline(harness, fake, metric_set="ContactTimestampsReport")
     assert _extract(harness).exit_code == 0
     rows, manifest = _output(harness)
@@ -469,7 +216,7 @@ def test_report_header_only_is_zero_rows(
 def test_report_malformed_200_fails(
     harness: SourceHarness, fake: FakeGladly, creds: None, body: bytes, ctype: str, needle: str
 ) -> None:
-    fake.faults["reports"].append(Fault(body=body, content_type=ctype))
+    fake.fault("reports", Fault(body=body, content_type=ctype))
     _pipeline(harness, fake, metric_set="ContactTimestampsReport")
     _failed(harness, _extract(harness), "/api/v1/reports", needle)
 
@@ -502,7 +249,7 @@ def test_report_400_names_the_api_error(
 def test_transient_faults_recover_with_exact_rows(
     harness: SourceHarness, fake: FakeGladly, creds: None, faults: list[Fault]
 ) -> None:
-    fake.faults["reports"].extend(faults)
+    fake.fault("reports", *faults)
     _pipeline(
         harness, fake, metric_set="ContactTimestampsReport", retry={**FAST, "timeout_seconds": 0.4}
     )
@@ -517,7 +264,7 @@ def test_transient_faults_recover_with_exact_rows(
 
 
 def test_429_retry_after_is_honoured(harness: SourceHarness, fake: FakeGladly, creds: None) -> None:
-    fake.faults["reports"].append(Fault(status=429, headers={"Retry-After": "1"}))
+    fake.fault("reports", Fault(status=429, headers={"Retry-After": "1"}))
     _pipeline(harness, fake, metric_set="ContactTimestampsReport", retry={**FAST, "max_backoff": 5})
     assert _extract(harness).exit_code == 0
     first, second = fake.requests("reports")
@@ -536,7 +283,7 @@ def test_429_retry_after_is_honoured(harness: SourceHarness, fake: FakeGladly, c
 def test_persistent_fault_fails_without_output(
     harness: SourceHarness, fake: FakeGladly, creds: None, fault: Fault, needle: str
 ) -> None:
-    fake.faults["reports"].extend([fault] * 3)
+    fake.fault("reports", *[fault] * 3)
     _pipeline(harness, fake, metric_set="ContactTimestampsReport",
               retry={**FAST, "max_attempts": 3, "timeout_seconds": 0.3})  # fmt: skip
     _failed(harness, _extract(harness), needle, "gave up after 3 attempts", "/api/v1/reports")
@@ -562,7 +309,7 @@ def test_missing_credential_is_a_config_error(
     result = _extract(harness)
     assert result.exit_code == 2, result.output
     assert "GLADLY_API_TOKEN is not set" in result.output
-    assert fake.seen == [] and harness.ingest_files() == []
+    assert fake.requests() == [] and harness.ingest_files() == []
 
 
 def test_secret_references_name_other_variables(
@@ -589,7 +336,7 @@ def test_plan_shows_no_secret(harness: SourceHarness, fake: FakeGladly, creds: N
     assert result.exit_code == 0, result.output
     assert TOKEN not in result.output and USER not in result.output
     assert "${GLADLY_API_TOKEN}" in result.output and '"startAt": "2026-11-02"' in result.output
-    assert fake.seen == []
+    assert fake.requests() == []
 
 
 @pytest.mark.parametrize(
@@ -697,9 +444,7 @@ def test_work_sessions_window_is_exact_on_a_dst_day(
 
 def test_work_sessions_429_then_rows(harness: SourceHarness, fake: FakeGladly, creds: None) -> None:
     fake.sessions = [_session(1, "2026-11-02T10:00:00.000-05:00", "2026-11-02T10:30:00.000-05:00")]
-    fake.faults["sessions"].extend(
-        [Fault(status=429, headers={"Retry-After": "0"}), Fault(status=502)]
-    )
+    fake.fault("sessions", Fault(status=429, headers={"Retry-After": "0"}), Fault(status=502))
     _pipeline(harness, fake, kind="work_session_events")
     assert _extract(harness).exit_code == 0
     assert _output(harness)[1]["rows"] == 1 and len(fake.requests("sessions")) == 3
@@ -815,8 +560,8 @@ def test_export_flattens_the_jobs_covering_the_local_day(
 def test_export_file_cut_mid_body_is_fetched_again(
     harness: SourceHarness, fake: FakeGladly, creds: None, export: tuple[str, datetime]
 ) -> None:
-    fake.faults["file"].append(Fault(cut=True))
-    fake.faults["jobs"].append(Fault(status=503))
+    fake.fault("file", Fault(cut=True))
+    fake.fault("jobs", Fault(status=503))
     _pipeline(harness, fake, kind="conversation_export")
     assert _extract(harness, export[0]).exit_code == 0
     rows, manifest = _output(harness)
@@ -863,7 +608,7 @@ def test_export_malformed_listing_fails(
     fault: Fault,
     needle: str,
 ) -> None:
-    fake.faults["jobs"].append(fault)
+    fake.fault("jobs", fault)
     _pipeline(harness, fake, kind="conversation_export")
     _failed(harness, _extract(harness, export[0]), needle)
 

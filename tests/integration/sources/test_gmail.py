@@ -2,7 +2,7 @@
 
 The service-account key is generated per test; the fake token endpoint verifies the JWT
 assertion's signature with its public half, ``aud``, ``scope`` and ``sub`` before it issues
-a short-lived token, and the fake Gmail accepts only that token (see ``google_fakes``).
+a short-lived token, and the fake Gmail accepts only that token (``tests.fakes.gmail``).
 The run date 2026-11-02 gives the window 2026-11-01 in America/New_York: the 25-hour day
 DST ends, ``[2026-11-01T00:00-04:00, 2026-11-02T00:00-05:00)`` = epochs
 ``[1793505600, 1793595600)``.
@@ -11,25 +11,16 @@ DST ends, ``[2026-11-01T00:00-04:00, 2026-11-02T00:00-05:00)`` = epochs
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.sources.conftest import SourceHarness
-from tests.integration.sources.google_fakes import (
-    FAST_RETRY,
-    FakeGoogle,
-    ServiceAccount,
-    attachment,
-    b64url,
-    forbidden_403,
-    ingest_csv,
-    inline,
-    multipart,
-    rate_limit_403,
-    text,
-)
+from tests.fakes import FakeApis, Fault
+from tests.fakes.gmail import FakeGmail, attachment, inline, multipart, rate_limit_403, text
+from tests.fakes.google import MALFORMED, ServiceAccount, b64url, forbidden_403
+from tests.integration.sources.conftest import FAST_RETRY, SourceHarness, ingest_csv
 
 START, END = 1793505600, 1793595600  # computed by hand: 04:00Z Nov 1, 05:00Z Nov 2
 QUERY = "from:reports@vendor.com has:attachment"
@@ -51,20 +42,19 @@ EXPECTED = [
 
 
 @pytest.fixture
-def google(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogle]:
+def google(fake_apis: FakeApis, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGmail]:
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    fake = FakeGoogle()
-    yield fake
-    fake.close()
+    with fake_apis.use(FakeGmail) as api:
+        yield api
 
 
 @pytest.fixture
-def sa(google: FakeGoogle, tmp_path: Path) -> ServiceAccount:
+def sa(google: FakeGmail, tmp_path: Path) -> ServiceAccount:
     google.expected_subject = SUBJECT
     return google.service_account(tmp_path)
 
 
-def fill_mailbox(fake: FakeGoogle) -> None:
+def fill_mailbox(fake: FakeGmail) -> None:
     """Seven messages the window query returns (three pages at max_results 2 and one more)."""
     fake.add_message(
         "m-old", START - 3600, multipart("mixed", text("hi"), attachment("old.csv", b"x\n1\n"))
@@ -131,7 +121,7 @@ def fill_mailbox(fake: FakeGoogle) -> None:
     )
 
 
-def source(fake: FakeGoogle, sa: ServiceAccount | None, **extra: Any) -> dict[str, Any]:
+def source(fake: FakeGmail, sa: ServiceAccount | None, **extra: Any) -> dict[str, Any]:
     extractor: dict[str, Any] = {
         "query": QUERY,
         "base_url": fake.url,
@@ -147,7 +137,7 @@ def source(fake: FakeGoogle, sa: ServiceAccount | None, **extra: Any) -> dict[st
 
 def run(
     harness: SourceHarness,
-    fake: FakeGoogle,
+    fake: FakeGmail,
     sa: ServiceAccount | None,
     env: dict[str, str] | None = None,
     **extra: Any,
@@ -170,7 +160,7 @@ def assert_failed(harness: SourceHarness, result: Any, *needles: str) -> None:
 
 
 def test_window_pagination_nested_parts_and_real_token_flow(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeGmail, sa: ServiceAccount
 ) -> None:
     fill_mailbox(google)
     manifest = assert_expected(harness, run(harness, google, sa))
@@ -227,7 +217,7 @@ def test_window_pagination_nested_parts_and_real_token_flow(
 
 
 def test_credentials_from_env_and_no_delegation(
-    harness: SourceHarness, google: FakeGoogle, tmp_path: Path
+    harness: SourceHarness, google: FakeGmail, tmp_path: Path
 ) -> None:
     """No credentials_file: GOOGLE_APPLICATION_CREDENTIALS; no subject: no ``sub`` claim."""
     account = google.service_account(tmp_path)
@@ -244,23 +234,22 @@ def test_credentials_from_env_and_no_delegation(
 
 
 @pytest.mark.parametrize(
-    ("path", "kind", "kwargs"),
+    ("route", "fault"),
     [
-        ("/gmail/v1/users/me/messages", "status", {"status": 429, "headers": {"Retry-After": "0"}}),
-        ("/attachments/", "status", {"status": 429}),
-        ("/messages/m-b", "status", {"status": 500}),
-        ("/gmail/v1/users/me/messages", "status", {"status": 503, "times": 2}),
+        ("gmail.list", Fault(status=429, headers={"Retry-After": "0"})),
+        ("gmail.attachment", Fault(status=429)),
+        ("gmail.message", Fault(status=500, path="/messages/m-b")),
+        ("gmail.list", Fault(status=503, times=2)),
         (
-            "/messages/m-d",
-            "status",
-            {"status": 403, "body": rate_limit_403("userRateLimitExceeded")},
+            "gmail.message",
+            Fault(status=403, body=rate_limit_403("userRateLimitExceeded"), path="/messages/m-d"),
         ),
-        ("/attachments/", "status", {"status": 403, "body": rate_limit_403("rateLimitExceeded")}),
-        ("/attachments/", "drop", {}),
-        ("/gmail/v1/users/me/messages", "slow", {"delay": 2.5}),
-        ("/token", "status", {"status": 503}),
-        ("/token", "status", {"status": 429}),
-        ("/token", "drop", {}),
+        ("gmail.attachment", Fault(status=403, body=rate_limit_403("rateLimitExceeded"))),
+        ("gmail.attachment", Fault(drop=True)),
+        ("gmail.list", Fault(delay=2.5)),
+        ("token", Fault(status=503)),
+        ("token", Fault(status=429)),
+        ("token", Fault(drop=True)),
     ],
     ids=[
         "429-retry-after",
@@ -278,31 +267,30 @@ def test_credentials_from_env_and_no_delegation(
 )
 def test_transient_faults_recover_with_exact_rows(
     harness: SourceHarness,
-    google: FakeGoogle,
+    google: FakeGmail,
     sa: ServiceAccount,
-    path: str,
-    kind: str,
-    kwargs: dict[str, Any],
+    route: str,
+    fault: Fault,
 ) -> None:
     fill_mailbox(google)
-    google.fault(path, kind, **kwargs)
-    retry = {**FAST_RETRY, "timeout_seconds": 0.5} if kind == "slow" else FAST_RETRY
+    google.fault(route, fault)
+    retry = {**FAST_RETRY, "timeout_seconds": 0.5} if fault.delay else FAST_RETRY
     assert_expected(harness, run(harness, google, sa, retry=retry))
-    assert all(f.times == 0 for f in google.faults)
+    assert google.pending_faults() == []
 
 
 def test_retry_after_is_honoured(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeGmail, sa: ServiceAccount
 ) -> None:
     fill_mailbox(google)
-    google.fault("/gmail/v1/users/me/messages", "status", status=429, headers={"Retry-After": "1"})
+    google.fault("gmail.list", Fault(status=429, headers={"Retry-After": "1"}))
     assert_expected(harness, run(harness, google, sa, retry={**FAST_RETRY, "max_backoff": 5}))
-    first, second = [r for r in google.requests if r.path == "/gmail/v1/users/me/messages"][:2]
+    first, second = [r for r in google.requests() if r.path == "/gmail/v1/users/me/messages"][:2]
     assert second.at - first.at >= 0.95
 
 
 def test_expired_access_token_is_refreshed_once(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeGmail, sa: ServiceAccount
 ) -> None:
     fill_mailbox(google)
     google.expire_next = True
@@ -314,7 +302,7 @@ def test_expired_access_token_is_refreshed_once(
 
 
 def test_token_refused_after_refresh_fails(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeGmail, sa: ServiceAccount
 ) -> None:
     fill_mailbox(google)
     google.reject_all_tokens = True
@@ -325,7 +313,7 @@ def test_token_refused_after_refresh_fails(
 
 
 def test_revoked_key_fails_without_key_material(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeGmail, sa: ServiceAccount
 ) -> None:
     fill_mailbox(google)
     google.revoked = True
@@ -338,7 +326,7 @@ def test_revoked_key_fails_without_key_material(
 
 
 def test_delegation_refused_fails(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeGmail, sa: ServiceAccount
 ) -> None:
     google.expected_subject = "someone-else@warbyparker.com"
     result = run(harness, google, sa)
@@ -346,38 +334,32 @@ def test_delegation_refused_fails(
 
 
 @pytest.mark.parametrize(
-    ("path", "kind", "kwargs", "needle"),
+    ("route", "fault", "needle"),
     [
-        ("/messages/m-b", "malformed", {}, "not JSON"),
-        (
-            "/gmail/v1/users/me/messages",
-            "status",
-            {"status": 503, "times": 10},
-            "gave up after 4 attempts",
-        ),
-        ("/attachments/", "status", {"status": 403, "body": forbidden_403()}, "HTTP 403"),
-        ("/token", "status", {"status": 500, "times": 10}, "gave up after 4 attempts"),
+        ("gmail.message", replace(MALFORMED, path="/messages/m-b"), "not JSON"),
+        ("gmail.list", Fault(status=503, times=10), "gave up after 4 attempts"),
+        ("gmail.attachment", Fault(status=403, body=forbidden_403()), "HTTP 403"),
+        ("token", Fault(status=500, times=10), "gave up after 4 attempts"),
     ],
     ids=["malformed-json", "503-forever", "403-permission", "token-500-forever"],
 )
 def test_terminal_faults_fail_cleanly(
     harness: SourceHarness,
-    google: FakeGoogle,
+    google: FakeGmail,
     sa: ServiceAccount,
-    path: str,
-    kind: str,
-    kwargs: dict[str, Any],
+    route: str,
+    fault: Fault,
     needle: str,
 ) -> None:
     fill_mailbox(google)
-    google.fault(path, kind, **kwargs)
+    google.fault(route, fault)
     assert_failed(harness, run(harness, google, sa), needle)
-    if kwargs.get("status") == 403:
+    if fault.status == 403:
         assert len(google.api_requests("/attachments/")) == 1  # a permission 403 is not retried
 
 
 def test_scope_is_checked_by_the_api(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeGmail, sa: ServiceAccount
 ) -> None:
     result = run(harness, google, sa, scope="https://www.googleapis.com/auth/drive.readonly")
     assert_failed(harness, result, "HTTP 403", "insufficient authentication scopes")
@@ -394,18 +376,18 @@ def test_scope_is_checked_by_the_api(
 )
 def test_corrupt_attachment_fails(
     harness: SourceHarness,
-    google: FakeGoogle,
+    google: FakeGmail,
     sa: ServiceAccount,
     body: dict[str, Any],
     needle: str,
 ) -> None:
     google.add_message("m-x", START + 60, multipart("mixed", attachment("a.csv", b"a\n1\n")))
-    google.fault("/attachments/", "status", status=200, body=body)
+    google.fault("gmail.attachment", Fault(status=200, body=body))
     assert_failed(harness, run(harness, google, sa), "'a.csv'", needle)
 
 
 def test_xlsx_matched_by_a_broad_pattern_is_a_clear_error(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeGmail, sa: ServiceAccount
 ) -> None:
     google.add_message(
         "m-x", START + 60, multipart("mixed", attachment("r.xlsx", b"PK\x03\x04rest"))
@@ -414,7 +396,7 @@ def test_xlsx_matched_by_a_broad_pattern_is_a_clear_error(
 
 
 def test_no_attachments_fails_unless_allowed(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeGmail, sa: ServiceAccount
 ) -> None:
     assert_failed(harness, run(harness, google, sa), "no attachment matching", "allow_empty")
     result = run(harness, google, sa, allow_empty=True, columns=["store_id", "sales"])
@@ -424,7 +406,7 @@ def test_no_attachments_fails_unless_allowed(
     assert manifest["rows"] == 0
 
 
-def test_missing_credentials_is_a_config_error(harness: SourceHarness, google: FakeGoogle) -> None:
+def test_missing_credentials_is_a_config_error(harness: SourceHarness, google: FakeGmail) -> None:
     result = run(harness, google, None)
     assert result.exit_code == 2, result.output
     assert "GOOGLE_APPLICATION_CREDENTIALS" in result.output
@@ -436,7 +418,7 @@ def test_missing_credentials_is_a_config_error(harness: SourceHarness, google: F
 
 
 def test_query_must_not_carry_dates(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeGmail, sa: ServiceAccount
 ) -> None:
     result = run(harness, google, sa, query="from:x after:2026/01/01")
     assert result.exit_code == 2, result.output

@@ -14,14 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.sources.conftest import SourceHarness
-from tests.integration.sources.google_fakes import (
-    FAST_RETRY,
-    FakeGoogle,
-    ServiceAccount,
-    forbidden_403,
-    ingest_csv,
-)
+from tests.fakes import FakeApis, Fault
+from tests.fakes.google import MALFORMED, ServiceAccount, forbidden_403
+from tests.fakes.sheets import FakeSheets
+from tests.integration.sources.conftest import FAST_RETRY, SourceHarness, ingest_csv
 
 SHEET_ID = "1wbpStoreTargets_test-0123456789"
 READONLY = "https://www.googleapis.com/auth/spreadsheets.readonly"
@@ -35,9 +31,14 @@ EXPECTED = [
 
 
 @pytest.fixture
-def google(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogle]:
+def google(fake_apis: FakeApis, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSheets]:
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    fake = FakeGoogle()
+    with fake_apis.use(FakeSheets) as fake:
+        yield fill(fake)
+
+
+def fill(fake: FakeSheets) -> FakeSheets:
+    """The spreadsheet the tests read, one sheet per case."""
     fake.sheets[SHEET_ID] = {
         "Store Targets": [
             HEADER,
@@ -62,18 +63,17 @@ def google(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogle]:
         "Dupes": [["a", "b", "a"], ["1", "2", "3"]],
         "Sheet1": [["k", "v"], ["x", "1"], ["y", "2"], ["z", "3"]],
     }
-    yield fake
-    fake.close()
+    return fake
 
 
 @pytest.fixture
-def sa(google: FakeGoogle, tmp_path: Path) -> ServiceAccount:
+def sa(google: FakeSheets, tmp_path: Path) -> ServiceAccount:
     return google.service_account(tmp_path)
 
 
 def run(
     harness: SourceHarness,
-    fake: FakeGoogle,
+    fake: FakeSheets,
     credentials: Path | None,
     env: dict[str, str] | None = None,
     **extra: Any,
@@ -110,7 +110,7 @@ def assert_failed(harness: SourceHarness, result: Any, *needles: str) -> None:
 
 
 def test_ragged_rows_and_a_quoted_sheet_name(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
 ) -> None:
     manifest = assert_expected(harness, run(harness, google, sa.path))
     [request] = google.api_requests()
@@ -127,7 +127,7 @@ def test_ragged_rows_and_a_quoted_sheet_name(
 
 
 def test_apostrophe_in_name_and_cells_offset(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
 ) -> None:
     rows, _ = read(harness, run(harness, google, sa.path, sheet="Bob's Targets", cells="B:C"))
     assert rows == [["store", "target"], ["001", "5"], ["002", ""]]
@@ -136,7 +136,7 @@ def test_apostrophe_in_name_and_cells_offset(
 
 
 def test_unformatted_values_are_written_as_text(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
 ) -> None:
     result = run(
         harness,
@@ -157,7 +157,7 @@ def test_unformatted_values_are_written_as_text(
     assert request.query["dateTimeRenderOption"] == ["FORMATTED_STRING"]
 
 
-def test_raw_a1_range(harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount) -> None:
+def test_raw_a1_range(harness: SourceHarness, google: FakeSheets, sa: ServiceAccount) -> None:
     rows, _ = read(harness, run(harness, google, sa.path, range="Sheet1!A1:B3"))
     assert rows == [
         ["k", "v"],
@@ -169,7 +169,7 @@ def test_raw_a1_range(harness: SourceHarness, google: FakeGoogle, sa: ServiceAcc
 
 
 def test_unquoted_name_with_space_is_rejected_by_the_api(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
 ) -> None:
     result = run(harness, google, sa.path, range="Store Targets!A:E")
     assert_failed(harness, result, "HTTP 400", "Unable to parse range")
@@ -185,20 +185,20 @@ def test_unquoted_name_with_space_is_rejected_by_the_api(
     ],
 )
 def test_shape_errors(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount, sheet: str, needle: str
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount, sheet: str, needle: str
 ) -> None:
     assert_failed(harness, run(harness, google, sa.path, sheet=sheet), needle)
 
 
 def test_header_only_is_zero_rows(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
 ) -> None:
     rows, manifest = read(harness, run(harness, google, sa.path, sheet="HeaderOnly"))
     assert rows == [["a", "b"]] and manifest["rows"] == 0
 
 
 def test_authorized_user_refresh_token(
-    harness: SourceHarness, google: FakeGoogle, tmp_path: Path
+    harness: SourceHarness, google: FakeSheets, tmp_path: Path
 ) -> None:
     user = google.authorized_user(tmp_path)
     result = run(harness, google, None, env={"GOOGLE_APPLICATION_CREDENTIALS": str(user.path)})
@@ -213,7 +213,7 @@ def test_authorized_user_refresh_token(
 
 
 def test_authorized_user_revoked_fails_without_secrets(
-    harness: SourceHarness, google: FakeGoogle, tmp_path: Path
+    harness: SourceHarness, google: FakeSheets, tmp_path: Path
 ) -> None:
     user = google.authorized_user(tmp_path)
     google.revoked = True
@@ -227,7 +227,7 @@ def test_authorized_user_revoked_fails_without_secrets(
 
 
 def test_service_account_revoked_fails_without_key_material(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
 ) -> None:
     google.revoked = True
     result = run(harness, google, sa.path)
@@ -238,7 +238,7 @@ def test_service_account_revoked_fails_without_key_material(
 
 
 def test_subject_needs_a_service_account(
-    harness: SourceHarness, google: FakeGoogle, tmp_path: Path
+    harness: SourceHarness, google: FakeSheets, tmp_path: Path
 ) -> None:
     user = google.authorized_user(tmp_path)
     result = run(harness, google, user.path, subject="someone@warbyparker.com")
@@ -247,16 +247,16 @@ def test_subject_needs_a_service_account(
 
 
 @pytest.mark.parametrize(
-    ("path", "kind", "kwargs"),
+    ("route", "fault"),
     [
-        ("/v4/", "status", {"status": 429, "headers": {"Retry-After": "0"}}),
-        ("/v4/", "status", {"status": 429}),
-        ("/v4/", "status", {"status": 500}),
-        ("/v4/", "status", {"status": 503, "times": 2}),
-        ("/v4/", "drop", {}),
-        ("/v4/", "slow", {"delay": 2.5}),
-        ("/token", "status", {"status": 503}),
-        ("/token", "drop", {}),
+        ("sheets.values", Fault(status=429, headers={"Retry-After": "0"})),
+        ("sheets.values", Fault(status=429)),
+        ("sheets.values", Fault(status=500)),
+        ("sheets.values", Fault(status=503, times=2)),
+        ("sheets.values", Fault(drop=True)),
+        ("sheets.values", Fault(delay=2.5)),
+        ("token", Fault(status=503)),
+        ("token", Fault(drop=True)),
     ],
     ids=[
         "429-retry-after",
@@ -271,53 +271,51 @@ def test_subject_needs_a_service_account(
 )
 def test_transient_faults_recover(
     harness: SourceHarness,
-    google: FakeGoogle,
+    google: FakeSheets,
     sa: ServiceAccount,
-    path: str,
-    kind: str,
-    kwargs: dict[str, Any],
+    route: str,
+    fault: Fault,
 ) -> None:
-    google.fault(path, kind, **kwargs)
-    retry = {**FAST_RETRY, "timeout_seconds": 0.5} if kind == "slow" else FAST_RETRY
+    google.fault(route, fault)
+    retry = {**FAST_RETRY, "timeout_seconds": 0.5} if fault.delay else FAST_RETRY
     assert_expected(harness, run(harness, google, sa.path, retry=retry))
-    assert all(f.times == 0 for f in google.faults)
+    assert google.pending_faults() == []
 
 
 def test_retry_after_is_honoured(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
 ) -> None:
-    google.fault("/v4/", "status", status=429, headers={"Retry-After": "1"})
+    google.fault("sheets.values", Fault(status=429, headers={"Retry-After": "1"}))
     assert_expected(harness, run(harness, google, sa.path, retry={**FAST_RETRY, "max_backoff": 5}))
     first, second = google.api_requests()
     assert second.at - first.at >= 0.95
 
 
 @pytest.mark.parametrize(
-    ("kind", "kwargs", "needle"),
+    ("fault", "needle"),
     [
-        ("malformed", {}, "response is not JSON"),
-        ("status", {"status": 503, "times": 10}, "gave up after 4 attempts"),
-        ("status", {"status": 403, "body": forbidden_403()}, "HTTP 403"),
+        (MALFORMED, "response is not JSON"),
+        (Fault(status=503, times=10), "gave up after 4 attempts"),
+        (Fault(status=403, body=forbidden_403()), "HTTP 403"),
     ],
     ids=["malformed", "503-forever", "403-not-shared"],
 )
 def test_terminal_faults_fail_cleanly(
     harness: SourceHarness,
-    google: FakeGoogle,
+    google: FakeSheets,
     sa: ServiceAccount,
-    kind: str,
-    kwargs: dict[str, Any],
+    fault: Fault,
     needle: str,
 ) -> None:
-    google.fault("/v4/", kind, **kwargs)
+    google.fault("sheets.values", fault)
     result = run(harness, google, sa.path)
     assert_failed(harness, result, needle)
-    if kwargs.get("status") == 403:
+    if fault.status == 403:
         assert sa.email in result.output and len(google.api_requests()) == 1
 
 
 def test_unknown_spreadsheet_is_404(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
 ) -> None:
     assert_failed(
         harness, run(harness, google, sa.path, spreadsheet_id="nope"), "HTTP 404", "NOT_FOUND"
@@ -325,7 +323,7 @@ def test_unknown_spreadsheet_is_404(
 
 
 def test_expired_access_token_is_refreshed_once(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
 ) -> None:
     google.expire_next = True
     assert_expected(harness, run(harness, google, sa.path))
@@ -335,7 +333,7 @@ def test_expired_access_token_is_refreshed_once(
 
 
 def test_token_refused_after_refresh_fails(
-    harness: SourceHarness, google: FakeGoogle, sa: ServiceAccount
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
 ) -> None:
     google.reject_all_tokens = True
     assert_failed(harness, run(harness, google, sa.path), "HTTP 401", "UNAUTHENTICATED")
@@ -353,7 +351,7 @@ def test_token_refused_after_refresh_fails(
 )
 def test_config_errors(
     harness: SourceHarness,
-    google: FakeGoogle,
+    google: FakeSheets,
     sa: ServiceAccount,
     extra: dict[str, Any],
     needle: str,
@@ -362,7 +360,7 @@ def test_config_errors(
     result = run(harness, google, sa.path, None, **extractor)
     assert result.exit_code == 2, result.output
     assert needle in result.output
-    assert google.requests == []
+    assert google.requests() == []
 
 
 def test_example_pipeline_plans_and_validates_without_credentials(

@@ -5,30 +5,24 @@ The fake answers as the published API does: bearer token, ``Accept``/``Content-T
 body it validates, forward-only opaque cursors (400 on a bad one), no ``paging`` object on
 the last page, ``{"error": "..."}`` bodies. It reads ``created_time.in(a..b)`` as inclusive
 of ``b`` (the unfavourable reading), so the boundary message must be dropped by the source.
-Faults are injected by request number.
+Faults are injected by request number (``tests.fakes.sprout``).
 """
 
 from __future__ import annotations
 
-import base64
 import csv
-import hashlib
 import json
-import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from datetime import date, datetime
-from datetime import time as dtime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
+from tests.fakes import FOREVER, FakeApis
+from tests.fakes.sprout import FAULTS, FakeSprout
 from tests.integration.sources.conftest import SourceHarness
 
 REPO = Path(__file__).resolve().parents[3]
@@ -46,7 +40,6 @@ FIELDS = [
     "case_id",
     "is_reply",
 ]
-RANGE = re.compile(r"^created_time\.in\((.+?)(\.\.\.?)(.+)\)$")
 
 
 def _msg(i: int, created: str, **extra: Any) -> dict[str, Any]:
@@ -104,189 +97,11 @@ EXPECTED = [
 ]  # fmt: skip
 
 
-def _project(value: Any, parts: list[str]) -> Any:
-    """What the API returns for one requested field path, nested as it nests."""
-    if isinstance(value, list):
-        return [_project(v, parts) for v in value]
-    if not isinstance(value, dict) or parts[0] not in value:
-        return None
-    inner = value[parts[0]]
-    return {parts[0]: inner if len(parts) == 1 else _project(inner, parts[1:])}
-
-
-def _merge(into: dict[str, Any], part: Any) -> None:
-    for key, value in (part or {}).items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        elif key not in into or value is not None:
-            into[key] = value
-
-
-def _instant(text: str, zone: ZoneInfo) -> datetime:
-    if len(text) == 10:  # a bare date means midnight
-        return datetime.combine(date.fromisoformat(text), dtime(), zone)
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
-
-
-class FakeSprout:
-    """State of one fake API: its messages, scheduled faults and every request received."""
-
-    def __init__(self) -> None:
-        self.messages = list(MESSAGES)
-        self.faults: dict[int, str] = {}  # request number (1-based) -> fault
-        self.always: str | None = None
-        self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self.url = ""
-
-    def answer(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes] | None:
-        """Status, extra headers and body for one request (None: drop the connection)."""
-        raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-        with self.lock:
-            number = len(self.requests) + 1
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = None
-            self.requests.append(
-                {"at": time.monotonic(), "headers": dict(handler.headers), "body": body}
-            )
-        fault = self.always or self.faults.get(number)
-        if handler.path != f"/v1/{CUSTOMER}/messages":
-            return _error(404, "Not found")
-        if handler.headers.get("Authorization") != f"Bearer {TOKEN}" or fault == "401":
-            return _error(401, "Unauthorized: token is invalid or expired")
-        ctype = handler.headers.get("Content-Type", "").split(";")[0].strip()
-        if ctype != "application/json" or handler.headers.get("Accept") != "application/json":
-            return _error(415, "Unsupported Media Type")
-        if fault == "drop":
-            return None
-        if fault == "slow":
-            time.sleep(1.6)
-        if fault in ("500", "503", "504"):
-            return _error(int(fault), "Internal error")
-        if fault == "429":
-            return _error(429, "Too many requests")
-        if fault == "429-retry-after":
-            status, _, payload = _error(429, "Too many requests")
-            return status, {"Retry-After": "1"}, payload
-        if fault == "202":
-            return _error(202, "Results are not ready yet; try again")
-        if fault == "400-cursor":
-            return _error(400, "Invalid page_cursor")
-        if fault == "error-200":
-            return _error(200, "Something went wrong on our side")
-        if fault == "malformed":
-            return 200, {}, b'{"data": [{"guid": "msg-4", "created_'
-        if not isinstance(body, dict):
-            return _error(400, "Body is not JSON")
-        try:
-            page = self._page(body)
-        except ValueError as exc:
-            return _error(400, str(exc))
-        if fault == "not-object":
-            page["data"][0] = "oops"
-        if fault == "same-cursor":
-            page["paging"] = {"next_cursor": body["page_cursor"]}
-        return 200, {}, json.dumps(page).encode()
-
-    def _page(self, body: dict[str, Any]) -> dict[str, Any]:
-        fields, filters, limit = body.get("fields"), body.get("filters"), body.get("limit", 50)
-        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
-            fields = ["guid"]
-        if not isinstance(limit, int) or not 1 <= limit <= 100:
-            raise ValueError("limit must be between 1 and 100")
-        try:
-            zone = ZoneInfo(body.get("timezone", "UTC"))
-        except Exception:
-            raise ValueError("Unknown timezone") from None
-        if body.get("sort", ["created_time:desc"]) not in (
-            ["created_time:asc"],
-            ["created_time:desc"],
-        ):
-            raise ValueError("Unsupported sort")
-        ranges = [RANGE.match(f) for f in filters or [] if f.startswith("created_time.")]
-        if len(ranges) != 1 or ranges[0] is None:
-            raise ValueError("Exactly one created_time.in(start..end) filter is required")
-        start, end = _instant(ranges[0].group(1), zone), _instant(ranges[0].group(3), zone)
-        for f in filters or []:
-            if not re.match(r"^[a-z_.]+\.(eq|in)\([^()]*\)$", f):
-                raise ValueError(f"Malformed filter: {f}")
-        chosen = [
-            m for m in self.messages if start <= datetime.fromisoformat(m["created_time"]) <= end
-        ]
-        chosen.sort(
-            key=lambda m: m["created_time"], reverse=body.get("sort") != ["created_time:asc"]
-        )
-        query = hashlib.sha256(
-            json.dumps(
-                {k: v for k, v in body.items() if k != "page_cursor"}, sort_keys=True
-            ).encode()
-        ).hexdigest()[:12]
-        offset = 0
-        if "page_cursor" in body:
-            try:
-                decoded = json.loads(base64.urlsafe_b64decode(body["page_cursor"]))
-                offset, same = int(decoded["o"]), decoded["q"] == query
-            except Exception:
-                raise ValueError("Invalid page_cursor") from None
-            if not same:
-                raise ValueError("Invalid page_cursor")
-        data = []
-        for m in chosen[offset : offset + limit]:
-            out: dict[str, Any] = {}
-            for f in fields:
-                _merge(out, _project(m, f.split(".")))
-            data.append(out)
-        answer: dict[str, Any] = {"data": data}
-        if offset + limit < len(chosen):
-            token = json.dumps({"o": offset + limit, "q": query}).encode()
-            answer["paging"] = {"next_cursor": base64.urlsafe_b64encode(token).decode()}
-        return answer
-
-
-def _error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
-    return status, {}, json.dumps({"error": message}).encode()
-
-
 @pytest.fixture
-def sprout() -> Iterator[FakeSprout]:
-    fake = FakeSprout()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            result = fake.answer(self)
-            if result is None:  # drop: close the socket without a response
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            status, headers, payload = result
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.send_header("X-Sprout-Request-ID", f"req-{len(fake.requests)}")
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield fake
-    server.shutdown()
-    server.server_close()
+def sprout(fake_apis: FakeApis) -> Iterator[FakeSprout]:
+    with fake_apis.use(FakeSprout) as api:
+        api.token, api.customer, api.messages = TOKEN, CUSTOMER, list(MESSAGES)
+        yield api
 
 
 @pytest.fixture
@@ -355,7 +170,7 @@ def test_pages_with_cursors_and_sends_the_documented_request(
     assert manifest["rows"] == 7
     assert manifest["details"]["pages"] == 3
     assert manifest["details"]["outside_window"] == 1  # msg-8, at exactly the window's end
-    bodies = [r["body"] for r in sprout.requests]
+    bodies = [r.json() for r in sprout.requests()]
     assert len(bodies) == 3
     assert bodies[0] == {
         "filters": [
@@ -372,10 +187,10 @@ def test_pages_with_cursors_and_sends_the_documented_request(
     assert "page_cursor" not in bodies[0]
     assert bodies[1]["page_cursor"] != bodies[2]["page_cursor"]
     assert all({k: v for k, v in b.items() if k != "page_cursor"} == bodies[0] for b in bodies)
-    for request in sprout.requests:
-        assert request["headers"]["Authorization"] == f"Bearer {TOKEN}"
-        assert request["headers"]["Accept"] == "application/json"
-        assert request["headers"]["Content-Type"] == "application/json"
+    for request in sprout.requests():
+        assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert request.headers["Accept"] == "application/json"
+        assert request.headers["Content-Type"] == "application/json"
 
 
 def test_created_time_is_requested_even_when_not_a_column(
@@ -383,7 +198,7 @@ def test_created_time_is_requested_even_when_not_a_column(
 ) -> None:
     result = _run(harness, _source(sprout, fields=["guid", "text"], limit=100))
     assert result.exit_code == 0, result.output
-    assert sprout.requests[0]["body"]["fields"] == ["guid", "text", "created_time"]
+    assert sprout.requests()[0].json()["fields"] == ["guid", "text", "created_time"]
     assert _csv(harness) == [["guid", "text"]] + [[r[0], r[3]] for r in EXPECTED[1:]]
     assert _manifest(harness)["details"]["pages"] == 1
 
@@ -432,25 +247,25 @@ def test_fake_refuses_what_the_real_api_refuses(sprout: FakeSprout) -> None:
 def test_transient_fault_on_a_later_page_recovers_exactly(
     harness: SourceHarness, sprout: FakeSprout, creds: None, fault: str
 ) -> None:
-    sprout.faults = {2: fault}
+    sprout.script({2: fault})
     result = _run(harness, _source(sprout))
     assert result.exit_code == 0, result.output
     assert _csv(harness) == EXPECTED
     assert _manifest(harness)["rows"] == 7
-    assert len(sprout.requests) == 4  # 3 pages + 1 retry of page 2, same cursor
-    assert sprout.requests[1]["body"] == sprout.requests[2]["body"]
-    assert "page_cursor" in sprout.requests[1]["body"]
+    assert len(sprout.requests()) == 4  # 3 pages + 1 retry of page 2, same cursor
+    assert sprout.requests()[1].json() == sprout.requests()[2].json()
+    assert "page_cursor" in sprout.requests()[1].json()
 
 
 def test_429_retry_after_is_honoured(
     harness: SourceHarness, sprout: FakeSprout, creds: None
 ) -> None:
-    sprout.faults = {1: "429-retry-after"}
+    sprout.script({1: "429-retry-after"})
     retry = {"initial_backoff": 0.01, "max_backoff": 5, "timeout_seconds": 2}
     result = _run(harness, _source(sprout, retry=retry))
     assert result.exit_code == 0, result.output
     assert _csv(harness) == EXPECTED
-    assert sprout.requests[1]["at"] - sprout.requests[0]["at"] >= 0.95
+    assert sprout.requests()[1].at - sprout.requests()[0].at >= 0.95
 
 
 @pytest.mark.parametrize(
@@ -469,16 +284,16 @@ def test_terminal_fault_fails_with_nothing_in_ingest(
     faults: dict[int, str],
     needles: list[str],
 ) -> None:
-    sprout.faults = faults
+    sprout.script(faults)
     result = _run(harness, _source(sprout))
     _failed(harness, result, f"POST {sprout.url}/v1/{CUSTOMER}/messages", *needles)
-    assert len(sprout.requests) == max(faults)  # a 4xx is not retried
+    assert len(sprout.requests()) == max(faults)  # a 4xx is not retried
 
 
 def test_repeated_cursor_is_an_error(
     harness: SourceHarness, sprout: FakeSprout, creds: None
 ) -> None:
-    sprout.faults = {2: "same-cursor"}
+    sprout.script({2: "same-cursor"})
     result = _run(harness, _source(sprout))
     _failed(harness, result, "(page 2)", "the API returned the same cursor again")
 
@@ -488,7 +303,7 @@ def test_bad_message_stops_the_prefetching_thread_promptly(
 ) -> None:
     # Page 1 is bad while page 2 (fetched ahead in the helper thread) is slow to answer:
     # the run must fail at once, not wait for the request in flight.
-    sprout.faults = {1: "not-object", 2: "slow"}
+    sprout.script({1: "not-object", 2: "slow"})
     started = time.monotonic()
     result = _run(harness, _source(sprout))
     elapsed = time.monotonic() - started
@@ -497,10 +312,10 @@ def test_bad_message_stops_the_prefetching_thread_promptly(
 
 
 def test_persistent_503_gives_up(harness: SourceHarness, sprout: FakeSprout, creds: None) -> None:
-    sprout.always = "503"
+    sprout.fault("messages", replace(FAULTS["503"], times=FOREVER))
     result = _run(harness, _source(sprout))
     _failed(harness, result, "HTTP 503", "gave up after 4 attempts")
-    assert len(sprout.requests) == 4
+    assert len(sprout.requests()) == 4
 
 
 def test_wrong_token_is_401_naming_the_variable(
@@ -546,7 +361,7 @@ def test_missing_credential_is_a_config_error(
     assert result.exit_code == 2, result.output
     assert missing in result.output
     assert harness.ingest_files() == []
-    assert sprout.requests == []
+    assert sprout.requests() == []
 
 
 def test_literal_token_is_rejected(harness: SourceHarness, sprout: FakeSprout) -> None:
@@ -563,7 +378,7 @@ def test_dst_day_window_has_both_offsets(
     # [04:00Z, 05:00Z next day), so msg-0 (2026-11-02T04:59:59Z) is its last second.
     result = _run(harness, _source(sprout), day="2026-11-02")
     assert result.exit_code == 0, result.output
-    assert sprout.requests[0]["body"]["filters"] == [
+    assert sprout.requests()[0].json()["filters"] == [
         "created_time.in(2026-11-01T00:00:00-04:00..2026-11-02T00:00:00-05:00)"
     ]
     assert [row[0] for row in _csv(harness)] == ["guid", "msg-0"]
@@ -577,7 +392,7 @@ def test_empty_window_writes_the_header_only(
     assert result.exit_code == 0, result.output
     assert _csv(harness) == [FIELDS]
     assert _manifest(harness)["rows"] == 0
-    assert len(sprout.requests) == 1
+    assert len(sprout.requests()) == 1
 
 
 def test_example_pipeline_plans_and_validates_without_credentials(

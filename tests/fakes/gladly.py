@@ -1,0 +1,166 @@
+"""A fake of the Gladly API subset ``gladly_api`` uses, as routes on the fake-API kit.
+
+It speaks the published contract: HTTP Basic auth (401 with a JSON ``errors`` body
+otherwise, which echoes the token it got, so a test proves we scrub it); ``POST
+/api/v1/reports`` validates ``{metricSet, startAt, endAt, timezone}`` (+ ``filters``,
+``aggregationLevel``) and answers ``text/csv`` with a Content-Disposition and human-readable
+headers, or 400 ``{"errors":[{attr, code, detail}]}``; the work-session endpoint selects
+sessions by ``COALESCE(ended_at, created_at)`` in ``[startAtTime, endAtTime]`` (end
+inclusive, as documented); the export API lists jobs filtered by ``status`` and ``updatedAt
+>= startAt`` (400 if ``startAt`` is more than 14 days ago) and serves NDJSON files.
+Routes: ``reports``, ``sessions``, ``jobs``, ``file``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+from datetime import UTC, date, datetime, timedelta
+from io import StringIO
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tests.fakes.api import FakeApi, Request, Response, route
+
+REPORT_KEYS = {"metricSet", "startAt", "endAt", "timezone", "filters", "aggregationLevel"}
+WS_COLUMNS = [
+    "id",
+    "contact_session_id",
+    "contact_session_created_at",
+    "agent_id",
+    "contact_session_ended_at",
+    "status",
+]
+
+
+def csv_text(header: list[str], rows: list[list[str]]) -> str:
+    """A CSV document as Gladly's report endpoints send it."""
+    out = StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _errors(status: int, attr: str, code: str, detail: str) -> Response:
+    return Response(status, json={"errors": [{"attr": attr, "code": code, "detail": detail}]})
+
+
+def _check_report_body(body: Any) -> tuple[str, str, str] | None:
+    if not isinstance(body, dict) or set(body) - REPORT_KEYS:
+        return ("body", "invalid", "unknown keys")
+    for key in ("metricSet", "startAt", "endAt"):
+        if key not in body:
+            return (key, "blank", f"{key} is required")
+    try:
+        start, end = date.fromisoformat(body["startAt"]), date.fromisoformat(body["endAt"])
+        ZoneInfo(body.get("timezone", "UTC"))
+    except (ValueError, TypeError):
+        return ("startAt", "invalid", "dates are YYYY-MM-DD, timezone an IANA name")
+    if len(body["startAt"]) != 10 or end < start:
+        return ("endAt", "invalid", "endAt must be a YYYY-MM-DD on or after startAt")
+    return None
+
+
+class FakeGladly(FakeApi):
+    """Gladly's reports, work-session events and export API over in-memory state."""
+
+    def setup(self) -> None:
+        """No credentials, reports, sessions, jobs or files until a test adds them."""
+        self.user = ""
+        self.token = ""
+        self.reports: dict[str, str] = {}  # metricSet -> CSV text
+        self.sessions: list[dict[str, str]] = []  # rows with WS_COLUMNS keys
+        self.jobs: list[dict[str, Any]] = []
+        self.files: dict[tuple[str, str], bytes] = {}  # (job id, file name) -> NDJSON
+
+    def guard(self, request: Request) -> Response | None:
+        """HTTP Basic auth with ``user``/``token``; the 401 echoes the token it got."""
+        supplied = request.headers.get("Authorization", "")
+        expected = "Basic " + base64.b64encode(f"{self.user}:{self.token}".encode()).decode()
+        if supplied == expected:
+            return None
+        try:
+            got = base64.b64decode(supplied.removeprefix("Basic ")).decode(errors="replace")
+        except binascii.Error:
+            got = ""
+        detail = f"API token {got.partition(':')[2]!r} is invalid or expired"
+        return _errors(401, "authorization", "unauthorized", detail)
+
+    def error(self, status: int, detail: str) -> Response:
+        """Gladly's ``errors`` body."""
+        if status == 404:
+            return _errors(404, "path", "not_found", "no such endpoint")
+        return _errors(status, "", "fault", "scripted")
+
+    @route("POST", "/api/v1/reports", "reports")
+    def report(self, request: Request) -> Response:
+        """A report as CSV, or 400 naming the bad attribute."""
+        try:
+            body = request.json()
+        except ValueError:
+            return _errors(400, "body", "invalid", "body is not JSON")
+        problem = _check_report_body(body)
+        if problem:
+            return _errors(400, *problem)
+        if body["metricSet"] not in self.reports:
+            detail = f"{body['metricSet']} is not a valid metric set"
+            return _errors(400, "metricSet", "invalid", detail)
+        disposition = f'attachment; filename="{body["metricSet"]}-{body["startAt"]}.csv"'
+        return Response(
+            body=self.reports[body["metricSet"]].encode(),
+            content_type="text/csv",
+            headers={"Content-Disposition": disposition},
+        )
+
+    @route("POST", "/api/v1/reports/work-session-events", "sessions")
+    def work_sessions(self, request: Request) -> Response:
+        """Sessions whose end (or start, if open) is in ``[startAtTime, endAtTime]``, as CSV."""
+        try:
+            body = request.json()
+        except ValueError:
+            return _errors(400, "body", "invalid", "body is not JSON")
+        if not isinstance(body, dict) or set(body) != {"startAtTime", "endAtTime"}:
+            keys = sorted(body) if isinstance(body, dict) else body
+            return _errors(400, "body", "invalid", f"unexpected keys {keys}")
+        start, end = (datetime.fromisoformat(body[k]) for k in ("startAtTime", "endAtTime"))
+        if start.tzinfo is None or end.tzinfo is None:
+            return _errors(400, "startAtTime", "invalid", "needs an offset")
+        rows = [
+            [s[c] for c in WS_COLUMNS]
+            for s in self.sessions
+            if start
+            <= datetime.fromisoformat(
+                s["contact_session_ended_at"] or s["contact_session_created_at"]
+            )
+            <= end
+        ]
+        return Response(
+            body=csv_text(WS_COLUMNS, rows).encode(),
+            content_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="ws.csv"'},
+        )
+
+    @route("GET", "/api/v1/export/jobs", "jobs")
+    def export_jobs(self, request: Request) -> Response:
+        """Jobs with ``status`` updated at or after ``startAt`` (at most 14 days ago)."""
+        status, start_at = request.arg("status"), request.arg("startAt")
+        since = datetime.fromisoformat(start_at) if start_at else None
+        if since is not None and since < datetime.now(UTC) - timedelta(days=14):
+            return _errors(400, "startAt", "invalid", "cannot be more than 14 days ago")
+        jobs = [
+            j
+            for j in self.jobs
+            if (status is None or j["status"] == status)
+            and (since is None or datetime.fromisoformat(j["updatedAt"]) >= since)
+        ]
+        return Response(json=jobs)
+
+    @route("GET", "/api/v1/export/jobs/{job}/files/{name}", "file")
+    def export_file(self, request: Request) -> Response:
+        """One NDJSON file of a job."""
+        key = (request.params["job"], request.params["name"])
+        if key not in self.files:
+            return _errors(404, "filename", "not_found", "no such file")
+        return Response(body=self.files[key], content_type="application/x-ndjson")
