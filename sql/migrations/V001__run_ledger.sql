@@ -1,5 +1,6 @@
 -- The run ledger: one row per (run, source, stage) with its outcome.
-CREATE TABLE IF NOT EXISTS {database}."XOELT"."RUN_LEDGER" (
+-- Migrations run in the session's database (the pipeline's): names are schema-qualified only.
+CREATE TABLE IF NOT EXISTS "XOELT"."RUN_LEDGER" (
     "RUN_ID" VARCHAR,
     "PIPELINE" VARCHAR,
     "SOURCE" VARCHAR,

@@ -28,7 +28,7 @@ from xoelt.plan import RunPlan, build_plan
 from xoelt.runtime import Runtime
 from xoelt.schedule import fire_times
 from xoelt.settings import Settings
-from xoelt.stages import LAST_STAGE
+from xoelt.stages import BRONZE_STAGE, LAST_STAGE
 from xoelt.targets import resolve_target
 
 
@@ -168,7 +168,7 @@ def backfill(
             try:
                 report = execute(outcome.plan, settings=settings)
                 outcome.status = "done"
-                outcome.rows = sum(s.rows.get("load", 0) for s in report.sources)
+                outcome.rows = sum(s.rows.get(BRONZE_STAGE, 0) for s in report.sources)
             except Exception as exc:  # whatever it was, this window failed and says why
                 outcome.status, outcome.error = "failed", str(exc) or type(exc).__name__
                 failed.set()

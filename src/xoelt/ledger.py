@@ -1,7 +1,10 @@
 """Migrations and the run ledger (who ran what window, rows in/out, status), in the warehouse.
 
 Migrations are ``sql/migrations/V<NNN>__<name>.sql`` files (``$XOELT_SQL`` moves ``sql/``),
-applied once per database in version order and recorded in ``XOELT.SCHEMA_MIGRATIONS``.
+applied once per database in version order and recorded in ``XOELT.SCHEMA_MIGRATIONS``. They
+run in the warehouse session's database (the pipeline's, which the runtime opens the session
+in), so their names are schema-qualified (``"XOELT"."RUN_LEDGER"``) and the files are run
+as written.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ def _migrations(sql_root: Path) -> list[tuple[str, str]]:
 
 
 def apply_migrations(warehouse: Warehouse, database: str, sql_root: Path) -> list[str]:
-    """Apply pending migrations (``sql_root/migrations``) to ``database``; return the versions."""
+    """Apply pending migrations (``sql_root/migrations``) to ``database``, the session's
+    database; return the versions applied."""
     db = quote(database)
     execute(warehouse, f"CREATE SCHEMA IF NOT EXISTS {db}.{quote('XOELT')}")
     execute(
@@ -48,7 +52,7 @@ def apply_migrations(warehouse: Warehouse, database: str, sql_root: Path) -> lis
     for version, text in _migrations(sql_root):
         if version in done:
             continue
-        for stmt in iter_statements(text.replace("{database}", db)):
+        for stmt in iter_statements(text):
             execute(warehouse, stmt)
         execute(
             warehouse,

@@ -75,13 +75,12 @@ class SnowflakeTarget(SnowflakeConfig):
 
     def bind(self, settings: Settings) -> BoundTarget:
         home = Path(self.home) if self.home else settings.home
-        warehouse = SnowflakeConfig.model_validate(self.model_dump(exclude={"home", "s3"}))
 
         def location(bucket: str, key: str) -> str:
             # the stage's URL is the stage bucket, so ``bucket`` is implied by the stage
-            return warehouse.file_location(key)
+            return self.file_location(key)
 
-        return BoundTarget(self.type, home, self.s3, warehouse, location)
+        return BoundTarget(self.type, home, self.s3, self, location)
 
 
 @dataclass(frozen=True)

@@ -61,5 +61,7 @@ STAGES: dict[str, Stage] = {
         ),
     )
 }
+BRONZE_STAGE = "load"
+"""The stage that fills bronze (its rows are a window's "rows loaded")."""
 LAST_STAGE = "transform"
 """The stage after which a window is done (and gold runs)."""
