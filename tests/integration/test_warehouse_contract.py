@@ -299,7 +299,10 @@ def test_new_source_columns_are_added_and_missing_ones_load_null(engine: Engine)
 
 
 def test_empty_file_loads_zero_rows_only_when_zero_expected(engine: Engine) -> None:
-    load = engine.stage_csv(["Id", "Note"], [["1", "a"]])
+    load = engine.stage_csv(["Id", "Note"], [])  # the first load ever creates bronze
+    assert load_bronze(engine.wh, load, stamp("r", 1), 0) == 0
+    assert engine.wh.table_columns(load.table) == ["ID", "NOTE", *METADATA_NAMES]
+    engine.stage_csv(["Id", "Note"], [["1", "a"]])
     load_bronze(engine.wh, load, stamp("r0", 2), 1)
     engine.stage_csv(["Id", "Note"], [])
     assert load_bronze(engine.wh, load, stamp("r", 3), 0) == 0
