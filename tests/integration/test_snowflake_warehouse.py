@@ -1,22 +1,21 @@
-"""The Snowflake warehouse: rendered SQL checked statement by statement, and loads run with the
-real connector against fakesnow's server, COPY reading the staged CSV from moto's S3 server.
+"""What only the Snowflake warehouse does: rendered SQL checked statement by statement, and the
+few Snowflake-specific loads run with the real connector against fakesnow's server, COPY
+reading the staged CSV from moto's S3 server.
 
 fakesnow cannot run COPY transformations, so the loads here use the emulator mode
 (``copy_transformations=False``); the production statements are checked by parsing them.
+What every warehouse must do (bronze loads, transactions, silver, the ledger) is written once
+in ``test_warehouse_contract.py`` and runs on this path there.
 """
 
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
-import types
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 import sqlglot
-import structlog
 from sqlglot import exp
 
 from tests.integration.snowflake_fixtures import (
@@ -28,12 +27,7 @@ from tests.integration.snowflake_fixtures import (
     snowflake_wh,
     stage_bucket,
 )
-from xoelt.config.models import SilverConfig
 from xoelt.errors import DataError, RunError, WarehouseError
-from xoelt.plan import SourcePlan
-from xoelt.stages import StageResult, transform
-from xoelt.strategies import STRATEGIES, SilverColumns, SilverJob
-from xoelt.timewindow import TimeWindow
 from xoelt.warehouse.base import (
     METADATA_NAMES,
     BronzeLoad,
@@ -42,10 +36,8 @@ from xoelt.warehouse.base import (
     TableRef,
     bronze_mismatch,
     check_count,
-    count_rows,
     execute,
     load_bronze,
-    run_script,
 )
 from xoelt.warehouse.snowflake import (
     COPY_SUFFIX,
@@ -227,126 +219,6 @@ def bronze_rows(wh: SnowflakeWarehouse, load: BronzeLoad, cols: str = '"ID", "NO
     )
 
 
-def test_load_with_awkward_values_and_all_metadata(
-    snowflake_wh: SnowflakeWarehouse, snowflake_database: str, stage_bucket: Any
-) -> None:
-    data = [
-        ["1", 'say "hi", ok'],
-        ["2", "multi\nline"],
-        ["3", ""],
-        ["4", "ünïcødé ✓"],
-        ["5", "back\\slash \\N"],
-        ["00123", "2026-11-02T10:00:00Z"],
-    ]
-    put_csv(stage_bucket, ["Id", "Note"], data)
-    load = spec(snowflake_database, ["ID", "NOTE"])
-    assert load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T11:50:00+00:00"), 6) == 6
-    assert bronze_rows(snowflake_wh, load) == [
-        ("1", 'say "hi", ok', 1),
-        ("2", "multi\nline", 2),
-        ("3", None, 3),
-        ("4", "ünïcødé ✓", 4),
-        ("5", "back\\slash \\N", 5),
-        ("00123", "2026-11-02T10:00:00Z", 6),
-    ]
-    meta = execute(
-        snowflake_wh,
-        'SELECT DISTINCT "_XO_RUN_ID", "_XO_SOURCE_FILE", "_XO_LOADED_AT", "_XO_WINDOW_START", '
-        f'"_XO_WINDOW_END" FROM {load.table.sql}',
-    )
-    assert len(meta) == 1
-    run_id, source_file, loaded_at, start, end = meta[0]
-    assert (run_id, source_file) == ("run1", KEY)
-    utc = dt.UTC
-    assert loaded_at == dt.datetime(2026, 11, 3, 11, 50, tzinfo=utc)
-    assert (start, end) == (
-        dt.datetime(2026, 11, 2, 5, tzinfo=utc),
-        dt.datetime(2026, 11, 3, 5, tzinfo=utc),
-    )
-    assert snowflake_wh.table_columns(load.table.with_name(load.table.name + COPY_SUFFIX)) is None
-
-
-def test_count_mismatch_fails_and_keeps_yesterdays_bronze(
-    snowflake_wh: SnowflakeWarehouse, snowflake_database: str, stage_bucket: Any
-) -> None:
-    load = spec(snowflake_database, ["ID", "NOTE"])
-    put_csv(stage_bucket, ["Id", "Note"], [["1", "a"], ["2", "b"]])
-    load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T00:00:00+00:00"), 2)
-    put_csv(stage_bucket, ["Id", "Note"], [["9", "z"]])
-    with pytest.raises(DataError, match="extracted 5, loaded 1; bronze left unchanged"):
-        load_bronze(snowflake_wh, load, RunStamp("run2", "2026-11-04T00:00:00+00:00"), 5)
-    assert bronze_rows(snowflake_wh, load) == [("1", "a", 1), ("2", "b", 2)]
-    assert snowflake_wh.table_columns(load.table.with_name(load.table.name + COPY_SUFFIX)) is None
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"Id,Note\r\n1,a\r\n2,b,EXTRA\r\n",
-        b"Id,Note\r\n1,a\r\n2\r\n",
-        b"Id,Note\r\n1,\xff\xfe\r\n2,b\r\n",
-    ],
-    ids=["extra-field", "missing-field", "not-utf8"],
-)
-def test_bad_file_fails_and_keeps_bronze(
-    snowflake_wh: SnowflakeWarehouse, snowflake_database: str, stage_bucket: Any, body: bytes
-) -> None:
-    load = spec(snowflake_database, ["ID", "NOTE"])
-    put_csv(stage_bucket, ["Id", "Note"], [["1", "a"]])
-    load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T00:00:00+00:00"), 1)
-    stage_bucket.put_object(Bucket=STAGE_BUCKET, Key=KEY, Body=body)
-    with pytest.raises(RunError, match="bronze left unchanged"):
-        load_bronze(snowflake_wh, load, RunStamp("run2", "2026-11-04T00:00:00+00:00"), 2)
-    assert bronze_rows(snowflake_wh, load) == [("1", "a", 1)]
-
-
-def test_new_source_columns_are_added(
-    snowflake_wh: SnowflakeWarehouse, snowflake_database: str, stage_bucket: Any
-) -> None:
-    put_csv(stage_bucket, ["Id", "Note"], [["1", "a"]])
-    first = spec(snowflake_database, ["ID", "NOTE"])
-    load_bronze(snowflake_wh, first, RunStamp("r1", "2026-11-03T00:00:00+00:00"), 1)
-    put_csv(stage_bucket, ["Id", "Extra"], [["2", "x"]])
-    second = spec(snowflake_database, ["ID", "EXTRA"])
-    load_bronze(snowflake_wh, second, RunStamp("r2", "2026-11-04T00:00:00+00:00"), 1)
-    cols = snowflake_wh.table_columns(first.table)
-    assert cols is not None
-    assert [c for c in cols if c not in METADATA_NAMES] == ["ID", "NOTE", "EXTRA"]
-    assert cols[:2] == ["ID", "NOTE"] and set(METADATA_NAMES) <= set(cols)
-    assert bronze_rows(snowflake_wh, second, '"ID", "NOTE", "EXTRA"') == [("2", None, "x", 1)]
-
-
-def test_empty_file_loads_zero_rows_only_when_zero_expected(
-    snowflake_wh: SnowflakeWarehouse, snowflake_database: str, stage_bucket: Any
-) -> None:
-    load = spec(snowflake_database, ["ID", "NOTE"])
-    put_csv(stage_bucket, ["Id", "Note"], [["1", "a"]])
-    load_bronze(snowflake_wh, load, RunStamp("r0", "2026-11-02T00:00:00+00:00"), 1)
-    put_csv(stage_bucket, ["Id", "Note"], [])
-    assert load_bronze(snowflake_wh, load, RunStamp("r", "2026-11-03T00:00:00+00:00"), 0) == 0
-    assert count_rows(snowflake_wh, load.table) == 0
-    put_csv(stage_bucket, ["Id", "Note"], [["1", "a"]])
-    load_bronze(snowflake_wh, load, RunStamp("r1", "2026-11-03T00:00:00+00:00"), 1)
-    put_csv(stage_bucket, ["Id", "Note"], [])
-    with pytest.raises(DataError, match="extracted 3, loaded 0; bronze left unchanged"):
-        load_bronze(snowflake_wh, load, RunStamp("r2", "2026-11-04T00:00:00+00:00"), 3)
-    assert bronze_rows(snowflake_wh, load) == [("1", "a", 1)]
-
-
-def test_missing_staged_file_fails_and_keeps_bronze(
-    snowflake_wh: SnowflakeWarehouse, snowflake_database: str, stage_bucket: Any
-) -> None:
-    load = spec(snowflake_database, ["ID", "NOTE"])
-    put_csv(stage_bucket, ["Id", "Note"], [["1", "a"]])
-    load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T00:00:00+00:00"), 1)
-    gone = spec(snowflake_database, ["ID", "NOTE"], key=KEY.replace("2026-11-02", "2026-11-03"))
-    # fakesnow reads a FILES entry directly and answers 404; Snowflake may instead answer
-    # "Copy executed with 0 files processed." (next test): both must leave bronze alone.
-    with pytest.raises(RunError, match="bronze left unchanged"):
-        load_bronze(snowflake_wh, gone, RunStamp("run2", "2026-11-04T00:00:00+00:00"), 3)
-    assert bronze_rows(snowflake_wh, load) == [("1", "a", 1)]
-
-
 def test_zero_files_processed_answer_is_a_mismatch_when_rows_were_expected(
     snowflake_wh: SnowflakeWarehouse, snowflake_database: str, stage_bucket: Any
 ) -> None:
@@ -371,59 +243,6 @@ def test_zero_files_processed_answer_is_a_mismatch_when_rows_were_expected(
     assert bronze_rows(snowflake_wh, load) == [("1", "a", 1)]
 
 
-def test_transaction_rolls_back_and_errors_are_load_errors(
-    snowflake_wh: SnowflakeWarehouse, snowflake_database: str
-) -> None:
-    table = TableRef(snowflake_database, SCHEMA, "T")
-    assert snowflake_wh.table_columns(table) is None
-    execute(snowflake_wh, f'CREATE TABLE {table.sql} ("A" VARCHAR)')
-    with pytest.raises(WarehouseError) as info, snowflake_wh.transaction():
-        execute(snowflake_wh, f"INSERT INTO {table.sql} VALUES ('x')")
-        execute(snowflake_wh, f'SELECT "NOPE" FROM {table.sql}')
-    assert "\n" not in info.value.message and info.value.transient is False
-    assert count_rows(snowflake_wh, table) == 0
-    assert snowflake_wh.location(snowflake_database) == f"snowflake://fakesnow/{snowflake_database}"
-
-
-def test_silver_full_refresh_runs_on_the_snowflake_path(
-    snowflake_wh: SnowflakeWarehouse, snowflake_database: str, stage_bucket: Any
-) -> None:
-    # No unparseable timestamp text: fakesnow rewrites TRY_CAST(x AS TIMESTAMP_NTZ) to a
-    # strict conversion that raises instead of giving NULL (Snowflake gives NULL).
-    put_csv(
-        stage_bucket,
-        ["Id", "Amount", "Created At", "Note"],
-        [["1", "10.5", "2026-11-02 10:00:00", "a"], ["2", "oops", "", "b"]],
-    )
-    load = spec(snowflake_database, ["ID", "AMOUNT", "CREATED_AT", "NOTE"])
-    load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T00:00:00+00:00"), 2)
-    bronze_cols = [
-        c for c in snowflake_wh.table_columns(load.table) or [] if c not in METADATA_NAMES
-    ]
-    silver_cfg = SilverConfig(
-        columns={"ID": "NUMBER(38,0)", "AMOUNT": "FLOAT", "CREATED_AT": "TIMESTAMP_NTZ"}
-    )
-    silver = TableRef(snowflake_database, "SILVER", "THINGS")
-    job = SilverJob(load.table, silver, silver_cfg, WINDOW[0])
-    script = STRATEGIES["full_refresh"].script(job, SilverColumns.of(bronze_cols, silver_cfg))
-    for _ in range(2):  # a rerun replaces the window's partition instead of adding to it
-        result = run_script(
-            snowflake_wh, script, expected=2, mismatch=STRATEGIES["full_refresh"].mismatch(job)
-        )
-        inserted = result.rows
-        assert inserted == 2
-    # "CREATED_AT" IS NULL, not the value: fakesnow's server answers a NULL timestamp as
-    # 1970-01-01 (its Arrow timestamp struct has no null mask).
-    assert execute(
-        snowflake_wh,
-        f'SELECT "ID", "AMOUNT", "CREATED_AT", "CREATED_AT" IS NULL, "NOTE", "_XO_RUN_ID" '
-        f'FROM {silver.sql} ORDER BY "ID"',
-    ) == [
-        (1, 10.5, dt.datetime(2026, 11, 2, 10, 0), False, "a", "run1"),
-        (2, None, dt.datetime(1970, 1, 1), True, "b", "run1"),
-    ]
-
-
 def test_production_statements_fail_on_the_emulator_and_roll_back(
     fakesnow_kwargs: dict[str, Any],
     snowflake_wh: SnowflakeWarehouse,
@@ -441,88 +260,3 @@ def test_production_statements_fail_on_the_emulator_and_roll_back(
     finally:
         production.close()
     assert bronze_rows(snowflake_wh, load) == [("1", "a", 1)]
-
-
-@pytest.mark.parametrize(
-    "strategy",
-    [
-        "full_refresh",
-        "historical",
-        pytest.param(
-            "incremental",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="fakesnow 0.11.18 cannot MERGE inside BEGIN…COMMIT: its MERGE emulation "
-                "writes to DuckDB's _fs_global database, and a DuckDB transaction may write to "
-                "one attached database only (HTTP 500)",
-            ),
-        ),
-    ],
-)
-def test_transform_stage_silver_runs_on_the_snowflake_path(
-    snowflake_wh: SnowflakeWarehouse, snowflake_database: str, stage_bucket: Any, strategy: str
-) -> None:
-    """The transform stage's own silver step (reconciliation included) on this warehouse."""
-    tz = ZoneInfo("America/New_York")
-    start, end = dt.datetime(2026, 11, 2, tzinfo=tz), dt.datetime(2026, 11, 3, tzinfo=tz)
-    window = TimeWindow("daily", start, end, "America/New_York")
-    keyed = strategy != "full_refresh"
-    rows = [["1", "10.5", "a"], ["2", "oops", "b"]] + ([["1", "11", "c"]] if keyed else [])
-    put_csv(stage_bucket, ["Id", "Amount", "Note"], rows)
-    load = spec(snowflake_database, ["ID", "AMOUNT", "NOTE"])
-    load_bronze(snowflake_wh, load, RunStamp("run1", "2026-11-03T00:00:00+00:00"), len(rows))
-    silver = SilverConfig(
-        primary_key=["ID"] if keyed else [], columns={"ID": "NUMBER(38,0)", "AMOUNT": "FLOAT"}
-    )
-    sp = SourcePlan(
-        name="things",
-        source_type="test",
-        load_strategy=strategy,
-        ingest_bucket="xoelt-ingest",
-        ingest_key="ingest/things.csv",
-        stage_bucket=STAGE_BUCKET,
-        stage_key=KEY,
-        bronze_table=load.table,
-        silver_table=TableRef(snowflake_database, "SILVER", "THINGS"),
-        silver=silver,
-        request={},
-        sql={},
-    )
-    # Only the two attributes silver() reads; the warehouse and SQL underneath are real.
-    rt: Any = types.SimpleNamespace(
-        warehouse=snowflake_wh, plan=types.SimpleNamespace(window=window)
-    )
-    assert transform.run(rt, sp, structlog.get_logger()) == StageResult(2)
-    got = execute(
-        snowflake_wh, f'SELECT "ID", "AMOUNT", "NOTE" FROM {sp.silver_table.sql} ORDER BY "ID"'
-    )
-    assert got == ([(1, 11.0, "c"), (2, None, "b")] if keyed else [(1, 10.5, "a"), (2, None, "b")])
-
-
-def test_migrations_and_run_ledger_work_on_this_warehouse(
-    snowflake_wh: SnowflakeWarehouse, snowflake_database: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What the runtime does on first use of a warehouse, then what each stage records."""
-    from tests.conftest import REPO
-    from xoelt import ledger
-
-    monkeypatch.setenv("XOELT_SQL", str(REPO / "sql"))
-    assert "V001" in ledger.apply_migrations(snowflake_wh, snowflake_database, REPO / "sql")
-    assert ledger.apply_migrations(snowflake_wh, snowflake_database, REPO / "sql") == []
-    key = ("test/p", "things", "load", WINDOW[0])
-    assert not ledger.last_success(snowflake_wh, snowflake_database, *key)
-    ledger.record(
-        snowflake_wh,
-        snowflake_database,
-        run_id="run1",
-        pipeline="test/p",
-        source="things",
-        stage="load",
-        window_start=WINDOW[0],
-        window_end=WINDOW[1],
-        status="success",
-        started_at=dt.datetime(2026, 11, 3, 11, 50, tzinfo=dt.UTC),
-        rows=2,
-        message="it's fine",
-    )
-    assert ledger.last_success(snowflake_wh, snowflake_database, *key)
