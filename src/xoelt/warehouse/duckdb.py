@@ -20,7 +20,7 @@ import contextlib
 import functools
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from xoelt.config.types import StrictModel
 from xoelt.errors import WarehouseError
@@ -224,8 +224,3 @@ def bronze_script(load: BronzeLoad, existing: Sequence[str] | None, run: RunStam
         begin="BEGIN TRANSACTION",
         native=True,
     )
-
-
-def native_rows(wh: DuckDBWarehouse, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of a statement in DuckDB's own dialect (tests and tools reading the files)."""
-    return wh.query(sql, native=True).rows
