@@ -19,8 +19,6 @@ is terminal. :func:`xoelt.core.execute` wraps any failure of a stage in exactly 
 
 from __future__ import annotations
 
-import copy
-
 
 class XoeltError(Exception):
     """Root of every error xoelt expects; ``str(err)`` is the one-line human message."""
@@ -40,7 +38,10 @@ class XoeltError(Exception):
     def prefixed(self, before: str, after: str = "") -> XoeltError:
         """A copy of this error (same class, same ``transient``) with context around its
         message; raise it ``from`` this one."""
-        clone = copy.copy(self)
+        # Not copy.copy: that rebuilds the error as cls(*args), which subclasses with their
+        # own constructors (StageFailed, PipelineInvalid) refuse.
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
         clone.message = f"{before}{self.message}{after}"
         clone.args = (clone.message,)
         return clone

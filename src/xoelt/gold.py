@@ -13,8 +13,9 @@ import os
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
+from typing import Any
 
-from xoelt.config.types import NAME
+from xoelt.config.types import IDENTIFIER, NAME
 from xoelt.errors import ConfigError
 from xoelt.warehouse.base import TableRef
 
@@ -46,14 +47,20 @@ def load_models(
         name = path.stem.lower()
         if not NAME.match(name) or not name.startswith(PREFIXES):
             raise ConfigError(f"gold model names start with {', '.join(PREFIXES)}", file=str(path))
+        if not IDENTIFIER.match(name):
+            raise ConfigError(
+                "gold model names are table names: letters, digits and _", file=str(path)
+            )
         texts[name] = (path, path.read_text(encoding="utf-8").strip().rstrip(";").strip())
     deps: dict[str, tuple[str, ...]] = {}
     cache = _DepsCache()
     for name, (path, text) in texts.items():
-        tables = cache.get(text)
-        if tables is None:
-            tables = referenced_tables(text, path)
-            cache.put(text, tables)
+        parsed = cache.get(text)
+        if parsed is None:
+            parsed = parse_model(text, path)
+            cache.put(text, parsed)
+        tables, length = parsed
+        texts[name] = (path, text[:length])  # without a trailing `;` and comments after it
         deps[name] = tuple(sorted(t for t in tables if t in texts and t != name))
     cache.save()
     wanted = set(texts)
@@ -81,22 +88,31 @@ def load_models(
     ]
 
 
-def referenced_tables(text: str, path: Path) -> list[str]:
-    """Lower-case names of the tables a single SELECT reads (CTE names excluded)."""
+def parse_model(text: str, path: Path) -> tuple[list[str], int]:
+    """(lower-case names of the tables a single SELECT reads, CTE names excluded; the length
+    of the SELECT's text, so a trailing ``;`` and the comments after it can be cut off)."""
     import sqlglot
     from sqlglot import exp
 
     try:
-        statements = [s for s in sqlglot.parse(text, read="snowflake") if s is not None]
-    except sqlglot.errors.ParseError as exc:
-        line = exc.errors[0].get("line") if exc.errors else None
+        statements = [
+            s
+            for s in sqlglot.parse(text, read="snowflake")
+            if s is not None and not isinstance(s, exp.Semicolon)
+        ]
+        tokens = sqlglot.Dialect.get_or_raise("snowflake").tokenize(text)
+    except sqlglot.errors.SqlglotError as exc:
+        errors = getattr(exc, "errors", None)
+        line = errors[0].get("line") if errors else None
         raise ConfigError(
             f"SQL does not parse: {str(exc).splitlines()[0]}", file=str(path), line=line
-        ) from None
+        ) from exc
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         raise ConfigError("a gold model is exactly one SELECT statement", file=str(path))
+    body = [t for t in tokens if t.token_type is not sqlglot.TokenType.SEMICOLON]
     ctes = {c.alias_or_name.lower() for c in statements[0].find_all(exp.CTE)}
-    return sorted({t.name.lower() for t in statements[0].find_all(exp.Table)} - ctes)
+    tables = sorted({t.name.lower() for t in statements[0].find_all(exp.Table)} - ctes)
+    return tables, body[-1].end + 1
 
 
 class _DepsCache:
@@ -112,7 +128,7 @@ class _DepsCache:
         self.path = Path(base) / "xoelt" / "gold-deps.json"
         self.dirty = False
         try:
-            self.data: dict[str, list[str]] = json.loads(self.path.read_text())
+            self.data: dict[str, Any] = json.loads(self.path.read_text())
         except (OSError, ValueError):
             self.data = {}
 
@@ -120,11 +136,15 @@ class _DepsCache:
     def _key(text: str) -> str:
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def get(self, text: str) -> list[str] | None:
-        return self.data.get(self._key(text))
+    def get(self, text: str) -> tuple[list[str], int] | None:
+        entry = self.data.get(self._key(text))
+        if not isinstance(entry, dict):  # absent, or written by an older xoelt
+            return None
+        return list(entry["tables"]), int(entry["length"])
 
-    def put(self, text: str, tables: list[str]) -> None:
-        self.data[self._key(text)] = tables
+    def put(self, text: str, parsed: tuple[list[str], int]) -> None:
+        tables, length = parsed
+        self.data[self._key(text)] = {"tables": tables, "length": length}
         self.dirty = True
 
     def save(self) -> None:

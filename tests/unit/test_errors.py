@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlglot
 import yaml
 from botocore.exceptions import ClientError, EndpointConnectionError
 
@@ -127,13 +126,6 @@ def test_prefixed_config_error_keeps_file_line_and_key() -> None:
     assert str(clone) == "validate: p.yaml:4 dag.schedule: bad"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="prefixed() clones with copy.copy, which rebuilds the error as cls(*args); "
-    "StageFailed's __init__ needs (stage, cause, source=, window=), so this raises TypeError "
-    "(same for pipelines.PipelineInvalid, whose one argument is the list of problems)",
-)
 def test_prefixed_works_on_a_stage_failed() -> None:
     err = StageFailed("load", DataError("x"), source="s", window="w")
     assert str(err.prefixed("backfill: ")) == "backfill: load failed source=s window=w: x"
@@ -414,13 +406,6 @@ def test_s3_ranged_get_past_the_end_is_empty_not_an_error() -> None:
     assert store.read_range("b", "k", 0, 8192) == b""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ClientError,
-    reason="S3ObjectStore.list is not wrapped by _mapped (a generator: errors surface while "
-    "iterating), so a ListObjectsV2 failure escapes as a raw botocore ClientError, not a "
-    "StorageError, and its transience (503 SlowDown) is lost",
-)
 def test_s3_list_failures_are_storage_errors_too() -> None:
     store = S3ObjectStore(client=RaisingClient(client_error("SlowDown", 503, "ListObjectsV2")))
     with pytest.raises(StorageError) as err:
@@ -463,13 +448,6 @@ def test_duckdb_error_in_translated_snowflake_sql_is_a_warehouse_error(
     assert isinstance(err.value.__cause__, duckdb.CatalogException)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=sqlglot.errors.ParseError,
-    reason="DuckDBWarehouse.query translates with sqlglot outside its try: Snowflake SQL that "
-    "sqlglot cannot parse escapes as a multi-line sqlglot ParseError, not the WarehouseError "
-    "the Warehouse protocol promises for any failure",
-)
 def test_duckdb_snowflake_sql_that_does_not_parse_is_a_warehouse_error(
     duck: DuckDBWarehouse,
 ) -> None:

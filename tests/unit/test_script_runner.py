@@ -31,7 +31,7 @@ from xoelt.warehouse.base import (
     load_bronze,
     run_script,
 )
-from xoelt.warehouse.duckdb import DuckDBWarehouse, native_rows
+from xoelt.warehouse.duckdb import DuckDBWarehouse
 
 T = TableRef("DB", "main", "T")
 AUDIT = TableRef("DB", "main", "AUDIT")
@@ -54,7 +54,7 @@ def run(wh: Any, script: Script, expected: int | None = None) -> list[int]:
 
 
 def rows(wh: DuckDBWarehouse, table: TableRef) -> list[tuple[Any, ...]]:
-    return native_rows(wh, f"SELECT * FROM {table.sql} ORDER BY ALL")
+    return native(wh, f"SELECT * FROM {table.sql} ORDER BY ALL")
 
 
 def exists(wh: DuckDBWarehouse, table: TableRef) -> bool:
@@ -326,7 +326,7 @@ def test_a_script_in_snowflakes_dialect_is_translated_for_duckdb(wh: DuckDBWareh
         ),
     )
     assert run(wh, s, expected=1) == [1]
-    assert native_rows(wh, f"SELECT v, ts::VARCHAR FROM {T.sql}") == [(1, "2026-11-02 05:00:00+00")]
+    assert native(wh, f"SELECT v, ts::VARCHAR FROM {T.sql}") == [(1, "2026-11-02 05:00:00+00")]
 
 
 # -- check_count --------------------------------------------------------------------------------
@@ -384,7 +384,7 @@ def test_load_bronze_failure_is_prefixed_with_the_table_and_leaves_bronze(
     assert str(err.value).startswith("loading DB.BRONZE.ORDERS failed: DuckDB: IO Error: ")
     assert str(err.value).endswith("; bronze left unchanged")
     assert isinstance(err.value.__cause__, WarehouseError)
-    assert native_rows(wh, 'SELECT "ID" FROM "DB"."BRONZE"."ORDERS" ORDER BY 1') == [("1",), ("2",)]
+    assert native(wh, 'SELECT "ID" FROM "DB"."BRONZE"."ORDERS" ORDER BY 1') == [("1",), ("2",)]
     assert not exists(wh, TableRef("DB", "BRONZE", "ORDERS__XO_LOAD"))  # on_failure dropped it
 
 
@@ -400,3 +400,8 @@ def test_load_bronze_mismatch_is_the_bronze_message_not_prefixed(
         "row count mismatch for DB.BRONZE.ORDERS: extracted 5, loaded 2; bronze left unchanged"
     )
     assert not exists(wh, load.table)
+
+
+def native(wh: DuckDBWarehouse, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a statement in DuckDB's own dialect."""
+    return wh.query(sql, native=True).rows

@@ -39,6 +39,20 @@ class S3StoreConfig(StrictModel):
         return S3ObjectStore(endpoint_url=self.endpoint_url, region=self.region)
 
 
+def _storage_error(what: str, bucket: str, key: str, exc: Exception) -> StorageError:
+    """A botocore error as a one-line StorageError; 5xx, 429 and transport faults transient."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        detail = f"{error.get('Code')} {error.get('Message', '')}".rstrip()
+        return StorageError(
+            f"S3 {what} s3://{bucket}/{key}: {detail}", transient=status >= 500 or status == 429
+        )
+    return StorageError(f"S3 {what} s3://{bucket}/{key}: {exc}", transient=True)
+
+
 def _mapped(what: str) -> Any:
     """Decorator: botocore errors a method did not handle become one-line StorageErrors."""
 
@@ -49,15 +63,8 @@ def _mapped(what: str) -> Any:
 
             try:
                 return method(self, bucket, key, *args, **kwargs)
-            except ClientError as exc:
-                error = exc.response.get("Error", {})
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-                raise StorageError(
-                    f"S3 {what} s3://{bucket}/{key}: {error.get('Code')} {error.get('Message', '')}".rstrip(),
-                    transient=status >= 500 or status == 429,
-                ) from exc
-            except BotoCoreError as exc:
-                raise StorageError(f"S3 {what} s3://{bucket}/{key}: {exc}", transient=True) from exc
+            except (ClientError, BotoCoreError) as exc:
+                raise _storage_error(what, bucket, key, exc) from exc
 
         return inner
 
@@ -163,10 +170,15 @@ class S3ObjectStore:
             raise
 
     def list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for page in pages:
-            for item in page.get("Contents", []):
-                yield ObjectInfo(item["Key"], int(item["Size"]))
+        try:  # a generator: the requests happen while iterating
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(item["Key"], int(item["Size"]))
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("list", bucket, prefix, exc) from exc
 
     @_mapped("head")
     def exists(self, bucket: str, key: str) -> bool:

@@ -129,8 +129,13 @@ class DuckDBWarehouse:
 
     def query(self, sql: str, *, native: bool = False) -> Answer:
         import duckdb
+        import sqlglot
 
-        text = sql if native else to_duckdb(sql)
+        try:
+            text = sql if native else to_duckdb(sql)
+        except sqlglot.errors.SqlglotError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise WarehouseError(f"cannot translate SQL for DuckDB: {first}") from exc
         try:
             cur = self.con.execute(text)
             columns = [d[0] for d in cur.description or []]
