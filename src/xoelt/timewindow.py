@@ -42,10 +42,14 @@ class TimeWindow:
 
     @property
     def tag(self) -> str:
-        """Path segment(s) for object keys: ``2026-11-26`` daily, ``2026-11-26/1400`` intraday."""
+        """Path segment(s) for object keys: ``2026-11-26`` daily, ``2026-11-26/1400`` intraday
+        (``2026-11-01/0100-0500`` for the second 01:00 of a fall-back day)."""
         if self.refresh_type == "daily":
             return self.start.date().isoformat()
-        return f"{self.start.date().isoformat()}/{self.start.strftime('%H%M')}"
+        tag = f"{self.start.date().isoformat()}/{self.start.strftime('%H%M')}"
+        # The repeated hour of a fall-back day: its second occurrence names its offset too,
+        # or two windows would share one key (and one lock).
+        return f"{tag}{self.start.strftime('%z')}" if self.start.fold else tag
 
     @property
     def label(self) -> str:
@@ -124,5 +128,12 @@ def align_to_schedule(instant: datetime, schedule: str) -> datetime:
     from croniter import croniter
 
     probe = instant + timedelta(microseconds=1)
-    fired = croniter(schedule, probe).get_prev(datetime)
-    return fired.astimezone(instant.tzinfo)
+    fired: datetime = croniter(schedule, probe).get_prev(datetime)
+    # In the repeated hour of a fall-back day get_prev lands on the first occurrence; walking
+    # forward (which fires at both) finds the real latest fire time, compared in UTC.
+    forward = croniter(schedule, fired)
+    while True:
+        following: datetime = forward.get_next(datetime)
+        if following.astimezone(UTC) > instant.astimezone(UTC):
+            return fired.astimezone(instant.tzinfo)
+        fired = following

@@ -271,13 +271,6 @@ HOURLY_LAGGED = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="TimeWindow.tag is the local wall-clock start (YYYY-MM-DD/HHMM), which repeats in "
-    "the fall-back hour: [01:00 EDT, 01:00 EST) and [01:00 EST, 02:00 EST) both get "
-    "'2026-11-01/0100', so two windows share ingest/stage keys (and the lock key)",
-)
 def test_intraday_windows_starting_in_the_repeated_fall_back_hour_get_distinct_keys(
     tmp_path: Path,
 ) -> None:
@@ -289,13 +282,6 @@ def test_intraday_windows_starting_in_the_repeated_fall_back_hour_get_distinct_k
     assert first.sources[0].ingest_key != second.sources[0].ingest_key  # ...in two objects
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="align_to_schedule maps the 01:00 EST fire time back to 01:00 EDT (croniter's "
-    "get_prev in the fold), so the run at 01:00 EST repeats the previous window and the hour "
-    "[01:00 EDT, 01:00 EST) of an hourly intraday pipeline is never loaded on fall-back day",
-)
 def test_hourly_intraday_windows_tile_the_fall_back_day_without_a_gap(tmp_path: Path) -> None:
     data = pipeline_data(schedule="0 * * * *", time_window={**INTRADAY, "lookback": {"hours": 1}})
     fires = fire_times("0 * * * *", "America/New_York", date(2026, 11, 1), date(2026, 11, 1))
