@@ -90,7 +90,7 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
         config = PipelineConfig.model_validate(data, context=context)
     except ValidationError as exc:
         raise PipelineInvalid(_problems(exc, (), PipelineConfig, lines, display)) from None
-    problems: list[ConfigError] = []
+    problems = _shared_tables(config, lines, display)
     extractors: dict[str, BaseModel] = {}
     for name, source in config.sources.items():
         model = get_source(source.source_type).Config
@@ -102,6 +102,38 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
     if problems:
         raise PipelineInvalid(problems)
     return Pipeline(config, path, extractors)
+
+
+def _shared_tables(
+    config: PipelineConfig, lines: dict[Loc, int], display: str
+) -> list[ConfigError]:
+    """Two sources writing one bronze or silver table would overwrite each other's rows."""
+    globals_ = config.globals.snowflake
+    owners: dict[tuple[str, str, str], str] = {}
+    problems = []
+    for name, src in config.sources.items():
+        bronze = (
+            src.snowflake.database or globals_.database,
+            src.snowflake.schema_ or globals_.schema_,
+            src.snowflake.target_table,
+        )
+        silver = (globals_.database, globals_.silver_schema, src.silver.table or name.upper())
+        for layer, table, loc in (
+            ("bronze", bronze, ("sources", name, "snowflake", "target_table")),
+            ("silver", silver, ("sources", name, "silver", "table")),
+        ):
+            other = owners.setdefault(table, name)
+            if other != name:
+                problems.append(
+                    ConfigError(
+                        f"{layer} table {'.'.join(table)} is also source {other}'s; "
+                        "give each source its own table",
+                        file=display,
+                        line=line_for(lines, loc),
+                        key=".".join(loc),
+                    )
+                )
+    return problems
 
 
 @dataclass(frozen=True)

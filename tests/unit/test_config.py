@@ -155,3 +155,25 @@ def test_resolve_by_name(tmp_path: Path) -> None:
         resolve("one", root)
     with pytest.raises(InputError, match="did you mean 'two'"):
         resolve("tw", root)
+
+
+def test_two_sources_writing_one_table_are_refused(tmp_path: Path) -> None:
+    second = (
+        "  other:\n"
+        "    source_type: s3_upload\n"
+        "    load_strategy: full_refresh\n"
+        "    extractor:\n"
+        "      bucket: landing\n"
+        "      prefix: other/\n"
+        "    snowflake:\n"
+        "      target_table: T_THINGS\n"
+        "    silver:\n"
+        "      table: THINGS\n"
+    )
+    msgs = problems(tmp_path, base() + second)
+    assert any(
+        "sources.other.snowflake.target_table: bronze table DB.BRONZE.T_THINGS is also "
+        "source things's" in m
+        for m in msgs
+    ), msgs
+    assert any("sources.other.silver.table: silver table DB.SILVER.THINGS" in m for m in msgs)
