@@ -75,6 +75,9 @@ def render_report(report: RunReport) -> None:
         for name, rows in report.gold.items():
             gold.add_row(name, f"{rows:,}")
         c.print(gold)
+    for s in report.sources:
+        for f in s.findings:
+            _print_finding(c, s.name, "", f.as_dict())
     c.print(f"run_id {report.run_id}")
     if report.warehouse_path:
         c.print(f"warehouse {report.warehouse_path}")
@@ -107,7 +110,26 @@ def render_status(report: StatusReport, title: str) -> None:
         for r in runs:
             recent.add_row(r["source"], r["stage"], r["status"], _cell(r["rows"]))
         c.print(recent)
+        for r in runs:
+            if r["status"] != "success" and r.get("message"):
+                c.print(f"[red]{r['source']} {r['stage']}[/]: {r['message']}", markup=True)
+            for f in r.get("findings", []):
+                _print_finding(c, r["source"], r["stage"], f)
     c.print(f"warehouse: [bold]{report.warehouse}[/]")
+
+
+_SEVERITY_STYLE = {"info": "dim", "warn": "yellow", "error": "red"}
+
+
+def _print_finding(c: Any, source: str, stage: str, finding: dict[str, Any]) -> None:
+    """One line per finding: severity, where, kind, message (markup-free: data text)."""
+    from rich.text import Text
+
+    severity = finding.get("severity", "info")
+    where = f"{source} {stage}".strip()
+    line = Text(f"{severity}: ", style=_SEVERITY_STYLE.get(severity, ""))
+    line.append(f"{where} {finding.get('kind', '')}: {finding.get('message', '')}")
+    c.print(line)
 
 
 def _cell(value: Any) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from xoelt import ledger
 from xoelt.errors import InputError, StageFailed, XoeltError
+from xoelt.findings import Finding, as_details, from_details
 from xoelt.logging import get_logger
 from xoelt.pipelines import PipelineInvalid, discover, load_pipeline, resolve
 from xoelt.plan import RunPlan, build_plan
@@ -62,6 +63,7 @@ class SourceReport:
     name: str
     rows: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
 
 
 @dataclass
@@ -81,7 +83,13 @@ class RunReport:
             "pipeline": self.plan.name,
             "window": self.plan.window.as_dict(),
             "sources": [
-                {"name": s.name, "rows": s.rows, "seconds": s.seconds} for s in self.sources
+                {
+                    "name": s.name,
+                    "rows": s.rows,
+                    "seconds": s.seconds,
+                    "findings": [f.as_dict() for f in s.findings],
+                }
+                for s in self.sources
             ],
             "gold": self.gold,
             "warehouse": self.warehouse_path,
@@ -131,11 +139,32 @@ def execute(
                         with _failing_as(stage.name, sp.name, window):
                             result = stage.run(rt, sp, log)
                     except StageFailed as exc:
-                        _record(rt, sp.name, stage.name, "failed", started, None, str(exc), log)
+                        _record(
+                            rt,
+                            sp.name,
+                            stage.name,
+                            "failed",
+                            started,
+                            None,
+                            str(exc),
+                            log,
+                            exc.findings,
+                        )
                         raise
                     item.rows[stage.name] = result.rows
                     item.seconds[stage.name] = round(time.perf_counter() - t0, 3)
-                    _record(rt, sp.name, stage.name, "success", started, result.rows, "", log)
+                    item.findings.extend(result.findings)
+                    _record(
+                        rt,
+                        sp.name,
+                        stage.name,
+                        "success",
+                        started,
+                        result.rows,
+                        "",
+                        log,
+                        result.findings,
+                    )
         if LAST_STAGE in stages and plan.gold:
             log = get_logger(pipeline=plan.name, source="gold", run_id=rt.run_id, window=window)
             with _failing_as(LAST_STAGE, "gold", window):
@@ -154,8 +183,10 @@ def _record(
     rows: int | None,
     message: str,
     log: Any,
+    findings: Sequence[Finding] = (),
 ) -> None:
-    """Ledger row for a stage; extract/stage alone do not open the warehouse for it."""
+    """Ledger row for a stage (with its findings); extract/stage alone do not open the
+    warehouse for it (their findings are then in the ingest manifest)."""
     if not (STAGES[stage].needs_warehouse or rt.warehouse_open):
         return
     try:
@@ -172,6 +203,7 @@ def _record(
             started_at=started,
             rows=rows,
             message=message,
+            details=as_details(findings),
         )
     except XoeltError as exc:  # the ledger must never hide the run's own outcome
         log.warning("ledger write failed", error=str(exc))
@@ -250,4 +282,5 @@ def status(plan: RunPlan, settings: Settings | None = None) -> StatusReport:
         for run in runs:
             run["window_start"] = run["window_start"].astimezone(zone).isoformat()
             run["finished_at"] = run["finished_at"].isoformat(timespec="seconds")
+            run["findings"] = [f.as_dict() for f in from_details(run.pop("details"))]
         return StatusReport(counts, runs, wh.location(plan.database))

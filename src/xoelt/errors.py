@@ -19,18 +19,35 @@ is terminal. :func:`xoelt.core.execute` wraps any failure of a stage in exactly 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from xoelt.findings import Finding
+
 
 class XoeltError(Exception):
-    """Root of every error xoelt expects; ``str(err)`` is the one-line human message."""
+    """Root of every error xoelt expects; ``str(err)`` is the one-line human message.
+
+    ``findings`` are what the failing code noticed about the data (e.g. the column that
+    vanished, the values that did not convert); the ledger keeps them with the failure.
+    """
 
     exit_code = 1
     transient = False
+    findings: tuple[Finding, ...] = ()
 
-    def __init__(self, message: str, *, transient: bool | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool | None = None,
+        findings: Sequence[Finding] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
         if transient is not None:
             self.transient = transient
+        if findings:
+            self.findings = tuple(findings)
 
     def __str__(self) -> str:
         return self.message
@@ -111,10 +128,12 @@ class StageFailed(XoeltError):
         self, stage: str, cause: BaseException, *, source: str | None, window: str | None
     ) -> None:
         self.stage, self.source, self.window, self.cause = stage, source, window, cause
+        findings: tuple[Finding, ...] = ()
         if isinstance(cause, XoeltError):
             detail = cause.message
             self.exit_code = cause.exit_code
             transient: bool | None = cause.transient
+            findings = cause.findings
         else:
             detail = f"{type(cause).__name__}: {cause}"
             transient = False
@@ -124,4 +143,4 @@ class StageFailed(XoeltError):
             parts.append(f"source={source}")
         if window:
             parts.append(f"window={window}")
-        super().__init__(f"{' '.join(parts)}: {detail}", transient=transient)
+        super().__init__(f"{' '.join(parts)}: {detail}", transient=transient, findings=findings)

@@ -18,7 +18,17 @@ from typing import Any
 
 from xoelt.warehouse.base import Warehouse, execute, iter_statements, literal, quote
 
-LEDGER_COLUMNS = ("run_id", "source", "stage", "window_start", "status", "rows", "finished_at")
+LEDGER_COLUMNS = (
+    "run_id",
+    "source",
+    "stage",
+    "window_start",
+    "status",
+    "rows",
+    "finished_at",
+    "message",
+    "details",
+)
 
 
 def _table(database: str) -> str:
@@ -120,11 +130,26 @@ def latest_run(warehouse: Warehouse, database: str, pipeline: str) -> list[dict[
     name = literal(pipeline)
     rows = execute(
         warehouse,
-        f'SELECT "RUN_ID", "SOURCE", "STAGE", "WINDOW_START", "STATUS", "ROWS", "FINISHED_AT" '
+        f'SELECT "RUN_ID", "SOURCE", "STAGE", "WINDOW_START", "STATUS", "ROWS", "FINISHED_AT", '
+        f'"MESSAGE", "DETAILS" '
         f'FROM {table} WHERE "PIPELINE" = {name} AND "RUN_ID" = (SELECT "RUN_ID" FROM {table} '
         f'WHERE "PIPELINE" = {name} ORDER BY "FINISHED_AT" DESC LIMIT 1) ORDER BY "FINISHED_AT"',
     )
-    return [dict(zip(LEDGER_COLUMNS, r, strict=True)) for r in rows]
+    out = []
+    for r in rows:
+        row = dict(zip(LEDGER_COLUMNS, r, strict=True))
+        row["details"] = _parse_details(row["details"])
+        out.append(row)
+    return out
+
+
+def _parse_details(raw: Any) -> dict[str, Any]:
+    """A ledger DETAILS value as a dict (an unreadable one as ``{}``: it is informational)."""
+    try:
+        value = json.loads(raw) if raw else {}
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _who() -> str:

@@ -46,6 +46,7 @@ from tests.integration.snowflake_fixtures import (
 from xoelt import ledger
 from xoelt.config.models import SilverConfig
 from xoelt.errors import DataError, RunError, WarehouseError
+from xoelt.findings import Finding, as_details, from_details
 from xoelt.plan import SourcePlan
 from xoelt.stages import StageResult, transform
 from xoelt.stages.stage import standardise
@@ -425,7 +426,9 @@ def test_migrations_apply_once_and_the_run_ledger_records_runs(engine: Engine) -
     assert not ledger.last_success(wh, db, *key)
     assert ledger.latest_run(wh, db, "test/p") == []
 
-    def record(run_id: str, stage: str, status: str, rows: int | None, message: str) -> None:
+    def record(
+        run_id: str, stage: str, status: str, rows: int | None, message: str, **details: Any
+    ) -> None:
         ledger.record(
             wh,
             db,
@@ -439,14 +442,16 @@ def test_migrations_apply_once_and_the_run_ledger_records_runs(engine: Engine) -
             started_at=dt.datetime(2026, 11, 3, 11, 50, tzinfo=UTC),
             rows=rows,
             message=message,
+            details=details,
         )
 
     record("run1", "extract", "success", 2, "")
-    record("run1", "load", "success", 2, "it's fine")
+    noticed = Finding("new_column", "column NOTE appeared", "warn", data={"columns": ["NOTE"]})
+    record("run1", "load", "success", 2, "it's fine", **as_details([noticed]))
     assert ledger.last_success(wh, db, *key)
     window_start = dt.datetime(2026, 11, 2, 5, tzinfo=UTC)
     latest = ledger.latest_run(wh, db, "test/p")
-    assert [{k: r[k] for k in ledger.LEDGER_COLUMNS[:-1]} for r in latest] == [
+    assert [{k: r[k] for k in ledger.LEDGER_COLUMNS[:6]} for r in latest] == [
         {
             "run_id": "run1",
             "source": "things",
@@ -458,6 +463,10 @@ def test_migrations_apply_once_and_the_run_ledger_records_runs(engine: Engine) -
         for stage in ("extract", "load")
     ]
     assert latest[0]["finished_at"] <= latest[1]["finished_at"]
+    assert [(r["message"], from_details(r["details"])) for r in latest] == [
+        ("", []),
+        ("it's fine", [noticed]),
+    ]
 
     record("run2", "load", "failed", None, "loading failed: 'x'\\y; bronze left unchanged")
     assert not ledger.last_success(wh, db, *key)

@@ -17,12 +17,13 @@ from __future__ import annotations
 import csv
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TextIO, TypeVar, get_args, get_origin
 
 from xoelt.config.types import SecretRef, StrictModel
 from xoelt.errors import SourceError
+from xoelt.findings import Finding
 
 if TYPE_CHECKING:
     from xoelt.storage.base import ObjectStore
@@ -36,7 +37,11 @@ REGISTRY: dict[str, type[Source[Any]]] = {}
 
 @dataclass
 class ExtractContext:
-    """What an extractor may use: its window, the object store, the environment, a logger."""
+    """What an extractor may use: its window, the object store, the environment, a logger.
+
+    ``note`` records a :class:`~xoelt.findings.Finding` (an answer split at a cap, items
+    left out): it goes to the ingest manifest and the extract stage's ledger row.
+    """
 
     source: str
     window: TimeWindow
@@ -45,6 +50,13 @@ class ExtractContext:
     env: Mapping[str, str]
     log: Any
     workdir: Path
+    findings: list[Finding] = field(default_factory=list)
+
+    def note(self, finding: Finding) -> None:
+        """Keep ``finding`` for the ledger (and log it, at its severity)."""
+        self.findings.append(finding)
+        log = self.log.warning if finding.severity != "info" else self.log.info
+        log(finding.message, kind=finding.kind, count=finding.count)
 
 
 class CsvSink:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from xoelt.findings import Finding
+
 if TYPE_CHECKING:
     from xoelt.plan import SourcePlan
     from xoelt.runtime import Runtime
@@ -18,10 +20,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class StageResult:
-    """What a stage did for one source: rows out (and columns, where it knows them)."""
+    """What a stage did for one source: rows out (and columns, where it knows them), and
+    what it noticed about the data (kept in the stage's ledger row)."""
 
     rows: int
     columns: int | None = None
+    findings: tuple[Finding, ...] = ()
 
 
 @dataclass(frozen=True)

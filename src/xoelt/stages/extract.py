@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from xoelt.errors import SourceError
+from xoelt.errors import SourceError, XoeltError
 from xoelt.plan import RunPlan, SourcePlan
 from xoelt.runtime import Runtime
 from xoelt.sources import get_source
@@ -26,6 +26,10 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
         sink = CsvSink(workdir / f"{sp.name}.csv")
         try:  # an unmapped library error becomes this stage's failure in core.execute
             cls(config, ctx).extract(sink)
+        except XoeltError as exc:
+            if ctx.findings and not exc.findings:  # what was noticed before failing is kept
+                exc.findings = tuple(ctx.findings)
+            raise
         finally:
             sink.close()
         if sink.fieldnames is None:
@@ -43,9 +47,10 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
             "columns": sink.fieldnames,
             "bytes": sink.path.stat().st_size,
             "details": sink.details,
+            "findings": [f.as_dict() for f in ctx.findings],
         }
         manifest.write(rt.store, sp.ingest_bucket, sp.ingest_manifest_key, body)
         log.info("extracted", rows=sink.rows, key=sp.ingest_key, columns=len(sink.fieldnames))
-        return StageResult(sink.rows, len(sink.fieldnames))
+        return StageResult(sink.rows, len(sink.fieldnames), tuple(ctx.findings))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
