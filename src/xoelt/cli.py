@@ -24,6 +24,10 @@ class XoeltGroup(click.Group):
 
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # click's own three-line usage text, as one line
+            where = exc.ctx.command_path if exc.ctx else "xoelt"
+            click.echo(f"error: {exc.format_message()} (see {where} --help)", err=True)
+            sys.exit(exc.exit_code)
         except XoeltError as exc:
             if ctx.meta.get("xoelt.debug"):
                 raise

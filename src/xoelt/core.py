@@ -50,7 +50,7 @@ def make_plan(
     pipeline = load_pipeline(resolve(ref, settings.pipelines_root))
     target_name, bound = resolve_target(target, settings)
     zone = pipeline.dag.time_window.zone
-    if when:
+    if when is not None:  # an empty --date is an error, not "now"
         run_at: date | datetime = parse_run_at(when, zone)
     else:
         moment = (now or datetime.now(UTC)).astimezone(zone)

@@ -71,25 +71,46 @@ def local(d: date, t: time, zone: ZoneInfo) -> datetime:
     return naive.replace(tzinfo=zone).astimezone(UTC).astimezone(zone)
 
 
+# Run dates a window can be computed for on every engine (lags and lookbacks of weeks stay
+# far inside datetime's range, and no SaaS API has data from before 1900).
+EARLIEST_RUN_DATE = date(1900, 1, 1)
+LATEST_RUN_DATE = date(9998, 12, 31)
+
+
+def _in_range(value: date, text: str, option: str) -> None:
+    if not EARLIEST_RUN_DATE <= value <= LATEST_RUN_DATE:
+        raise InputError(
+            f"{option} {text!r} is outside {EARLIEST_RUN_DATE.isoformat()}.."
+            f"{LATEST_RUN_DATE.isoformat()}"
+        )
+
+
 def parse_run_at(text: str, zone: ZoneInfo) -> datetime | date:
     """``--date``: a date (``2026-11-26``) or a local/offset datetime (``2026-11-26T14:30``)."""
     try:
+        if not text.strip():
+            raise ValueError("empty")
         if "T" in text or " " in text.strip():
             moment = datetime.fromisoformat(text.strip())
+            _in_range(moment.date(), text, "--date")
             return moment if moment.tzinfo else moment.replace(tzinfo=zone)
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise InputError(
             f"--date {text!r} is not a date (YYYY-MM-DD) or a datetime (YYYY-MM-DDTHH:MM)"
         ) from None
+    _in_range(day, text, "--date")
+    return day
 
 
 def parse_date(text: str, option: str = "--date") -> date:
     """A plain ``YYYY-MM-DD`` option value; InputError (exit 2) naming the option otherwise."""
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise InputError(f"{option} {text!r} is not a date (YYYY-MM-DD)") from None
+    _in_range(day, text, option)
+    return day
 
 
 def resolve_window(

@@ -134,10 +134,17 @@ class StrictModel(BaseModel):
         )
 
 
+MAX_IDENTIFIER_LENGTH = 255  # Snowflake's limit for an identifier
+
+
 def _identifier(value: str) -> str:
     if not IDENTIFIER.match(value):
         raise ValueError(
             f"{value!r} is not a valid identifier (letters, digits, _ and $; not starting with a digit)"
+        )
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        raise ValueError(
+            f"identifier {value[:20]}… is {len(value)} characters; the limit is {MAX_IDENTIFIER_LENGTH}"
         )
     return value.upper()
 
