@@ -30,12 +30,29 @@ class XoeltGroup(click.Group):
             sys.exit(exc.exit_code)
         except XoeltError as exc:
             if ctx.meta.get("xoelt.debug"):
-                raise
+                _traceback(exc)
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except Exception as exc:  # a bug: still one line (the traceback with --debug)
+            from xoelt.redact import redact
+
+            if ctx.meta.get("xoelt.debug"):
+                _traceback(exc)
+            detail = redact(f"{type(exc).__name__}: {exc}".splitlines()[0])[:500]
+            click.echo(f"error: internal error: {detail} (rerun with --debug)", err=True)
+            sys.exit(1)
+
+
+def _traceback(exc: BaseException) -> None:
+    """The whole chain on stderr, secrets masked (``--debug``)."""
+    import traceback
+
+    from xoelt.redact import redact
+
+    click.echo(redact("".join(traceback.format_exception(exc))), err=True, nl=False)
 
 
 @click.group(cls=XoeltGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from xoelt.findings import Finding
+from xoelt.redact import redact
 
 
 class XoeltError(Exception):
@@ -42,6 +43,7 @@ class XoeltError(Exception):
         transient: bool | None = None,
         findings: Sequence[Finding] = (),
     ) -> None:
+        message = redact(message)  # an API may echo a credential into an error body
         super().__init__(message)
         self.message = message
         if transient is not None:
@@ -59,7 +61,7 @@ class XoeltError(Exception):
         # own constructors (StageFailed, PipelineInvalid) refuse.
         clone = type(self).__new__(type(self))
         clone.__dict__.update(self.__dict__)
-        clone.message = f"{before}{self.message}{after}"
+        clone.message = redact(f"{before}{self.message}{after}")
         clone.args = (clone.message,)
         return clone
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from xoelt.redact import redact
 from xoelt.warehouse.base import Warehouse, execute, iter_statements, literal, quote
 
 LEDGER_COLUMNS = (
@@ -100,8 +101,8 @@ def record(
         f"{literal(window_end)}::TIMESTAMP_TZ",
         literal(status),
         "NULL" if rows is None else str(int(rows)),
-        literal(message[:2000]),
-        literal(json.dumps(details or {}, sort_keys=True, default=str)),
+        literal(redact(message)[:2000]),
+        literal(redact(json.dumps(details or {}, sort_keys=True, default=str))),
         literal(_who()),
         f"{literal(started_at.isoformat())}::TIMESTAMP_TZ",
         f"{literal(datetime.now(UTC).isoformat())}::TIMESTAMP_TZ",

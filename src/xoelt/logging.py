@@ -10,6 +10,8 @@ import logging
 import sys
 from typing import Any
 
+from xoelt.redact import redact
+
 _SETTINGS: dict[str, Any] = {"debug": False, "json": None}
 _CONFIGURED = False
 
@@ -36,8 +38,10 @@ def _setup() -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if as_json:
-        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        processors += [structlog.processors.dict_tracebacks, _redacted]
+        processors += [structlog.processors.JSONRenderer()]
     else:
+        processors += [structlog.processors.format_exc_info, _redacted]
         processors += [structlog.dev.ConsoleRenderer(colors=True)]
     structlog.configure(
         processors=processors,
@@ -48,6 +52,23 @@ def _setup() -> None:
         cache_logger_on_first_use=False,
     )
     _CONFIGURED = True
+
+
+def _redacted(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Mask secrets in every value of a log line (see :mod:`xoelt.redact`)."""
+    return {key: _mask(value) for key, value in event.items()}
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(v) for v in value]
+    if isinstance(value, BaseException):
+        return redact(f"{type(value).__name__}: {value}")
+    return value
 
 
 def get_logger(**bound: Any) -> Any:

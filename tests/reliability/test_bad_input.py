@@ -72,7 +72,9 @@ YAML_CASES = [
     Case("tab-indent", sub("  domain: demo", "\tdomain: demo"), says="YAML syntax error"),
     Case("unclosed-quote", sub(SCHED, '  schedule: "50 6 * * *'), says="YAML syntax error"),
     Case("unclosed-flow", sub("lag: { days: 1 }", "lag: { days: 1"), says="YAML syntax error"),
-    Case("duplicate-key", sub("  domain: demo", "  domain: demo\n  domain: demo"), says="duplicate"),
+    Case(
+        "duplicate-key", sub("  domain: demo", "  domain: demo\n  domain: demo"), says="duplicate"
+    ),
     Case(
         "recursive-alias",
         whole("dag: &x\n  domain: *x\n"),
@@ -192,9 +194,13 @@ CLI_CASES = [
     Case("format-unknown", args=("plan", PIPE, "--format", "xml")),
     Case("option-unknown", args=("plan", PIPE, "--dates", "2026-11-03")),
     Case("backfill-no-end", args=("backfill", PIPE, "--start", "2026-11-03")),
-    Case("backfill-reversed", args=("backfill", PIPE, "--start", "2026-11-05", "--end", "2026-11-03")),
+    Case(
+        "backfill-reversed", args=("backfill", PIPE, "--start", "2026-11-05", "--end", "2026-11-03")
+    ),
     Case("backfill-bad-start", args=("backfill", PIPE, "--start", "x", "--end", "2026-11-03")),
-    Case("backfill-year-1", args=("backfill", PIPE, "--start", "0001-01-01", "--end", "0001-01-02")),
+    Case(
+        "backfill-year-1", args=("backfill", PIPE, "--start", "0001-01-01", "--end", "0001-01-02")
+    ),
     Case(
         "backfill-workers-0",
         args=("backfill", PIPE, "--start", "2026-11-03", "--end", "2026-11-04", "--workers", "0"),

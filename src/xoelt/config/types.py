@@ -29,6 +29,7 @@ from pydantic import (
 
 from xoelt.config.env import REFERENCE, environment, interpolate
 from xoelt.errors import ConfigError
+from xoelt.redact import register
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
@@ -59,6 +60,7 @@ class SecretRef:
         if not value:
             where = f" (for {self.key})" if self.key else ""
             raise ConfigError(f"environment variable {self.var} is not set{where}")
+        register(value)
         return SecretStr(value)
 
     def __repr__(self) -> str:

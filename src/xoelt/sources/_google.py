@@ -36,6 +36,7 @@ from pydantic import field_validator
 
 from xoelt.config.types import StrictModel
 from xoelt.errors import ConfigError, SourceError
+from xoelt.redact import register as register_secret
 from xoelt.sources.http import (
     HttpClient,
     RateLimiter,
@@ -226,6 +227,8 @@ class GoogleAuth:
         if not isinstance(info, dict):
             raise ConfigError(f"{where}: not a JSON object")
         self._secrets = [str(info[k]) for k in _SECRET_KEYS if info.get(k)]
+        for secret in self._secrets:
+            register_secret(secret)
         kind = info.get("type")
         try:
             if kind == "service_account":
@@ -306,6 +309,7 @@ class GoogleAuth:
             ) from None
         if not self._credentials.token:
             raise SourceError(f"{where}: the token endpoint returned no access token")
+        register_secret(self._credentials.token)
         if self.log is not None:
             self.log.info("google access token refreshed", account=self.identity)
 

@@ -35,6 +35,8 @@ from pydantic import Field
 from xoelt import __version__
 from xoelt.config.types import StrictModel
 from xoelt.errors import SourceError
+from xoelt.redact import redact as redact_all
+from xoelt.redact import register as register_secret
 
 if TYPE_CHECKING:
     import httpx
@@ -347,8 +349,8 @@ def _error_detail(response: httpx.Response) -> str:
 
 
 def redact(text: str, *secrets: str) -> str:
-    """Remove secret values from a message (for errors built from third-party text)."""
+    """``text`` through :func:`xoelt.redact.redact`, with ``secrets`` registered first."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
-    return text
+            register_secret(secret)
+    return redact_all(text)
