@@ -4,38 +4,36 @@ Windows come from the pipeline's cron schedule (croniter, in its timezone); fire
 resolve to the same window run once. Windows the ledger shows fully transformed are skipped
 unless ``force``. Windows may run in parallel when the warehouse allows concurrent windows
 (Snowflake) and no source's strategy needs its windows in order (SCD2 history). On
-SIGINT/SIGTERM no new window starts; the ones running finish (every stage is atomic, so a
-second Ctrl-C that kills one mid-way still leaves nothing half-written). No failure is lost:
+SIGINT/SIGTERM no new window starts and the running ones stop at once (see
+:mod:`xoelt.interrupts`: statements interrupted, rolled back, recorded as ``interrupted``). No failure is lost:
 every window ends with a status, whatever went wrong in it.
 """
 
 from __future__ import annotations
 
-import signal
+import contextlib
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
-from xoelt import ledger
-from xoelt.core import execute
+from xoelt import interrupts, ledger
+from xoelt.core import GOLD, execute
 from xoelt.errors import InputError
 from xoelt.pipelines import load_pipeline, resolve
 from xoelt.plan import RunPlan, build_plan
 from xoelt.runtime import Runtime
 from xoelt.schedule import fire_times
 from xoelt.settings import Settings
-from xoelt.stages import BRONZE_STAGE, LAST_STAGE
+from xoelt.stages import BRONZE_STAGE, STAGES
 from xoelt.targets import resolve_target
 
 
 @dataclass
 class WindowOutcome:
     plan: RunPlan
-    status: str = "pending"  # done | skipped | failed | not_run
+    status: str = "pending"  # done | skipped | failed | interrupted | not_run
     rows: int = 0
     error: str = ""
 
@@ -52,11 +50,12 @@ class BackfillResult:
 
     @property
     def interrupted(self) -> bool:
-        return any(o.status == "not_run" for o in self.outcomes)
+        return interrupts.requested() is not None
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 130 if self.interrupted else 0
+        signum = interrupts.requested()
+        return 128 + signum if signum is not None else 1 if self.failed else 0
 
 
 def plan_windows(
@@ -75,49 +74,27 @@ def plan_windows(
     return list(plans.values())
 
 
+def required_stages(plan: RunPlan) -> set[tuple[str, str]]:
+    """Every (source, stage) ledger row a complete run of the window leaves, gold included."""
+    required = {(sp.name, stage) for sp in plan.sources for stage in STAGES}
+    if plan.gold:
+        required.add((GOLD, GOLD))
+    return required
+
+
 def done_windows(plans: list[RunPlan], settings: Settings) -> set[str]:
-    """Window starts (ISO) whose every source's latest last stage in the ledger succeeded."""
+    """Window starts (ISO) whose latest run succeeded at every stage, gold included."""
     if not plans:
         return set()
     done = set()
     with Runtime(plans[0], settings) as rt:
         for plan in plans:
             start = plan.window.start.isoformat()
-            if all(
-                ledger.last_success(
-                    rt.warehouse, plan.database, plan.name, sp.name, LAST_STAGE, start
-                )
-                for sp in plan.sources
+            if ledger.window_complete(
+                rt.warehouse, plan.database, plan.name, start, required_stages(plan)
             ):
                 done.add(start)
     return done
-
-
-class _StopFlag:
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signals = 0
-
-
-@contextmanager
-def _graceful(flag: _StopFlag) -> Generator[None]:
-    """First SIGINT/SIGTERM: start no new window. A second SIGINT interrupts at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        flag.signals += 1
-        flag.event.set()
-        if flag.signals > 1 and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def run_windows(
@@ -131,8 +108,13 @@ def run_windows(
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill") as pool:
         futures = [pool.submit(run_one, o) for o in outcomes]
-    for future in futures:
-        future.result()
+        for future in futures:
+            while True:
+                try:
+                    future.result()
+                    break
+                except interrupts.Interrupted:
+                    continue  # workers stop at their next stage boundary: wait for them
 
 
 def backfill(
@@ -156,25 +138,31 @@ def backfill(
     if workers > 1 and (ordered or not first.target.warehouse.capabilities.concurrent_windows):
         workers = 1
     skip = set() if force else done_windows(plans, settings)
-    flag = _StopFlag()
     failed = threading.Event()
 
     def run_one(outcome: WindowOutcome) -> None:
         if outcome.plan.window.start.isoformat() in skip:
             outcome.status = "skipped"
-        elif flag.event.is_set() or (failed.is_set() and not keep_going):
+        elif interrupts.requested() is not None or (failed.is_set() and not keep_going):
             outcome.status = "not_run"
         else:
             try:
                 report = execute(outcome.plan, settings=settings)
                 outcome.status = "done"
                 outcome.rows = sum(s.rows.get(BRONZE_STAGE, 0) for s in report.sources)
+            except interrupts.Interrupted as exc:  # recorded in the ledger by execute
+                outcome.status, outcome.error = "interrupted", str(exc)
             except Exception as exc:  # whatever it was, this window failed and says why
                 outcome.status, outcome.error = "failed", str(exc) or type(exc).__name__
                 failed.set()
         if on_window:
             on_window(outcome)
 
-    with _graceful(flag):
+    # A signal that reaches the main thread between windows ends the loop; every window
+    # left is then not_run.
+    with contextlib.suppress(interrupts.Interrupted):
         run_windows(result.outcomes, run_one, workers)
+    for outcome in result.outcomes:
+        if outcome.status == "pending":
+            outcome.status = "not_run"
     return result

@@ -20,10 +20,15 @@ class XoeltGroup(click.Group):
     """Runs a command and maps expected errors to messages and exit codes."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from xoelt import interrupts
         from xoelt.errors import XoeltError
 
         try:
-            return super().invoke(ctx)
+            with interrupts.handling():
+                return super().invoke(ctx)
+        except interrupts.Interrupted as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:  # click's own three-line usage text, as one line
             where = exc.ctx.command_path if exc.ctx else "xoelt"
             click.echo(f"error: {exc.format_message()} (see {where} --help)", err=True)
@@ -198,10 +203,15 @@ def backfill(
             plans, force=force, workers=workers, keep_going=keep_going, on_window=advance
         )
     console.render_backfill(result.outcomes, fmt)
-    if result.failed:
+    if result.interrupted:
+        stopped = next((o.error for o in result.outcomes if o.status == "interrupted"), "")
+        click.echo(
+            f"error: {stopped or 'interrupted'}; windows marked not_run were not started "
+            "(rerun the backfill to resume)",
+            err=True,
+        )
+    elif result.failed:
         click.echo(f"error: {result.failed[0].error}", err=True)
-    elif result.interrupted:
-        click.echo("error: interrupted; windows marked not_run were not started", err=True)
     sys.exit(result.exit_code)
 
 

@@ -10,14 +10,15 @@ naming stage, source and window, with the cause chained.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from xoelt import ledger
+from xoelt import interrupts, ledger
 from xoelt.errors import InputError, StageFailed, XoeltError
 from xoelt.findings import Finding, as_details, from_details
 from xoelt.logging import get_logger
@@ -25,7 +26,7 @@ from xoelt.pipelines import PipelineInvalid, discover, load_pipeline, resolve
 from xoelt.plan import RunPlan, build_plan
 from xoelt.runtime import Runtime
 from xoelt.settings import Settings
-from xoelt.stages import LAST_STAGE, STAGES
+from xoelt.stages import LAST_STAGE, STAGES, StageResult
 from xoelt.stages.transform import gold
 from xoelt.targets import resolve_target
 from xoelt.timewindow import align_to_schedule, parse_run_at
@@ -98,13 +99,25 @@ class RunReport:
 
 @contextmanager
 def _failing_as(stage: str, source: str | None, window: str) -> Generator[None]:
-    """Any failure inside becomes one StageFailed saying where (the cause chained)."""
+    """Any failure inside becomes one StageFailed saying where (the cause chained); a
+    failure while a signal asks to stop (the statement it interrupted) is the Interrupted."""
+    where = " ".join([stage, *([f"source={source}"] if source else []), f"window={window}"])
     try:
+        interrupts.check()
         yield
+    except interrupts.Interrupted as exc:
+        exc.where = exc.where or where
+        raise
     except StageFailed:
         raise
     except Exception as exc:
+        if (signum := interrupts.requested()) is not None:
+            raise interrupts.Interrupted(signum, where) from exc
         raise StageFailed(stage, exc, source=source, window=window) from exc
+
+
+GOLD = "gold"
+"""The ledger's source and stage names for a run's gold models (no source is a stage)."""
 
 
 def execute(
@@ -114,7 +127,10 @@ def execute(
     run_id: str | None = None,
     settings: Settings | None = None,
 ) -> RunReport:
-    """Run ``stages`` (in order) for the selected sources, then gold if transforming."""
+    """Run ``stages`` (in order) for the selected sources, then gold if transforming.
+
+    Every stage, and gold, leaves one ledger row: success, failed or interrupted.
+    """
     settings = settings or Settings.from_env()
     selected = plan.select(source)
     wanted = [STAGES[name] for name in STAGES if name in stages]
@@ -133,45 +149,50 @@ def execute(
                 lock = rt.lock(sp.name)
             with lock:
                 for stage in wanted:
-                    started = datetime.now(UTC)
                     t0 = time.perf_counter()
-                    try:
-                        with _failing_as(stage.name, sp.name, window):
-                            result = stage.run(rt, sp, log)
-                    except StageFailed as exc:
-                        _record(
-                            rt,
-                            sp.name,
-                            stage.name,
-                            "failed",
-                            started,
-                            None,
-                            str(exc),
-                            log,
-                            exc.findings,
-                        )
-                        raise
+                    result = _recorded(
+                        rt, sp.name, stage.name, log, partial(stage.run, rt, sp, log)
+                    )
                     item.rows[stage.name] = result.rows
                     item.seconds[stage.name] = round(time.perf_counter() - t0, 3)
                     item.findings.extend(result.findings)
-                    _record(
-                        rt,
-                        sp.name,
-                        stage.name,
-                        "success",
-                        started,
-                        result.rows,
-                        "",
-                        log,
-                        result.findings,
-                    )
         if LAST_STAGE in stages and plan.gold:
-            log = get_logger(pipeline=plan.name, source="gold", run_id=rt.run_id, window=window)
-            with _failing_as(LAST_STAGE, "gold", window):
+            log = get_logger(pipeline=plan.name, source=GOLD, run_id=rt.run_id, window=window)
+
+            def materialise() -> StageResult:
                 report.gold = gold(rt, log)
+                return StageResult(sum(report.gold.values()))
+
+            _recorded(rt, GOLD, GOLD, log, materialise, failing_as=LAST_STAGE)
         if rt.warehouse_open:
             report.warehouse_path = rt.warehouse.location(plan.database)
         return report
+
+
+def _recorded(
+    rt: Runtime,
+    source: str,
+    stage: str,
+    log: Any,
+    work: Callable[[], StageResult],
+    failing_as: str | None = None,
+) -> StageResult:
+    """``work()`` as stage ``stage`` of ``source``, with its ledger row whatever happens."""
+    started = datetime.now(UTC)
+    window = rt.plan.window.label
+    try:
+        with _failing_as(failing_as or stage, source, window):
+            result = work()
+        # A signal landing in this ledger write interrupts it: the row then says so instead.
+        _record(rt, source, stage, "success", started, result.rows, "", log, result.findings)
+    except StageFailed as exc:
+        _record(rt, source, stage, "failed", started, None, str(exc), log, exc.findings)
+        raise
+    except interrupts.Interrupted as exc:
+        exc.where = exc.where or f"{failing_as or stage} source={source} window={window}"
+        _record(rt, source, stage, "interrupted", started, None, str(exc), log)
+        raise
+    return result
 
 
 def _record(
@@ -187,7 +208,7 @@ def _record(
 ) -> None:
     """Ledger row for a stage (with its findings); extract/stage alone do not open the
     warehouse for it (their findings are then in the ingest manifest)."""
-    if not (STAGES[stage].needs_warehouse or rt.warehouse_open):
+    if not (stage == GOLD or STAGES[stage].needs_warehouse or rt.warehouse_open):
         return
     try:
         ledger.record(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import getpass
 import json
 import socket
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,30 @@ def last_success(
         f"ORDER BY {quote('FINISHED_AT')} DESC LIMIT 1",
     )
     return bool(rows) and rows[0][0] == "success"
+
+
+def window_complete(
+    warehouse: Warehouse,
+    database: str,
+    pipeline: str,
+    window_start: str,
+    required: Iterable[tuple[str, str]],
+) -> bool:
+    """Whether the latest run that touched this window succeeded at every required
+    ``(source, stage)`` — a run killed before its gold, or one that ran a stage alone
+    later, leaves the window not done."""
+    table = _table(database)
+    name, start = literal(pipeline), f"{literal(window_start)}::TIMESTAMP_TZ"
+    rows = execute(
+        warehouse,
+        f'SELECT "SOURCE", "STAGE", "STATUS" FROM {table} WHERE "PIPELINE" = {name} '
+        f'AND "WINDOW_START" = {start} AND "RUN_ID" = (SELECT "RUN_ID" FROM {table} '
+        f'WHERE "PIPELINE" = {name} AND "WINDOW_START" = {start} '
+        f'ORDER BY "FINISHED_AT" DESC LIMIT 1)',
+    )
+    succeeded = {(r[0], r[1]) for r in rows if r[2] == "success"}
+    failed = {(r[0], r[1]) for r in rows if r[2] != "success"}
+    return bool(rows) and not failed and set(required) <= succeeded
 
 
 def latest_run(warehouse: Warehouse, database: str, pipeline: str) -> list[dict[str, Any]]:

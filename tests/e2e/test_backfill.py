@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Project
+from xoelt import interrupts
 from xoelt.backfill import backfill, plan_windows
 
 PIPE = "demo/gladly_demo"
@@ -86,8 +87,13 @@ def test_sigterm_starts_no_new_window(project: Project, monkeypatch: pytest.Monk
         if getattr(outcome, "status", "") == "done":
             os.kill(os.getpid(), signal.SIGTERM)  # a real signal, as Kubernetes sends it
 
-    outcomes = backfill(plans, on_window=after_first).outcomes
-    assert [o.status for o in outcomes] == ["done", "not_run", "not_run"]
+    try:
+        with interrupts.handling():  # what the CLI installs for every command
+            result = backfill(plans, on_window=after_first)
+        assert [o.status for o in result.outcomes] == ["done", "not_run", "not_run"]
+        assert result.exit_code == 143
+    finally:
+        interrupts.reset()
     ingest = Path(project.home, "objects", "xoelt-ingest", "ingest", "demo", "gladly_demo")
     assert (ingest / "contact_timestamps" / "2026-11-02").is_dir()
     assert not (ingest / "contact_timestamps" / "2026-11-03").exists()

@@ -20,10 +20,11 @@ import contextlib
 import functools
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from xoelt.config.types import StrictModel
 from xoelt.errors import WarehouseError
+from xoelt.interrupts import Interrupted
 from xoelt.warehouse.base import (
     METADATA_COLUMNS,
     METADATA_NAMES,
@@ -96,6 +97,20 @@ def to_duckdb(sql: str) -> str:
     return sqlglot.transpile(sql, read="snowflake", write="duckdb")[0]
 
 
+@contextlib.contextmanager
+def _mapped(duckdb: Any) -> Generator[None]:
+    """DuckDB's errors as WarehouseError; a statement a signal interrupted (DuckDB raises
+    ``RuntimeError: Query interrupted`` around our handler's Interrupted) as that Interrupted."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        raise WarehouseError(f"DuckDB: {str(exc).splitlines()[0]}") from exc
+    except RuntimeError as exc:
+        if isinstance(exc.__context__, Interrupted):
+            raise exc.__context__ from None
+        raise WarehouseError(f"DuckDB: {str(exc).splitlines()[0]}") from exc
+
+
 class DuckDBWarehouse:
     """DuckDB files under ``directory``: ``<DATABASE>.duckdb``, attached as ``<DATABASE>``."""
 
@@ -136,12 +151,10 @@ class DuckDBWarehouse:
         except sqlglot.errors.SqlglotError as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise WarehouseError(f"cannot translate SQL for DuckDB: {first}") from exc
-        try:
+        with _mapped(duckdb):
             cur = self.con.execute(text)
             columns = [d[0] for d in cur.description or []]
             return Answer(columns, cur.fetchall() if columns else [])
-        except duckdb.Error as exc:
-            raise WarehouseError(f"DuckDB: {str(exc).splitlines()[0]}") from exc
 
     def count_of(self, yields: Yields, answer: Answer) -> Count:
         """DuckDB answers INSERT/UPDATE/DELETE/MERGE with one row of one ``Count`` column."""
@@ -160,11 +173,15 @@ class DuckDBWarehouse:
         self.query("COMMIT", native=True)
 
     def table_columns(self, table: TableRef) -> list[str] | None:
-        rows = self.con.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_catalog = ? AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [table.database, table.schema, table.name],
-        ).fetchall()
+        import duckdb
+
+        with _mapped(duckdb):
+            rows = self.con.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_catalog = ? AND table_schema = ? AND table_name = ? "
+                "ORDER BY ordinal_position",
+                [table.database, table.schema, table.name],
+            ).fetchall()
         return [r[0] for r in rows] or None
 
     # -- bronze -----------------------------------------------------------------------------
