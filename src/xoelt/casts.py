@@ -16,9 +16,10 @@ TRY_CAST does not take VARIANT as a target. Counting is over bronze's rows, so r
 strategy then drops as duplicates are counted too.
 
 Engines: the SQL is Snowflake's; DuckDB runs it through sqlglot, whose translation of
-``TRY_CAST`` keeps NULL-on-failure but not every conversion rule (see the README's "Data
-rules": e.g. DuckDB's INTEGER is 32-bit where Snowflake's is NUMBER(38,0), and Snowflake
-reads more timestamp and boolean spellings).
+``TRY_CAST`` keeps NULL-on-failure but not every conversion rule (see the README's "Schema
+drift and cast failures": e.g. DuckDB's INTEGER is 32-bit where Snowflake's is NUMBER(38,0),
+and Snowflake reads more date and timestamp spellings). fakesnow turns
+``TRY_CAST(x AS TIMESTAMP_NTZ)`` into a strict cast, so there a bad value raises instead.
 """
 
 from __future__ import annotations
@@ -110,9 +111,12 @@ def describe_limit(limit: int | float) -> str:
     return f"{float(Fraction(repr(limit)) * 100):g}%"
 
 
+def _short(value: str) -> str:
+    return value if len(value) <= EXAMPLE_CHARS else value[:EXAMPLE_CHARS] + "…"
+
+
 def _example(value: str) -> str:
-    short = value if len(value) <= EXAMPLE_CHARS else value[:EXAMPLE_CHARS] + "…"
-    return repr(short)  # quoted, with newlines and control characters escaped: one line
+    return repr(_short(value))  # quoted, newlines and control characters escaped: one line
 
 
 def _summary(count: CastCount) -> str:
@@ -130,7 +134,7 @@ def _data(count: CastCount, limit: int | float) -> dict[str, Any]:
         "non_empty": count.non_empty,
         "failed": count.failed,
         "allowed": allowed(limit, count.non_empty),
-        "examples": [_example(v) for v in count.examples],
+        "examples": [_short(v) for v in count.examples],
     }
 
 

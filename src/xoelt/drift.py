@@ -69,62 +69,67 @@ def _plural(columns: Sequence[str], one: str, many: str) -> str:
     return one if len(columns) == 1 else many
 
 
+def _missing_outcome(column: str, on_missing: str, silver: SilverConfig) -> tuple[Severity, str]:
+    """(severity, why) for a column the pull lacks; severity ``error`` refuses the load."""
+    if on_missing != "auto":
+        severity: Severity = {"fail": "error", "warn": "warn", "null": "info"}[on_missing]
+        return severity, f"on_missing_column: {on_missing}"
+    if column in silver.primary_key:
+        return "error", "silver keys on it"
+    if column in silver.columns:
+        return "error", "silver types it"
+    return "warn", "on_missing_column: auto"
+
+
 def check_drift(
     drift: Drift, policy: SchemaPolicy, silver: SilverConfig, bronze: TableRef
 ) -> tuple[Finding, ...]:
     """Apply ``policy`` to ``drift``: the findings to record, or a DataError (carrying them)
-    naming every column the policy refuses. Nothing has been loaded when it raises."""
+    naming every column the policy refuses. Nothing has been loaded when it raises, and the
+    findings then say what *would* have happened to the columns the policy lets through."""
     on_new = policy.on_new_column or DEFAULT_ON_NEW_COLUMN
     on_missing = policy.on_missing_column or DEFAULT_ON_MISSING_COLUMN
-    declared = {*silver.columns, *silver.primary_key}
-    findings: list[Finding] = []
-    refused: list[str] = []
-
     by_outcome: dict[tuple[Severity, str], list[str]] = {}
     for column in drift.missing:
-        if on_missing == "auto":
-            if column in silver.primary_key:
-                outcome: tuple[Severity, str] = ("error", "silver keys on it")
-            elif column in declared:
-                outcome = ("error", "silver types it")
-            else:
-                outcome = ("warn", "on_missing_column: auto")
-        else:
-            severity: Severity = {"fail": "error", "warn": "warn", "null": "info"}[on_missing]
-            outcome = (severity, f"on_missing_column: {on_missing}")
-        by_outcome.setdefault(outcome, []).append(column)
-    for (severity, why), columns in by_outcome.items():
-        cols = _names(columns)
+        by_outcome.setdefault(_missing_outcome(column, on_missing, silver), []).append(column)
+    refused = [
+        f"{_plural(cols, 'column', 'columns')} {_names(cols)} missing from this pull ({why})"
+        for (severity, why), cols in by_outcome.items()
+        if severity == "error"
+    ]
+    new_noun = _plural(drift.new, "column", "columns")
+    if drift.new and on_new == "fail":
+        refused.append(f"new {new_noun} {_names(drift.new)} in this pull (on_new_column: fail)")
+    would = "would " if refused else ""
+
+    findings: list[Finding] = []
+    for (severity, why), cols in by_outcome.items():
+        what = f"{_plural(cols, 'column', 'columns')} {_names(cols)} missing from this pull"
         if severity == "error":
-            text = f"{_plural(columns, 'column', 'columns')} {cols} missing from this pull ({why})"
-            refused.append(text)
-            message = f"{text}; refused"
+            message = f"{what} ({why}); refused"
         else:
+            they = _plural(cols, "it", "they")
+            load = f"{would}load" if would else _plural(cols, "loads", "load")
             message = (
-                f"{_plural(columns, 'column', 'columns')} {cols} missing from this pull: "
-                f"{_plural(columns, 'it loads', 'they load')} as NULL (bronze {bronze} keeps "
-                f"{_plural(columns, 'it', 'them')}; {why})"
+                f"{what}: {they} {load} as NULL (bronze {bronze} keeps "
+                f"{_plural(cols, 'it', 'them')}; {why})"
             )
         findings.append(
             Finding(
                 "missing_column",
                 message,
                 severity,
-                count=len(columns),
-                data={"columns": columns, "policy": on_missing},
+                count=len(cols),
+                data={"columns": cols, "policy": on_missing},
             )
         )
-
     if drift.new:
-        cols = _names(drift.new)
-        noun = _plural(drift.new, "column", "columns")
+        what = f"new {new_noun} {_names(drift.new)} in this pull"
         if on_new == "fail":
-            text = f"new {noun} {cols} in this pull (on_new_column: fail)"
-            refused.append(text)
-            message, severity = f"{text}; refused", "error"
+            message, severity = f"{what} (on_new_column: fail); refused", "error"
         else:
-            message = f"new {noun} {cols} in this pull: added to bronze {bronze} as VARCHAR"
-            severity = "info"
+            added = "would be added" if would else "added"
+            message, severity = f"{what}: {added} to bronze {bronze} as VARCHAR", "info"
         findings.append(
             Finding(
                 "new_column",
@@ -134,7 +139,6 @@ def check_drift(
                 data={"columns": list(drift.new), "policy": on_new},
             )
         )
-
     hint = ""
     if renamed := drift.renamed:
         old, new = renamed
@@ -147,7 +151,6 @@ def check_drift(
                 data={"from": old, "to": new},
             )
         )
-
     if refused:
         parts = [*refused, *([hint] if hint else [])]
         raise DataError(

@@ -428,7 +428,7 @@ def test_transform_stage_builds_silver_by_strategy_and_reruns_idempotently(
 LONG = "A" * 100
 CAST_ROWS = [  # Id, Amount (FLOAT), Day (DATE), Flag (BOOLEAN), Note (VARCHAR)
     ["1", "10.5", "2026-11-02", "true", "a"],
-    ["2", "oops", "2026-13-45", "maybe", "b"],
+    ["2", "oops", "2026-13-45", "yes\nno", "b"],  # a value on two lines
     ["3", "", "", "", "c"],  # empty: nothing to convert, never a failure
     ["4", "n/a", "2026-11-03", "false", ""],
     ["5", "oops", "2026-11-04", "1", "d"],
@@ -474,12 +474,13 @@ def test_cast_failures_are_counted_exactly_as_silver_nulls_them(engine: Engine) 
 
     amount = "AMOUNT (FLOAT): 4 of 5 non-empty values did not convert, e.g. 'oops', 'n/a', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA…'"
     day = "DAY (DATE): 1 of 5 non-empty values did not convert, e.g. '2026-13-45'"
-    flag = "FLAG (BOOLEAN): 1 of 5 non-empty values did not convert, e.g. 'maybe'"
+    flag = "FLAG (BOOLEAN): 1 of 5 non-empty values did not convert, e.g. 'yes\\nno'"
     with pytest.raises(DataError) as info:
         transform_with(None)  # default: no value may fail to convert
     assert str(info.value) == (
         f"{amount}; {day}; {flag}; above max_cast_failures 0, nothing written to silver"
     )
+    assert "\n" not in str(info.value)  # one line, whatever the data holds
     assert [(f.kind, f.severity, f.count) for f in info.value.findings] == [
         ("cast_failures", "error", 4),
         ("cast_failures", "error", 1),
@@ -509,7 +510,7 @@ def test_cast_failures_are_counted_exactly_as_silver_nulls_them(engine: Engine) 
         "non_empty": 5,
         "failed": 4,
         "allowed": 4,
-        "examples": ["'oops'", "'n/a'", repr(LONG[:40] + "…")],
+        "examples": ["oops", "n/a", LONG[:40] + "…"],
     }
     counted = result.findings[-1].data["columns"]
     assert counted["ID"] == {"type": "NUMBER(38,0)", "non_empty": 6, "failed": 0}

@@ -145,6 +145,10 @@ def test_default_policy_fails_for_a_typed_or_key_column(missing: str, why: str) 
         ("renamed_column", "warn"),
     ]
     assert info.value.findings[0].data["columns"] == [missing]
+    # nothing was loaded, so what the policy let through is what would have happened
+    assert info.value.findings[1].message == (
+        "new column AMOUNT_USD in this pull: would be added to bronze DB.BRONZE.T as VARCHAR"
+    )
 
 
 def test_explicit_policies() -> None:
