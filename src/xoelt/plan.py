@@ -14,7 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from xoelt.config.models import Pipeline, SilverConfig
+from xoelt.config.models import Pipeline, SchemaPolicy, SilverConfig
 from xoelt.errors import InputError
 from xoelt.gold import GoldModel, load_models
 from xoelt.sources import get_source
@@ -40,6 +40,8 @@ class SourcePlan:
     silver: SilverConfig
     request: dict[str, Any]
     sql: dict[str, list[str]] = field(default_factory=dict)
+    # the source's schema policy over globals' (key by key)
+    schema_policy: SchemaPolicy = field(default_factory=SchemaPolicy)
 
     @property
     def strategy(self) -> LoadStrategy:
@@ -180,6 +182,7 @@ def build_plan(
             bronze_table=bronze,
             silver_table=silver,
             silver=src.silver,
+            schema_policy=src.schema_policy.under(pipeline.globals.schema_policy),
             request=get_source(src.source_type).describe(pipeline.extractor_config(name), window),
         )
         load = draft.bronze_load(

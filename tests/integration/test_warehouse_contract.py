@@ -44,7 +44,7 @@ from tests.integration.snowflake_fixtures import (
     stage_bucket,
 )
 from xoelt import ledger
-from xoelt.config.models import SilverConfig
+from xoelt.config.models import SchemaPolicy, SilverConfig
 from xoelt.errors import DataError, RunError, WarehouseError
 from xoelt.findings import Finding, as_details, from_details
 from xoelt.plan import SourcePlan
@@ -389,11 +389,22 @@ def test_transform_stage_builds_silver_by_strategy_and_reruns_idempotently(
         silver=silver,
         request={},
         sql={},
+        schema_policy=SchemaPolicy(max_cast_failures=1),  # 'oops' is counted, and allowed
     )
     # Only the two attributes silver() reads; the warehouse and SQL underneath are real.
     rt: Any = types.SimpleNamespace(warehouse=engine.wh, plan=types.SimpleNamespace(window=window))
     for _ in range(2):  # a rerun replaces the window's rows instead of adding to them
-        assert transform.run(rt, sp, structlog.get_logger()) == StageResult(2)
+        result = transform.run(rt, sp, structlog.get_logger())
+        assert result.rows == 2
+        assert [(f.kind, f.severity, f.count) for f in result.findings] == [
+            ("cast_failures", "warn", 1),
+            ("cast_counts", "info", 1),
+        ]
+        assert result.findings[1].data["columns"] == {
+            "ID": {"type": "NUMBER(38,0)", "non_empty": len(rows), "failed": 0},
+            "AMOUNT": {"type": "FLOAT", "non_empty": len(rows), "failed": 1},
+            "CREATED_AT": {"type": "TIMESTAMP_NTZ", "non_empty": len(rows) - 1, "failed": 0},
+        }
     got = execute(
         engine.wh,
         'SELECT "ID", "AMOUNT", "CREATED_AT", "CREATED_AT" IS NULL, "NOTE", "_XO_RUN_ID" '
@@ -412,6 +423,106 @@ def test_transform_stage_builds_silver_by_strategy_and_reruns_idempotently(
             (2, None, no_time, True, "b", "run1"),
         ]
     )
+
+
+LONG = "A" * 100
+CAST_ROWS = [  # Id, Amount (FLOAT), Day (DATE), Flag (BOOLEAN), Note (VARCHAR)
+    ["1", "10.5", "2026-11-02", "true", "a"],
+    ["2", "oops", "2026-13-45", "yes\nno", "b"],  # a value on two lines
+    ["3", "", "", "", "c"],  # empty: nothing to convert, never a failure
+    ["4", "n/a", "2026-11-03", "false", ""],
+    ["5", "oops", "2026-11-04", "1", "d"],
+    ["6", LONG, "2026-11-05", "0", "e"],
+]
+CAST_COLUMNS = {"ID": "NUMBER(38,0)", "AMOUNT": "FLOAT", "DAY": "DATE", "FLAG": "BOOLEAN"}
+
+
+def test_cast_failures_are_counted_exactly_as_silver_nulls_them(engine: Engine) -> None:
+    """Values that do not convert: counted per typed column, refused above the limit with
+    examples (nothing written to silver), recorded at or below it; the count is what silver
+    turns into NULL on this engine."""
+    tz = ZoneInfo("America/New_York")
+    window = TimeWindow(
+        "daily",
+        dt.datetime(2026, 11, 2, tzinfo=tz),
+        dt.datetime(2026, 11, 3, tzinfo=tz),
+        "America/New_York",
+    )
+    load = engine.stage_csv(["Id", "Amount", "Day", "Flag", "Note"], CAST_ROWS)
+    load_bronze(engine.wh, load, stamp("run1", 3), len(CAST_ROWS))
+    silver_table = engine.table("CASTS", "SILVER")
+
+    def transform_with(limit: int | float | None) -> StageResult:
+        sp = SourcePlan(
+            name="casts",
+            source_type="test",
+            load_strategy="full_refresh",
+            ingest_bucket="xoelt-ingest",
+            ingest_key="ingest/casts.csv",
+            stage_bucket=STAGE_BUCKET,
+            stage_key=KEY,
+            bronze_table=load.table,
+            silver_table=silver_table,
+            silver=SilverConfig(columns=CAST_COLUMNS),
+            request={},
+            schema_policy=SchemaPolicy(max_cast_failures=limit),
+        )
+        rt: Any = types.SimpleNamespace(
+            warehouse=engine.wh, plan=types.SimpleNamespace(window=window)
+        )
+        return transform.run(rt, sp, structlog.get_logger())
+
+    amount = "AMOUNT (FLOAT): 4 of 5 non-empty values did not convert, e.g. 'oops', 'n/a', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA…'"
+    day = "DAY (DATE): 1 of 5 non-empty values did not convert, e.g. '2026-13-45'"
+    flag = "FLAG (BOOLEAN): 1 of 5 non-empty values did not convert, e.g. 'yes\\nno'"
+    with pytest.raises(DataError) as info:
+        transform_with(None)  # default: no value may fail to convert
+    assert str(info.value) == (
+        f"{amount}; {day}; {flag}; above max_cast_failures 0, nothing written to silver"
+    )
+    assert "\n" not in str(info.value)  # one line, whatever the data holds
+    assert [(f.kind, f.severity, f.count) for f in info.value.findings] == [
+        ("cast_failures", "error", 4),
+        ("cast_failures", "error", 1),
+        ("cast_failures", "error", 1),
+        ("cast_counts", "info", 6),
+    ]
+    assert engine.wh.table_columns(silver_table) is None
+
+    with pytest.raises(DataError) as info:
+        transform_with(0.5)  # 4 of 5 is above half; 1 of 5 is not
+    assert str(info.value) == f"{amount}; above max_cast_failures 50%, nothing written to silver"
+    assert [f.severity for f in info.value.findings] == ["error", "warn", "warn", "info"]
+    assert engine.wh.table_columns(silver_table) is None
+
+    result = transform_with(4)
+    assert result.rows == len(CAST_ROWS)
+    assert [(f.kind, f.severity, f.count) for f in result.findings] == [
+        ("cast_failures", "warn", 4),
+        ("cast_failures", "warn", 1),
+        ("cast_failures", "warn", 1),
+        ("cast_counts", "info", 6),
+    ]
+    assert result.findings[0].message == f"{amount}; they load as NULL (max_cast_failures 4)"
+    assert dict(result.findings[0].data) == {
+        "column": "AMOUNT",
+        "type": "FLOAT",
+        "non_empty": 5,
+        "failed": 4,
+        "allowed": 4,
+        "examples": ["oops", "n/a", LONG[:40] + "…"],
+    }
+    counted = result.findings[-1].data["columns"]
+    assert counted["ID"] == {"type": "NUMBER(38,0)", "non_empty": 6, "failed": 0}
+    for column in CAST_COLUMNS:  # silver's new NULLs are exactly the counted failures
+        in_silver = execute(
+            engine.wh, f'SELECT COUNT(*) FROM {silver_table.sql} WHERE "{column}" IS NULL'
+        )[0][0]
+        empty = execute(
+            engine.wh,
+            f'SELECT COUNT(*) FROM {load.table.sql} WHERE "{column}" IS NULL OR "{column}" = \'\'',
+        )[0][0]
+        assert int(in_silver) - int(empty) == counted[column]["failed"], column
 
 
 # -- migrations and the run ledger ---------------------------------------------------------------

@@ -19,7 +19,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     Field,
+    PlainValidator,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -129,9 +131,78 @@ class StorageGlobals(StrictModel):
     stage_bucket: Bucket = "xoelt-stage"
 
 
+def _cast_limit(value: Any) -> int | float:
+    """``max_cast_failures``: a whole count (``5``), a fraction (``0.01``) or ``"1%"``."""
+    if isinstance(value, str):
+        text = value.strip()
+        percent = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", text)
+        if percent:
+            value = float(percent.group(1)) / 100
+        elif re.fullmatch(r"\d+", text):
+            value = int(text)
+        elif re.fullmatch(r"\d*\.\d+", text):
+            value = float(text)
+        else:
+            raise ValueError(
+                f"{value!r} is not a count (5), a fraction (0.01) or a percentage (1%)"
+            )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a count (5), a fraction (0.01) or a percentage (1%)")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a count of cast failures cannot be negative ({value})")
+        return value
+    if not 0 <= value <= 1:
+        raise ValueError(
+            f"{value!r}: a fraction is between 0 and 1 (write a count as a whole number, 5, "
+            'or a percentage as "5%")'
+        )
+    return value
+
+
+CastLimit = Annotated[int | float, PlainValidator(_cast_limit)]
+"""How many values of a typed column may fail to convert: an ``int`` is a count of values,
+a ``float`` a fraction of the column's non-empty values."""
+
+
+def _null_policy(value: Any) -> Any:
+    # YAML reads an unquoted `null` as None: for on_missing_column that is the "null" policy.
+    return "null" if value is None else value
+
+
+class SchemaPolicy(StrictModel):
+    """What happens when a pull's data does not match the schema: a column that appears, one
+    that vanishes, values of a typed silver column that do not convert.
+
+    Every key is optional; unset keys fall back key by key (source, then
+    ``globals.schema_policy``, then the built-in default, see :meth:`under`). Defaults:
+    ``on_new_column: add``, ``on_missing_column: auto`` (fail for a column ``silver.columns``
+    types or ``silver.primary_key`` names, warn otherwise), ``max_cast_failures: 0``.
+    """
+
+    on_new_column: Literal["add", "fail"] | None = None
+    on_missing_column: Annotated[
+        Literal["auto", "fail", "warn", "null"] | None, BeforeValidator(_null_policy)
+    ] = None
+    max_cast_failures: CastLimit | None = None
+
+    def under(self, defaults: SchemaPolicy) -> SchemaPolicy:
+        """This policy, each unset key taken from ``defaults``."""
+        # model_copy, not the constructor: validation would read an unset (None)
+        # on_missing_column as the "null" policy.
+        return self.model_copy(
+            update={
+                key: getattr(defaults, key)
+                for key in type(self).model_fields
+                if getattr(self, key) is None
+            }
+        )
+
+
 class Globals(StrictModel):
     snowflake: SnowflakeGlobals
     storage: StorageGlobals = StorageGlobals()
+    schema_policy: SchemaPolicy = SchemaPolicy()
 
 
 class SourceSnowflake(StrictModel):
@@ -161,6 +232,7 @@ class SourceConfig(StrictModel):
     extractor: dict[str, Any] = {}
     snowflake: SourceSnowflake
     silver: SilverConfig = SilverConfig()
+    schema_policy: SchemaPolicy = SchemaPolicy()
     description: str | None = None
 
     @field_validator("source_type")

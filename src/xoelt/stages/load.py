@@ -1,9 +1,15 @@
-"""Load: replace bronze with the staged file, atomically, reconciling row counts."""
+"""Load: replace bronze with the staged file, atomically, reconciling row counts.
+
+Before anything is loaded, the staged header is compared with bronze's columns and the
+source's schema policy applied (:mod:`xoelt.drift`): a refused drift fails with bronze
+untouched; what the policy lets through is recorded as findings.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from xoelt.drift import Drift, check_drift
 from xoelt.errors import DataError
 from xoelt.plan import SourcePlan
 from xoelt.retry import retry_transient
@@ -21,6 +27,8 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     if not store.exists(sp.stage_bucket, sp.stage_key):
         raise DataError(f"staged file {store.uri(sp.stage_bucket, sp.stage_key)} is missing")
     columns = [c["name"] for c in staged["columns"]]
+    drift = Drift.between(rt.warehouse.table_columns(sp.bronze_table), columns)
+    findings = check_drift(drift, sp.schema_policy, sp.silver, sp.bronze_table)
     location = rt.plan.target.file_location(sp.stage_bucket, sp.stage_key)
     spec = sp.bronze_load(columns, location, rt.plan.window)
     stamp = RunStamp(rt.run_id, rt.started_at.isoformat())
@@ -31,5 +39,11 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
         what=f"load {sp.bronze_table}",
         log=log,
     )
-    log.info("loaded", table=str(sp.bronze_table), rows=loaded)
-    return StageResult(loaded)
+    log.info(
+        "loaded",
+        table=str(sp.bronze_table),
+        rows=loaded,
+        new_columns=list(drift.new),
+        missing_columns=list(drift.missing),
+    )
+    return StageResult(loaded, len(columns), findings)

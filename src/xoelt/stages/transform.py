@@ -1,10 +1,16 @@
-"""Transform: bronze → silver by load strategy, then the gold models in dependency order."""
+"""Transform: bronze → silver by load strategy, then the gold models in dependency order.
+
+Before a source's silver script runs, bronze's values of its typed columns that would not
+convert are counted (:mod:`xoelt.casts`): above ``max_cast_failures`` nothing is written to
+silver; the counts are the transform's findings either way.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+from xoelt.casts import check_casts
 from xoelt.errors import DataError, XoeltError
 from xoelt.plan import SourcePlan
 from xoelt.runtime import Runtime
@@ -34,6 +40,7 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
             f"silver.columns names columns bronze {sp.bronze_table} lacks: {', '.join(missing)}"
         )
     _check_bronze_window(wh, sp, rt.plan.window)
+    findings = check_casts(wh, sp.bronze_table, sp.silver, sp.schema_policy.max_cast_failures)
     columns = SilverColumns.of(source_cols, sp.silver)
     script = sp.strategy.script(sp.silver_job(rt.plan.window), columns)
     # New bronze columns reach silver's existing tables (DDL: before the transaction).
@@ -58,8 +65,9 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
         rows=result.rows,
         strategy=sp.load_strategy,
         duplicate_keys_dropped=counts.rows - counts.distinct_keys,
+        cast_failures=sum(f.count or 0 for f in findings if f.kind == "cast_failures"),
     )
-    return StageResult(result.rows)
+    return StageResult(result.rows, findings=findings)
 
 
 def _check_bronze_window(wh: Warehouse, sp: SourcePlan, window: TimeWindow) -> None:
