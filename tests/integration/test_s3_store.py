@@ -131,3 +131,19 @@ def test_abandoned_lock_is_taken_over(store: S3ObjectStore, s3_client: Any) -> N
     store.put_bytes(b, key, json.dumps(stale).encode())
     with store.lock(b, key, "run-new", 3600), store.open(b, key) as fh:
         assert json.loads(fh.read())["owner"] == "run-new"
+
+
+def test_stat_gives_a_version_that_changes_when_the_content_does(
+    store: S3ObjectStore, s3_client: Any
+) -> None:
+    b = bucket(s3_client)
+    assert store.stat(b, "v/a.csv") is None
+    store.put_bytes(b, "v/a.csv", b"id,x\n1,a\n")
+    first = store.stat(b, "v/a.csv")
+    assert first is not None and first.size == 9 and first.version
+    store.copy(b, "v/a.csv", b, "v/b.csv")
+    copied = store.stat(b, "v/b.csv")
+    assert copied is not None and copied.size == 9
+    store.put_bytes(b, "v/b.csv", b"x,id\na,1\n")  # same size, other content
+    changed = store.stat(b, "v/b.csv")
+    assert changed is not None and changed.size == 9 and changed.version != copied.version

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from xoelt.drift import Drift, check_drift
-from xoelt.errors import DataError
 from xoelt.plan import SourcePlan
 from xoelt.retry import retry_transient
 from xoelt.runtime import Runtime
 from xoelt.stages import StageResult, manifest
+from xoelt.stages.stage import verify_staged
 from xoelt.warehouse.base import RunStamp, load_bronze
 
 
@@ -24,8 +24,7 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     staged = manifest.read(
         store, sp.stage_bucket, sp.stage_manifest_key, "run `xoelt stage` for this window first"
     )
-    if not store.exists(sp.stage_bucket, sp.stage_key):
-        raise DataError(f"staged file {store.uri(sp.stage_bucket, sp.stage_key)} is missing")
+    verify_staged(store, sp, staged)
     columns = [c["name"] for c in staged["columns"]]
     drift = Drift.between(rt.warehouse.table_columns(sp.bronze_table), columns)
     findings = check_drift(drift, sp.schema_policy, sp.silver, sp.bronze_table)

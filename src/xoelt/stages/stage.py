@@ -15,7 +15,7 @@ from xoelt.errors import DataError
 from xoelt.plan import SourcePlan
 from xoelt.runtime import Runtime
 from xoelt.stages import StageResult, manifest
-from xoelt.storage.base import PEEK_BYTES, ObjectMissing
+from xoelt.storage.base import PEEK_BYTES, ObjectMissing, ObjectStore
 
 
 def standardise(names: list[str]) -> list[str]:
@@ -59,6 +59,28 @@ def read_header(head: bytes, where: str) -> list[str]:
     return header
 
 
+def verify_staged(store: ObjectStore, sp: SourcePlan, staged: dict[str, Any]) -> None:
+    """The staged object is still the one stage recorded: same size and version (S3 ETag;
+    locally inode + mtime) and the same header. DataError (rerun stage) otherwise."""
+    where = store.uri(sp.stage_bucket, sp.stage_key)
+    now = store.stat(sp.stage_bucket, sp.stage_key)
+    if now is None:
+        raise DataError(f"staged file {where} is missing; run `xoelt stage` for this window")
+    recorded = staged.get("object") or {}
+    if (now.size, now.version) != (recorded.get("size"), recorded.get("version")):
+        raise DataError(
+            f"staged file {where} changed after stage (recorded {recorded.get('size')} bytes, "
+            f"version {recorded.get('version')!r}; now {now.size} bytes, version "
+            f"{now.version!r}); refusing to load it; run `xoelt stage` for this window again"
+        )
+    header = read_header(store.read_range(sp.stage_bucket, sp.stage_key, 0, PEEK_BYTES), where)
+    if header != [c["source"] for c in staged["columns"]]:
+        raise DataError(
+            f"the header of staged file {where} is not the one stage recorded; refusing to "
+            "load it; run `xoelt stage` for this window again"
+        )
+
+
 def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     """Copy the ingest file to the stage bucket and record its standardised header."""
     store = rt.store
@@ -81,6 +103,9 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     if header != ingest["columns"]:
         raise DataError(f"header of {where} does not match the extract manifest's columns")
     columns = standardise(header)
+    staged = store.stat(sp.stage_bucket, sp.stage_key)
+    if staged is None:
+        raise DataError(f"staged file {where} vanished right after the copy")
     body = {
         "source": sp.name,
         "run_id": rt.run_id,
@@ -88,6 +113,8 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
         "ingest_key": sp.ingest_key,
         "rows": ingest["rows"],
         "columns": [{"source": s, "name": n} for s, n in zip(header, columns, strict=True)],
+        # What load checks the object against: the file it loads is the one staged here.
+        "object": {"size": staged.size, "version": staged.version},
     }
     manifest.write(store, sp.stage_bucket, sp.stage_manifest_key, body)
     renamed = {s: n for s, n in zip(header, columns, strict=True) if s != n}

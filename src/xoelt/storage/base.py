@@ -19,8 +19,12 @@ PEEK_BYTES = 8 * 1024
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """An object's key and size, and (from :meth:`ObjectStore.stat`) its ``version``: what
+    changes whenever its content is replaced (S3's ETag; a local file's inode and mtime)."""
+
     key: str
     size: int
+    version: str = ""
 
 
 class ObjectMissing(StorageError):
@@ -56,6 +60,10 @@ class ObjectStore(Protocol):
         ...
 
     def exists(self, bucket: str, key: str) -> bool: ...
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        """The object's size and version, or None if it does not exist."""
+        ...
 
     def delete(self, bucket: str, key: str) -> None: ...
 

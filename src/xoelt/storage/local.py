@@ -140,6 +140,16 @@ class LocalObjectStore:
     def exists(self, bucket: str, key: str) -> bool:
         return self._path(bucket, key).is_file()
 
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        path = self._path(bucket, key)
+        with _os_errors("cannot stat", path):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                return None
+        # Writes are rename-into-place (a new inode); an edit in place changes the mtime.
+        return ObjectInfo(key, st.st_size, f"{st.st_ino}-{st.st_mtime_ns}")
+
     def delete(self, bucket: str, key: str) -> None:
         path = self._path(bucket, key)
         with _os_errors("cannot delete", path):

@@ -192,6 +192,18 @@ class S3ObjectStore:
             raise
         return True
 
+    @_mapped("head")
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(key, int(head["ContentLength"]), str(head.get("ETag", "")))
+
     @_mapped("delete")
     def delete(self, bucket: str, key: str) -> None:
         self.client.delete_object(Bucket=bucket, Key=key)

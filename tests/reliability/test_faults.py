@@ -1,0 +1,95 @@
+"""Faults between stages: the object stage recorded is altered or removed before load.
+
+The load verifies the staged object is the one stage recorded (size and version — S3's
+ETag, a local file's inode and mtime — and its header) and refuses anything else, so a
+swapped pair of columns can never load under each other's names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Project
+
+PIPE = "demo/gladly_demo"
+DATE = "2026-11-04"
+WINDOW_DAY = "2026-11-03"
+SOURCE = "contact_timestamps"
+
+
+def staged(project: Project) -> Path:
+    folder = project.home / "objects" / "xoelt-stage" / "stage" / "demo" / "gladly_demo"
+    return folder / SOURCE / "full_refresh" / WINDOW_DAY / f"{SOURCE}.csv"
+
+
+def swap_columns(text: str, a: str, b: str) -> str:
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    i, j = rows[0].index(a), rows[0].index(b)
+    for row in rows:
+        row[i], row[j] = row[j], row[i]
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()
+
+
+def in_place(path: Path, text: str) -> None:
+    with path.open("r+", encoding="utf-8", newline="") as fh:  # same inode, new mtime
+        fh.seek(0)
+        fh.write(text)
+        fh.truncate()
+
+
+def replaced(path: Path, text: str) -> None:
+    tmp = path.with_name("tmp-swap")
+    tmp.write_text(text, encoding="utf-8", newline="")
+    stat = path.stat()
+    os.replace(tmp, path)  # a new inode with the old mtime: only the version shows it
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def header_only_swap(path: Path, text: str) -> None:
+    head, _, rest = text.partition("\n")
+    names = head.split(",")
+    names[2], names[3] = names[3], names[2]
+    in_place(path, ",".join(names) + "\n" + rest)
+
+
+@pytest.mark.parametrize("alter", [in_place, replaced, header_only_swap])
+def test_a_staged_file_altered_after_stage_is_refused(project: Project, alter: object) -> None:
+    project.publish_demo_files()
+    project.xoelt("extract", PIPE, "--date", DATE, "--source", SOURCE, check=True)
+    project.xoelt("stage", PIPE, "--date", DATE, "--source", SOURCE, check=True)
+    path = staged(project)
+    text = path.read_text(encoding="utf-8")
+    swapped = swap_columns(text, "Contact ID", "Conversation ID")
+    assert len(swapped) == len(text)  # same size: a size check alone would not see it
+    assert callable(alter)
+    alter(path, swapped if alter is not header_only_swap else text)
+
+    proc = project.xoelt("load", PIPE, "--date", DATE, "--source", SOURCE)
+
+    assert proc.returncode == 1, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: load failed source={SOURCE} window=[{WINDOW_DAY}"), line
+    assert "refusing to load it" in line and "run `xoelt stage`" in line, line
+    status = project.xoelt("status", PIPE, "--format", "json", check=True).stdout
+    assert '"rows": null' in status or '"rows": 0' in status  # bronze never got the file
+
+    # Locally the staged file is a hard link of the ingest file: an edit in place altered
+    # both, so recovery is a whole rerun of the window.
+    project.xoelt("run", PIPE, "--date", DATE, check=True)
+
+
+def test_a_staged_file_deleted_after_stage_is_refused(project: Project) -> None:
+    project.publish_demo_files()
+    project.xoelt("extract", PIPE, "--date", DATE, "--source", SOURCE, check=True)
+    project.xoelt("stage", PIPE, "--date", DATE, "--source", SOURCE, check=True)
+    staged(project).unlink()
+    proc = project.xoelt("load", PIPE, "--date", DATE, "--source", SOURCE)
+    assert proc.returncode == 1
+    assert "staged file" in proc.stderr and "is missing" in proc.stderr, proc.stderr
