@@ -17,6 +17,7 @@ from typing import Any
 
 from xoelt import ledger
 from xoelt.config.env import environment
+from xoelt.errors import StorageError
 from xoelt.plan import RunPlan
 from xoelt.settings import Settings
 from xoelt.storage.base import ObjectStore
@@ -78,8 +79,12 @@ class Runtime:
         return self.store.lock(bucket, key, owner, LOCK_TTL_SECONDS)
 
     def scratch(self) -> Path:
+        """The run's local scratch directory (``$XOELT_HOME/tmp``), created on first use."""
         path = self.home / "tmp"
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create scratch directory {path}: {exc.strerror}") from exc
         return path
 
     @property

@@ -93,3 +93,86 @@ def test_a_staged_file_deleted_after_stage_is_refused(project: Project) -> None:
     proc = project.xoelt("load", PIPE, "--date", DATE, "--source", SOURCE)
     assert proc.returncode == 1
     assert "staged file" in proc.stderr and "is missing" in proc.stderr, proc.stderr
+
+
+def tables(project: Project) -> object:
+    import json
+
+    return json.loads(project.xoelt("status", PIPE, "--format", "json", check=True).stdout)[
+        "tables"
+    ]
+
+
+def _file_instead_of(path: Path) -> None:
+    import shutil
+
+    shutil.move(path, path.with_name(path.name + ".bak"))
+    path.write_text("not a directory")
+
+
+def _restore(path: Path) -> None:
+    path.unlink()
+    backup = path.with_name(path.name + ".bak")
+    backup.rename(path)
+
+
+def _corrupt(path: Path) -> None:
+    backup = path.with_name(path.name + ".bak")
+    backup.write_bytes(path.read_bytes())
+    path.write_bytes(os.urandom(12_000))
+
+
+def _uncorrupt(path: Path) -> None:
+    path.with_name(path.name + ".bak").replace(path)
+
+
+ENVIRONMENT_FAULTS = {
+    # name: (path under XOELT_HOME, break, repair, what the message says)
+    "warehouse-dir-is-a-file": ("warehouse", _file_instead_of, _restore, "cannot create"),
+    "warehouse-file-corrupt": (
+        "warehouse/DEMO_DB.duckdb",
+        _corrupt,
+        _uncorrupt,
+        "not a valid DuckDB database file",
+    ),
+    "scratch-dir-is-a-file": ("tmp", lambda p: p.write_text("x"), Path.unlink, "scratch"),
+    "store-bucket-is-a-file": ("objects/xoelt-ingest", _file_instead_of, _restore, "ingest"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(ENVIRONMENT_FAULTS))
+def test_a_broken_environment_fails_in_one_line_and_recovers(project: Project, fault: str) -> None:
+    project.publish_demo_files()
+    project.xoelt("run", PIPE, "--date", "2026-11-03", check=True)
+    before = tables(project)
+    relative, breaks, repair, says = ENVIRONMENT_FAULTS[fault]
+    path = project.home / relative
+    if fault == "scratch-dir-is-a-file" and path.exists():
+        import shutil
+
+        shutil.rmtree(path)
+    breaks(path)
+
+    proc = project.xoelt("run", PIPE, "--date", DATE)
+
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "failed source=" in lines[0] and "window=[" in lines[0], lines[0]
+    assert says in lines[0], lines[0]
+    repair(path)
+    assert tables(project) == before  # nothing half-written
+    project.xoelt("run", PIPE, "--date", DATE, check=True)
+
+
+def test_another_writer_holding_the_warehouse_is_named(project: Project) -> None:
+    import duckdb
+
+    project.publish_demo_files()
+    project.xoelt("run", PIPE, "--date", "2026-11-03", check=True)
+    with duckdb.connect(str(project.home / "warehouse" / "DEMO_DB.duckdb")):
+        proc = project.xoelt("run", PIPE, "--date", DATE)
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "failed source=" in line and "window=[" in line and "lock" in line, line
+    project.xoelt("run", PIPE, "--date", DATE, check=True)
