@@ -97,7 +97,7 @@ class RunReport:
 
 
 @contextmanager
-def _failing_as(stage: str, source: str | None, window: str) -> Generator[None]:
+def _failing_as(stage: str, source: str | None, window: str | None) -> Generator[None]:
     """Any failure inside becomes one StageFailed saying where (the cause chained)."""
     try:
         yield
@@ -211,10 +211,12 @@ def _record(
 
 @dataclass
 class ValidateResult:
-    """Pipeline files that validated, and one line per problem."""
+    """Pipeline files that validated, and one line per problem; ``looked_in`` says where the
+    files were searched for when none was named."""
 
     ok: list[str]
     problems: list[str]
+    looked_in: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -228,7 +230,7 @@ def validate_all(paths: list[str], settings: Settings | None = None) -> Validate
     expanded: list[Path] = []
     for f in files:
         expanded.extend(discover(f) if f.is_dir() else [f])
-    result = ValidateResult([], [])
+    result = ValidateResult([], [], "" if paths else settings.where("pipelines"))
     for f in expanded:
         try:
             load_pipeline(f)
@@ -265,11 +267,14 @@ class StatusReport:
 
 
 def status(plan: RunPlan, settings: Settings | None = None) -> StatusReport:
-    """Row counts of every table the pipeline owns and the latest run's ledger rows."""
+    """Row counts of every table the pipeline owns and the latest run's ledger rows.
+
+    Any failure is a "status failed" (opening the warehouse, counting, reading the ledger):
+    never mistaken for the failure of a stage.
+    """
     settings = settings or Settings.from_env()
-    with Runtime(plan, settings) as rt:
-        with _failing_as("status", None, plan.window.label):
-            wh = rt.warehouse
+    with Runtime(plan, settings) as rt, _failing_as("status", None, None):
+        wh = rt.warehouse
         counts: list[LayerCount] = []
         tables = [("bronze", sp.bronze_table) for sp in plan.sources]
         tables += [("silver", sp.silver_table) for sp in plan.sources]

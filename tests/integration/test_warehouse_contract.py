@@ -33,7 +33,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 
-from tests.conftest import REPO
 from tests.integration.snowflake_fixtures import (
     SCHEMA,
     STAGE,
@@ -420,8 +419,8 @@ def test_transform_stage_builds_silver_by_strategy_and_reruns_idempotently(
 def test_migrations_apply_once_and_the_run_ledger_records_runs(engine: Engine) -> None:
     """What the runtime does on first use of a warehouse, then what each stage records."""
     wh, db = engine.wh, engine.database
-    assert "V001" in ledger.apply_migrations(wh, db, REPO / "sql")
-    assert ledger.apply_migrations(wh, db, REPO / "sql") == []
+    assert "V001" in ledger.apply_migrations(wh, db)
+    assert ledger.apply_migrations(wh, db) == []
     key = ("test/p", "things", "load", WINDOW[0])
     assert not ledger.last_success(wh, db, *key)
     assert ledger.latest_run(wh, db, "test/p") == []

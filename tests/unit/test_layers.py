@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("xoelt.strategies", "xoelt.gold", "xoelt.targets", "xoelt.pipelines"),
     ("xoelt.plan",),
     ("xoelt.ledger", "xoelt.runtime", "xoelt.stages"),
-    ("xoelt.core", "xoelt.backfill"),
+    ("xoelt.core", "xoelt.backfill", "xoelt.doctor", "xoelt.listing", "xoelt.migrate"),
     ("xoelt.console", "xoelt.deploy", "xoelt.cli", "xoelt.__main__"),
 ]
 
