@@ -179,6 +179,8 @@ def latest_run(warehouse: Warehouse, database: str, pipeline: str) -> list[dict[
     for r in rows:
         row = dict(zip(LEDGER_COLUMNS, r, strict=True))
         row["details"] = _parse_details(row["details"])
+        # NUMBER(38,0) comes back as a Decimal (DuckDB) or int: a count either way
+        row["rows"] = None if row["rows"] is None else int(row["rows"])
         out.append(row)
     return out
 
