@@ -299,6 +299,9 @@ def test_doctor_names_each_broken_thing_in_bounded_time(
     # every failure is also one line on stderr
     failures = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(failures) == sum(1 for s in status.values() if s == "fail")
+    table = _doctor(tmp_path, monkeypatch, "--timeout", "3", SPROUT_API_TOKEN="")
+    print(table.stdout)  # the table the report quotes (pytest -s)
+    assert table.exit_code == 1 and table.stdout.count("FAIL") == len(failures)
 
 
 def test_doctor_checks_the_stage_on_its_own(
