@@ -105,7 +105,8 @@ def validate(paths: tuple[str, ...]) -> None:
     for problem in result.problems:
         click.echo(f"error  {problem}", err=True)
     if not result.ok and not result.problems:
-        click.echo("error: no pipeline files found", err=True)
+        where = f" under {result.looked_in}" if result.looked_in else ""
+        click.echo(f"error: no pipeline files found{where}", err=True)
     sys.exit(result.exit_code)
 
 
@@ -263,6 +264,68 @@ def helm_values(image: str | None, write_to: str | None, check: bool) -> None:
         )
         sys.exit(1)
     click.echo(f"{'updated' if changed else 'up to date'}: {write_to}", err=True)
+
+
+@cli.command("list")
+@FORMAT
+@click.option("--now", default=None, help="List as of this instant (ISO with offset); default now.")
+def list_(fmt: str, now: str | None) -> None:
+    """Every pipeline: schedule, zone, sources, and the next three runs with their windows."""
+    from datetime import datetime
+
+    from xoelt import console
+    from xoelt.errors import InputError
+    from xoelt.listing import list_pipelines
+
+    try:
+        moment = datetime.fromisoformat(now) if now else None
+    except ValueError:
+        raise InputError(f"--now {now!r} is not an ISO datetime (2026-11-01T12:00-04:00)") from None
+    report = list_pipelines(now=moment)
+    if fmt == "json":
+        console.print_json(report.as_dict())
+    else:
+        console.render_listing(report)
+    for problem in report.problems:
+        click.echo(f"error  {problem}", err=True)
+    sys.exit(report.exit_code)
+
+
+@cli.command()
+@click.argument("pipelines", nargs=-1)
+@TARGET
+@click.option("--timeout", default=20.0, show_default=True, help="Seconds each check may take.")
+@FORMAT
+def doctor(pipelines: tuple[str, ...], target: str | None, timeout: float, fmt: str) -> None:
+    """Check credentials, buckets, warehouse, stage and each source (default: all pipelines)."""
+    from xoelt import console
+    from xoelt.doctor import doctor as run_doctor
+
+    report = run_doctor(pipelines, target, timeout=timeout)
+    if fmt == "json":
+        console.print_json(report.as_dict())
+    else:
+        console.render_doctor(report)
+    for check in report.failed:
+        click.echo(f"error: {check.check} {check.subject}: {check.detail}", err=True)
+    sys.exit(report.exit_code)
+
+
+@cli.command()
+@TARGET
+@click.option("--database", default=None, help="Database to migrate (default: the pipelines').")
+@click.option("--dry-run", is_flag=True, help="List what would be applied; change nothing.")
+@FORMAT
+def migrate(target: str | None, database: str | None, dry_run: bool, fmt: str) -> None:
+    """Apply the change scripts in sql/migrations (schemachange's V__, R__, A__ conventions)."""
+    from xoelt import console
+    from xoelt.migrate import migrate as run_migrate
+
+    report = run_migrate(target, dry_run=dry_run, database=database)
+    if fmt == "json":
+        console.print_json(report.as_dict())
+    else:
+        console.render_migrate(report)
 
 
 def _stage_command(name: str, help_text: str) -> None:

@@ -11,6 +11,9 @@ from xoelt.stages import STAGES
 
 if TYPE_CHECKING:
     from xoelt.core import RunReport, StatusReport
+    from xoelt.doctor import DoctorReport
+    from xoelt.listing import ListReport
+    from xoelt.migrate import MigrateReport
     from xoelt.plan import RunPlan
 
 
@@ -197,3 +200,61 @@ def render_backfill(outcomes: list[Any], fmt: str) -> None:
     for r in rows:
         table.add_row(r["window_start"], r["status"], f"{r['rows_loaded']:,}")
     _console().print(table)
+
+
+_STATUS_STYLE = {"pass": "green", "fail": "bold red", "skip": "dim"}
+
+
+def render_doctor(report: DoctorReport) -> None:
+    """The pass/fail table, then a count line."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"xoelt doctor: target {report.target}", title_justify="left")
+    for col in ("check", "subject", "status", "detail"):
+        table.add_column(col, overflow="fold")  # never cut: a log must show the whole reason
+    for c in report.checks:
+        status = Text(c.status.upper(), style=_STATUS_STYLE.get(c.status, ""))
+        table.add_row(c.check, c.subject, status, Text(c.detail))
+    c = _console()
+    c.print(table)
+    counts = {k: sum(1 for x in report.checks if x.status == k) for k in ("pass", "fail", "skip")}
+    c.print(f"doctor: {counts['pass']} ok, {counts['fail']} failing, {counts['skip']} skipped")
+
+
+def render_listing(report: ListReport) -> None:
+    """Each pipeline with its sources and next runs (DST-affected runs marked)."""
+    from rich.markup import escape
+
+    c = _console()
+    for p in report.pipelines:
+        c.print(f"[bold]{p.name}[/]  [dim]{p.path}[/]")
+        c.print(f"  schedule {escape(p.schedule)}  {p.timezone}  ({p.refresh_type})")
+        for s in p.sources:
+            c.print(f"  source   {s['name']} ({s['source_type']}, {s['load_strategy']})")
+        for run in p.next_runs:
+            w = run.window
+            mark = f"  [yellow]DST: {escape(run.dst)}[/]" if run.dst else ""
+            c.print(f"  next     {run.at.isoformat()}  loads {escape(w.label)}{mark}")
+        c.print()
+    c.print(f"{len(report.pipelines)} pipeline(s) under {escape(report.looked_in)}")
+
+
+def render_migrate(report: MigrateReport) -> None:
+    """The change scripts in the order they (would) apply."""
+    from rich.table import Table
+
+    verb = "would apply" if report.dry_run else "applied"
+    title = f"migrations for {report.database} ({report.location})"
+    table = Table(title=title, title_justify="left")
+    for col in ("script", "type", "version", "action", "why"):
+        table.add_column(col)
+    for step in report.steps:
+        s = step.script
+        action = verb if step.action in ("apply", "applied") else step.action
+        table.add_row(s.name, s.kind, s.version or "-", action, step.reason)
+    c = _console()
+    if report.steps:
+        c.print(table)
+    changed = sum(1 for s in report.steps if s.action in ("apply", "applied"))
+    c.print(f"{changed} script(s) {verb}; change scripts from {report.folder}")

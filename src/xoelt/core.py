@@ -98,10 +98,16 @@ class RunReport:
 
 
 @contextmanager
-def _failing_as(stage: str, source: str | None, window: str) -> Generator[None]:
+def _failing_as(stage: str, source: str | None, window: str | None) -> Generator[None]:
     """Any failure inside becomes one StageFailed saying where (the cause chained); a
     failure while a signal asks to stop (the statement it interrupted) is the Interrupted."""
-    where = " ".join([stage, *([f"source={source}"] if source else []), f"window={window}"])
+    where = " ".join(
+        [
+            stage,
+            *([f"source={source}"] if source else []),
+            *([f"window={window}"] if window else []),
+        ]
+    )
     try:
         interrupts.check()
         yield
@@ -232,10 +238,12 @@ def _record(
 
 @dataclass
 class ValidateResult:
-    """Pipeline files that validated, and one line per problem."""
+    """Pipeline files that validated, and one line per problem; ``looked_in`` says where the
+    files were searched for when none was named."""
 
     ok: list[str]
     problems: list[str]
+    looked_in: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -249,7 +257,7 @@ def validate_all(paths: list[str], settings: Settings | None = None) -> Validate
     expanded: list[Path] = []
     for f in files:
         expanded.extend(discover(f) if f.is_dir() else [f])
-    result = ValidateResult([], [])
+    result = ValidateResult([], [], "" if paths else settings.where("pipelines"))
     for f in expanded:
         try:
             load_pipeline(f)
@@ -286,11 +294,14 @@ class StatusReport:
 
 
 def status(plan: RunPlan, settings: Settings | None = None) -> StatusReport:
-    """Row counts of every table the pipeline owns and the latest run's ledger rows."""
+    """Row counts of every table the pipeline owns and the latest run's ledger rows.
+
+    Any failure is a "status failed" (opening the warehouse, counting, reading the ledger):
+    never mistaken for the failure of a stage.
+    """
     settings = settings or Settings.from_env()
-    with Runtime(plan, settings) as rt:
-        with _failing_as("status", None, plan.window.label):
-            wh = rt.warehouse
+    with Runtime(plan, settings) as rt, _failing_as("status", None, None):
+        wh = rt.warehouse
         counts: list[LayerCount] = []
         tables = [("bronze", sp.bronze_table) for sp in plan.sources]
         tables += [("silver", sp.silver_table) for sp in plan.sources]

@@ -59,7 +59,7 @@ class Runtime:
             plan = self.plan
             warehouse = plan.target.warehouse.open(plan.databases, plan.database, self.env)
             try:
-                ledger.apply_migrations(warehouse, plan.database, self.settings.sql_root)
+                ledger.apply_migrations(warehouse, plan.database)
             except BaseException:
                 warehouse.close()
                 raise

@@ -2,6 +2,11 @@
 
 A front end (the CLI, a test) reads them once with :meth:`Settings.from_env` and hands the
 object down; nothing below it looks at ``os.environ`` for its own configuration.
+
+Pipelines and SQL come from ``$XOELT_PIPELINES`` / ``$XOELT_SQL`` or, when those are unset,
+``pipelines/`` and ``sql/`` in the working directory: nothing is read from where the package
+is installed, so an installed wheel works in any project directory. :meth:`Settings.where`
+says where a root is and why, for the "found nothing" messages.
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+_ROOTS = {"pipelines": "XOELT_PIPELINES", "sql": "XOELT_SQL"}
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,8 @@ class Settings:
     targets_file: Path = Path("targets.yaml")
     pipelines_root: Path = Path("pipelines")
     sql_root: Path = Path("sql")
+    pipelines_from_env: bool = False
+    sql_from_env: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -32,4 +42,15 @@ class Settings:
             targets_file=Path(source.get("XOELT_TARGETS") or "targets.yaml"),
             pipelines_root=Path(source.get("XOELT_PIPELINES") or "pipelines"),
             sql_root=Path(source.get("XOELT_SQL") or "sql"),
+            pipelines_from_env=bool(source.get("XOELT_PIPELINES")),
+            sql_from_env=bool(source.get("XOELT_SQL")),
         )
+
+    def where(self, root: Literal["pipelines", "sql"]) -> str:
+        """``/abs/path (from $XOELT_PIPELINES)`` or ``/abs/path (the working directory's
+        pipelines/; set XOELT_PIPELINES to look elsewhere)``."""
+        var = _ROOTS[root]
+        path = self.pipelines_root if root == "pipelines" else self.sql_root
+        if self.pipelines_from_env if root == "pipelines" else self.sql_from_env:
+            return f"{path.absolute()} (from ${var})"
+        return f"{path.absolute()} (the working directory's {root}/; set {var} to look elsewhere)"

@@ -98,7 +98,7 @@ def test_demo_runs_on_snowflake_and_s3(
     assert "DuckDB" not in text
     counts = {t["table"]: t["rows"] for t in status["tables"]}
     assert counts["DEMO_DB.SILVER.CONTACT_TIMESTAMPS"] == 135 + 138
-    assert [r["status"] for r in status["runs"]] == ["success"] * 12
+    assert [r["status"] for r in status["runs"]] == ["success"] * 13  # 3 sources × 4 + gold
     # the run lock lived in the S3 stage bucket and was released
     again = json.loads(
         run(sf_project, "run", PIPE, "--date", "2026-11-04", "--format", "json").stdout

@@ -8,7 +8,7 @@ headers, or 400 ``{"errors":[{attr, code, detail}]}``; the work-session endpoint
 sessions by ``COALESCE(ended_at, created_at)`` in ``[startAtTime, endAtTime]`` (end
 inclusive, as documented); the export API lists jobs filtered by ``status`` and ``updatedAt
 >= startAt`` (400 if ``startAt`` is more than 14 days ago) and serves NDJSON files.
-Routes: ``reports``, ``sessions``, ``jobs``, ``file``.
+Routes: ``reports``, ``sessions``, ``jobs``, ``file``, ``agents`` (what ``doctor`` probes).
 """
 
 from __future__ import annotations
@@ -164,3 +164,8 @@ class FakeGladly(FakeApi):
         if key not in self.files:
             return _errors(404, "filename", "not_found", "no such file")
         return Response(body=self.files[key], content_type="application/x-ndjson")
+
+    @route("GET", "/api/v1/agents", "agents")
+    def agents(self, request: Request) -> Response:
+        """The org's agents (``doctor``'s cheap authenticated read)."""
+        return Response(json=[{"id": "a1", "name": "Ada", "emailAddress": "ada@example.com"}])

@@ -155,3 +155,12 @@ class FakeGmail(GoogleApi):
         if data is None:
             return _not_found()
         return Response(json={"attachmentId": aid, "size": len(data), "data": b64url(data)})
+
+    @route("GET", "/gmail/v1/users/{user}/profile", "gmail.profile")
+    def profile(self, request: Request) -> Response:
+        """The mailbox's profile (``doctor``'s probe)."""
+        if (refused := self._refuse(request)) is not None:
+            return refused
+        total = len(self.messages)
+        body = {"emailAddress": "reports@example.com", "messagesTotal": total, "historyId": "1"}
+        return Response(json=body)

@@ -101,7 +101,7 @@ class FakeSprout(FakeApi):
 
     def guard(self, request: Request) -> Response | None:
         """Unknown customer 404, bad token 401, anything but JSON both ways 415."""
-        if request.params.get("customer") != self.customer:
+        if request.params.get("customer", self.customer) != self.customer:
             return self._error(404, "Not found", request)
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return self._error(401, "Unauthorized: token is invalid or expired", request)
@@ -185,3 +185,9 @@ class FakeSprout(FakeApi):
             token = json.dumps({"o": offset + limit, "q": query}).encode()
             answer["paging"] = {"next_cursor": base64.urlsafe_b64encode(token).decode()}
         return answer
+
+    @route("GET", "/v1/metadata/client", "client")
+    def client_metadata(self, request: Request) -> Response:
+        """The customers the token can see (``doctor``'s probe)."""
+        data = [{"customer_id": self.customer, "name": "Test customer"}]
+        return Response(json={"data": data}, headers=self._request_id(request))

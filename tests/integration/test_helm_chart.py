@@ -64,11 +64,11 @@ def chart() -> Iterator[helm.Chart]:
 
 
 def render(chart: helm.Chart, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every manifest the chart renders (NOTES.txt excluded), parsed."""
+    """Every manifest the chart renders (NOTES.txt and the test hooks excluded), parsed."""
     out = chart.render(values, name="xo", namespace="data")
     docs: list[dict[str, Any]] = []
     for path, text in sorted(out.items()):
-        if not path.endswith("NOTES.txt"):
+        if not path.endswith("NOTES.txt") and "/templates/tests/" not in path:
             docs.extend(d for d in yaml.safe_load_all(text) if d)
     return docs
 

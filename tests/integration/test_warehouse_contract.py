@@ -33,7 +33,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 
-from tests.conftest import REPO
 from tests.integration.snowflake_fixtures import (
     SCHEMA,
     STAGE,
@@ -531,8 +530,8 @@ def test_cast_failures_are_counted_exactly_as_silver_nulls_them(engine: Engine) 
 def test_migrations_apply_once_and_the_run_ledger_records_runs(engine: Engine) -> None:
     """What the runtime does on first use of a warehouse, then what each stage records."""
     wh, db = engine.wh, engine.database
-    assert "V001" in ledger.apply_migrations(wh, db, REPO / "sql")
-    assert ledger.apply_migrations(wh, db, REPO / "sql") == []
+    assert "V001" in ledger.apply_migrations(wh, db)
+    assert ledger.apply_migrations(wh, db) == []
     key = ("test/p", "things", "load", WINDOW[0])
     assert not ledger.last_success(wh, db, *key)
     assert ledger.latest_run(wh, db, "test/p") == []

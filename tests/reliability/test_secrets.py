@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ from urllib.parse import quote
 import duckdb
 import pytest
 
-from tests.conftest import REPO
 from tests.fakes.api import FakeApi, Request, Response, route
 from tests.fakes.server import FakeServer
 from xoelt import redact
@@ -92,7 +90,6 @@ def forms() -> list[str]:
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_an_echoing_api_leaks_no_credential(name: str, echo: EchoingApi, tmp_path: Path) -> None:
     source_type, extractor = SOURCES[name]
-    shutil.copytree(REPO / "sql" / "migrations", tmp_path / "sql" / "migrations")
     (tmp_path / "pipelines" / "leak").mkdir(parents=True)
     (tmp_path / "pipelines" / "leak" / f"{name}.yaml").write_text(
         PIPELINE.format(

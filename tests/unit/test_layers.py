@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("xoelt.plan",),
     ("xoelt.ledger", "xoelt.runtime", "xoelt.stages"),
-    ("xoelt.core", "xoelt.backfill"),
+    ("xoelt.core", "xoelt.backfill", "xoelt.doctor", "xoelt.listing", "xoelt.migrate"),
     ("xoelt.console", "xoelt.deploy", "xoelt.cli", "xoelt.__main__"),
 ]
 

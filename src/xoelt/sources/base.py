@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TextIO, TypeVar, get_args, get_origin
 
+from pydantic import BaseModel
+
 from xoelt.config.types import SecretRef, StrictModel
 from xoelt.errors import SourceError
 from xoelt.findings import Finding
+from xoelt.sources.http import RetryConfig
 
 if TYPE_CHECKING:
     from xoelt.storage.base import ObjectStore
@@ -208,6 +211,42 @@ class Source(ABC, Generic[ConfigT]):
     def describe(cls, config: ConfigT, window: TimeWindow) -> dict[str, Any]:
         """What ``plan`` shows about the requests this source will make (no secrets)."""
         return {}
+
+    @classmethod
+    def credential_vars(cls, config: ConfigT) -> list[str]:
+        """The environment variables this source's credentials come from (names only, for
+        ``doctor``): by default every ``${VAR}`` secret in its config. Sources with
+        documented default variables add them."""
+        return [ref.var for ref in secret_refs(config)]
+
+    def probe(self, timeout: float) -> str | None:
+        """One cheap authenticated call proving reachability and credentials (``doctor``).
+
+        Returns what answered (no secrets); raises SourceError/ConfigError on failure, within
+        about ``timeout`` seconds. None: this source type has no probe.
+        """
+        return None
+
+
+def secret_refs(model: BaseModel) -> list[SecretRef]:
+    """Every :class:`SecretRef` value in a config model, nested models included."""
+    found: list[SecretRef] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = value if isinstance(value, list | tuple) else [value]
+        for item in items:
+            if isinstance(item, SecretRef):
+                found.append(item)
+            elif isinstance(item, BaseModel):
+                found.extend(secret_refs(item))
+    return found
+
+
+def probe_retry(timeout: float) -> RetryConfig:
+    """A probe's retry policy: one quick second try, each attempt bounded by ``timeout``."""
+    return RetryConfig(
+        max_attempts=2, initial_backoff=0.2, max_backoff=1.0, timeout_seconds=max(timeout, 0.1)
+    )
 
 
 def _config_type(cls: type) -> type[StrictModel] | None:

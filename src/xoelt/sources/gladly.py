@@ -227,3 +227,38 @@ class GladlySource(Source[GladlyConfig], source_type="gladly_api"):
             # from None: the cause's text is the unredacted message, secret included.
             raise SourceError(clean) from None
         self.ctx.log.info("gladly extracted", kind=self.config.kind, rows=sink.rows)
+
+    @classmethod
+    def credential_vars(cls, config: GladlyConfig) -> list[str]:
+        """The API user's e-mail and token variables (configured or documented)."""
+        return [
+            secret_ref(config.user, USER_VAR, "user").var,
+            secret_ref(config.token, TOKEN_VAR, "token").var,
+        ]
+
+    def probe(self, timeout: float) -> str:
+        """``GET /api/v1/agents``: one cheap authenticated read (10 a second per org)."""
+        import httpx
+
+        from xoelt.sources.base import probe_retry
+
+        user_ref = secret_ref(self.config.user, USER_VAR, "user")
+        token_ref = secret_ref(self.config.token, TOKEN_VAR, "token")
+        user = user_ref.resolve(self.ctx.env).get_secret_value()
+        token = token_ref.resolve(self.ctx.env).get_secret_value()
+        url = self.config.url + "/api/v1/agents"
+        client = HttpClient(
+            self.config.url,
+            retry=probe_retry(timeout),
+            limiter=shared_limiter(f"gladly:api:{urlsplit(url).netloc.lower()}", per_second=10),
+            auth=httpx.BasicAuth(user, token),
+            auth_hint=f"check {user_ref.var} and {token_ref.var}",
+            log=self.ctx.log,
+        )
+        try:
+            with client:
+                agents = client.json("GET", url)
+        except SourceError as exc:
+            raise SourceError(redact(exc.detail, token, user if len(user) > 3 else "")) from None
+        count = len(agents) if isinstance(agents, list) else "?"
+        return f"GET {url}: HTTP 200, {count} agents"

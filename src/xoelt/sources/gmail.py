@@ -297,3 +297,27 @@ class GmailAttachmentsSource(Source[GmailConfig], source_type="gmail_attachments
             raise SourceError(
                 f"{where}: not readable as {self.config.encoding} CSV ({exc})"
             ) from exc
+
+    @classmethod
+    def credential_vars(cls, config: GmailConfig) -> list[str]:
+        """``GOOGLE_APPLICATION_CREDENTIALS`` unless ``credentials_file`` names the file."""
+        from xoelt.sources._google import CREDENTIALS_ENV
+
+        return [] if config.credentials_file else [CREDENTIALS_ENV]
+
+    def probe(self, timeout: float) -> str:
+        """``GET users/{userId}/profile``: a token for the scope, and the mailbox readable."""
+        from xoelt.sources.base import probe_retry
+
+        cfg, retry = self.config, probe_retry(timeout)
+        path = credentials_path(cfg.credentials_file, self.ctx.env)
+        auth = GoogleAuth(path, [cfg.scope], subject=cfg.subject, retry=retry, log=self.ctx.log)
+        limiter = shared_limiter(
+            f"gmail:{cfg.subject or auth.identity}", per_minute=CALLS_PER_MINUTE
+        )
+        url = f"{cfg.base_url}/gmail/v1/users/{quote(cfg.user_id, safe='@')}/profile"
+        with closing(auth), closing(auth.client(cfg.base_url, limiter=limiter, retry=retry)) as api:
+            profile = api.json("GET", url)
+        if not isinstance(profile, dict) or "emailAddress" not in profile:
+            raise SourceError(f"GET {url}: unexpected answer (no emailAddress)")
+        return f"GET {url}: HTTP 200, mailbox {profile['emailAddress']}"

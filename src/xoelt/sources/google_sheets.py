@@ -228,3 +228,36 @@ class GoogleSheetsSource(Source[GoogleSheetsConfig], source_type="google_sheets"
                 )
             seen[name] = cell
         return header
+
+    @classmethod
+    def credential_vars(cls, config: GoogleSheetsConfig) -> list[str]:
+        """``GOOGLE_APPLICATION_CREDENTIALS`` unless ``credentials_file`` names the file."""
+        from xoelt.sources._google import CREDENTIALS_ENV
+
+        return [] if config.credentials_file else [CREDENTIALS_ENV]
+
+    def probe(self, timeout: float) -> str:
+        """``values.get`` of the range's first cell: the token works and the sheet is shared."""
+        from xoelt.sources.base import probe_retry
+
+        cfg, retry = self.config, probe_retry(timeout)
+        path = credentials_path(cfg.credentials_file, self.ctx.env)
+        auth = GoogleAuth(path, [cfg.scope], subject=cfg.subject, retry=retry, log=self.ctx.log)
+        limiter = shared_limiter(
+            f"sheets:{cfg.subject or auth.identity}", per_minute=READS_PER_MINUTE
+        )
+        sheet, bang, cells = a1_range(cfg).rpartition("!")
+        if not bang:  # a range without "!": cells of the first sheet, or a sheet name alone
+            sheet, cells = ("", cells) if _CELLS.match(cells) else (cells, "")
+        column, row = range_start(f"x!{cells}")
+        cell = f"{column_letter(column)}{row}"
+        cell = f"{sheet}!{cell}" if sheet else cell
+        url = f"{cfg.base_url}/v4/spreadsheets/{cfg.spreadsheet_id}/values/{quote(cell, safe='')}"
+        with (
+            closing(auth),
+            closing(auth.client(cfg.base_url, limiter=limiter, retry=retry)) as api,
+        ):
+            body = api.json("GET", url, params={"majorDimension": "ROWS"})
+        if not isinstance(body, dict):
+            raise SourceError(f"GET {url}: unexpected answer (not a ValueRange)")
+        return f"GET values/{cell} of spreadsheet {cfg.spreadsheet_id}: HTTP 200"

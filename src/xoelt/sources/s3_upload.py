@@ -115,3 +115,12 @@ class S3UploadSource(Source[S3UploadConfig], source_type="s3_upload"):
         )
         sink.details["files"] = files.write(sink, nothing=nothing, noun="files")
         sink.details["bucket"] = cfg.bucket
+
+    def probe(self, timeout: float) -> str:
+        """List the bucket under the prefix's fixed part (before its first placeholder)."""
+        cfg = self.config
+        fixed = cfg.prefix.split("{", 1)[0]
+        listing = self.ctx.store.list(cfg.bucket, fixed)
+        seen = sum(1 for _ in zip(range(1000), listing, strict=False))
+        more = "+" if seen == 1000 else ""
+        return f"listed {self.ctx.store.uri(cfg.bucket, fixed)}: {seen}{more} object(s)"

@@ -329,3 +329,42 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
             outside_window=outside,
             without_created_time=undated,
         )
+
+    @classmethod
+    def credential_vars(cls, config: SproutSocialConfig) -> list[str]:
+        """The token variable, and ``SPROUT_CUSTOMER_ID`` unless ``customer_id`` is set."""
+        token = secret_ref(config.token, TOKEN_ENV, "token").var
+        return [token] if config.customer_id else [token, CUSTOMER_ENV]
+
+    def probe(self, timeout: float) -> str:
+        """``GET /v1/metadata/client``: the token works and can see the configured customer."""
+        from xoelt.sources.base import probe_retry
+
+        token, customer, token_var = self._credentials()
+        url = f"{self.config.base_url}/v1/metadata/client"
+        client = HttpClient(
+            self.config.base_url,
+            retry=probe_retry(timeout),
+            limiter=shared_limiter(
+                f"sprout:{customer}", per_minute=self.config.rate_limit_per_minute
+            ),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+            },
+            auth_hint=f"check {token_var} (an expired or revoked Sprout token)",
+            log=self.ctx.log,
+        )
+        with client:
+            answer = client.json("GET", url)
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(data, list):
+            raise SourceError(f"GET {url}: response has no 'data' array")
+        ids = [str(c.get("customer_id")) for c in data if isinstance(c, dict)]
+        if customer not in ids:
+            raise SourceError(
+                f"GET {url}: the token cannot see customer {customer} (it sees {len(ids)} other"
+                f" customer(s)); check {CUSTOMER_ENV} or customer_id"
+            )
+        return f"GET {url}: HTTP 200, customer {customer} visible"
