@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "xoelt"
 
 # Lowest first. A module is placed by its longest matching prefix.
 LAYERS: list[tuple[str, ...]] = [
-    ("xoelt", "xoelt.findings", "xoelt.errors", "xoelt.settings"),
+    ("xoelt", "xoelt.findings", "xoelt.errors", "xoelt.settings", "xoelt.columns"),
     ("xoelt.config", "xoelt.timewindow", "xoelt.schedule", "xoelt.logging", "xoelt.retry"),
     ("xoelt.storage", "xoelt.warehouse", "xoelt.sources"),
     ("xoelt.strategies", "xoelt.gold", "xoelt.targets", "xoelt.pipelines"),
