@@ -164,7 +164,7 @@ def cell_text(value: Any) -> str:
 def number_text(value: float) -> str:
     """A float as silver's casts read it: no ``.0`` on whole numbers, no exponent, and the
     shortest digits that read back as the same float (so no binary artefacts)."""
-    if value.is_integer():
+    if float(value).is_integer():
         return str(int(value))
     text = repr(value)
     return format(Decimal(text), "f") if "e" in text else text

@@ -268,14 +268,18 @@ class Tail:
         self.ordered = True
 
     def add(self, msg: dict[str, Any]) -> None:
-        second = second_of(msg.get("created_time"))
-        if second is None:
-            return
-        if self.second is None or second > self.second:
+        """Account for one message (runs once per message: the canonical form is not parsed)."""
+        second = msg.get("created_time")
+        if not (type(second) is str and len(second) == 20 and second[19] == "Z"):
+            second = second_of(second)
+            if second is None:
+                return
+        last = self.second
+        if second == last:
+            self.guids.add(msg.get("guid"))
+        elif last is None or second > last:
             self.second = second
             self.guids = {msg.get("guid")}
-        elif second == self.second:
-            self.guids.add(msg.get("guid"))
         else:
             self.ordered = False
 
