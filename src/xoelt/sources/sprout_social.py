@@ -267,21 +267,31 @@ class Tail:
         self.guids: set[Any] = set()
         self.ordered = True
 
-    def add(self, msg: dict[str, Any]) -> None:
-        """Account for one message (runs once per message: the canonical form is not parsed)."""
-        second = msg.get("created_time")
-        if not (type(second) is str and len(second) == 20 and second[19] == "Z"):
-            second = second_of(second)
-            if second is None:
-                return
-        last = self.second
-        if second == last:
-            self.guids.add(msg.get("guid"))
-        elif last is None or second > last:
-            self.second = second
-            self.guids = {msg.get("guid")}
+    def page(self, data: list[Any]) -> None:
+        """Account for one page (its messages already checked to be objects).
+
+        Per page, not per message: the order check compares the page with itself sorted
+        (C speed on the canonical text form), and only the page's trailing second is walked.
+        """
+        stamps = [m.get("created_time") for m in data]
+        if all(type(t) is str and len(t) == 20 and t[19] == "Z" for t in stamps):
+            seconds: list[str | None] = stamps
         else:
+            seconds = [second_of(t) for t in stamps]
+        dated = [t for t in seconds if t is not None]
+        if not dated:
+            return
+        if dated != sorted(dated) or (self.second is not None and dated[0] < self.second):
             self.ordered = False
+        last = dated[-1]
+        if last != self.second:
+            self.second, self.guids = last, set()
+        for msg, second in zip(reversed(data), reversed(seconds), strict=True):
+            if second is None:
+                continue
+            if second != last:
+                break
+            self.guids.add(msg.get("guid"))
 
 
 class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_api"):
@@ -408,10 +418,10 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
                 pages += 1
                 seen += len(data)
                 batch = []
+                if not all(type(msg) is dict for msg in data):
+                    raise SourceError(f"POST {path} (page {pages}): a message is not an object")
+                tail.page(data)
                 for msg in data:
-                    if type(msg) is not dict:
-                        raise SourceError(f"POST {path} (page {pages}): a message is not an object")
-                    tail.add(msg)
                     if skip and msg.get("guid") in skip:
                         totals["repeated"] += 1
                         continue

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes import FOREVER, FakeApis
+from tests.fakes import FOREVER, FakeApis, Fault
 from tests.fakes.sprout import FAULTS, FakeSprout
 from tests.integration.sources.conftest import SourceHarness
 
@@ -516,3 +516,21 @@ def test_window_split_is_in_the_ledger_and_status(
     assert split["data"]["resumed_at"] == "2026-11-02T05:41:39Z"
     load = next(r for r in runs if r["stage"] == "load")
     assert int(load["rows"]) == 10_010
+
+
+def _reversed(request: Any, response: Any) -> Any:
+    from tests.fakes.api import Response
+
+    page = response.json()
+    page["data"].reverse()
+    return Response(response.status, json=page, headers=response.headers)
+
+
+def test_a_capped_answer_out_of_order_fails(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    """Continuing after the last created_time is sound only if the answer is in that order."""
+    sprout.messages = _busy_day(10_001, per_second=1)
+    sprout.fault_on(50, Fault(mangle=_reversed))
+    result = _run(harness, _source(sprout, fields=["guid"], limit=100))
+    _failed(harness, result, "10000 messages (Sprout's cap is 10000) not in created_time order")
