@@ -96,7 +96,9 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
         model = get_source(source.source_type).Config
         prefix: Loc = ("sources", name, "extractor")
         try:
-            extractors[name] = model.model_validate(source.extractor, context=context)
+            extractors[name] = model.model_validate(
+                source.extractor, context={**context, "time_window": config.dag.time_window}
+            )
         except ValidationError as exc:
             problems.extend(_problems(exc, prefix, model, lines, display))
     if problems:

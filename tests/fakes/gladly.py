@@ -5,8 +5,9 @@ otherwise, which echoes the token it got, so a test proves we scrub it); ``POST
 /api/v1/reports`` validates ``{metricSet, startAt, endAt, timezone}`` (+ ``filters``,
 ``aggregationLevel``) and answers ``text/csv`` with a Content-Disposition and human-readable
 headers, or 400 ``{"errors":[{attr, code, detail}]}``; the work-session endpoint selects
-sessions by ``COALESCE(ended_at, created_at)`` in ``[startAtTime, endAtTime]`` (end
-inclusive, as documented); the export API lists jobs filtered by ``status`` and ``updatedAt
+sessions by ``COALESCE(ended_at, created_at)`` in ``[startAtTime, endAtTime + 1 min]``
+(minute-precision times only, the end inclusive "up to 1 min past" read as widely as it can
+be); ``startAtTime``/``endAtTime`` on a report only for the sets that take them; the export API lists jobs filtered by ``status`` and ``updatedAt
 >= startAt`` (400 if ``startAt`` is more than 14 days ago) and serves NDJSON files.
 Routes: ``reports``, ``sessions``, ``jobs``, ``file``, ``agents`` (what ``doctor`` probes).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import re
 from datetime import UTC, date, datetime, timedelta
 from io import StringIO
 from typing import Any
@@ -23,7 +25,10 @@ from zoneinfo import ZoneInfo
 
 from tests.fakes.api import FakeApi, Request, Response, route
 
-REPORT_KEYS = {"metricSet", "startAt", "endAt", "timezone", "filters", "aggregationLevel"}
+REPORT_KEYS = {"metricSet", "startAt", "endAt", "timezone", "filters", "aggregationLevel",
+               "startAtTime", "endAtTime"}  # fmt: skip
+TIMED_SETS = {"AgentSummaryReport", "ContactExportReportV3"}  # take startAtTime/endAtTime
+MINUTE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(Z|[+-]\d\d:\d\d)$")  # YYYY-mm-ddThh:mmZ
 WS_COLUMNS = [
     "id",
     "contact_session_id",
@@ -50,6 +55,8 @@ def _errors(status: int, attr: str, code: str, detail: str) -> Response:
 def _check_report_body(body: Any) -> tuple[str, str, str] | None:
     if not isinstance(body, dict) or set(body) - REPORT_KEYS:
         return ("body", "invalid", "unknown keys")
+    if "startAtTime" in body or "endAtTime" in body:
+        return _check_times(body)
     for key in ("metricSet", "startAt", "endAt"):
         if key not in body:
             return (key, "blank", f"{key} is required")
@@ -61,6 +68,25 @@ def _check_report_body(body: Any) -> tuple[str, str, str] | None:
     if len(body["startAt"]) != 10 or end < start:
         return ("endAt", "invalid", "endAt must be a YYYY-MM-DD on or after startAt")
     return None
+
+
+def _check_times(body: dict[str, Any]) -> tuple[str, str, str] | None:
+    """startAtTime/endAtTime: only some metric sets, never with dates or timezone."""
+    if body.get("metricSet") not in TIMED_SETS:
+        return ("startAtTime", "invalid", f"not supported for {body.get('metricSet')}")
+    if {"startAt", "endAt", "timezone"} & set(body):
+        return ("startAtTime", "invalid", "cannot be combined with startAt, endAt or timezone")
+    for key in ("startAtTime", "endAtTime"):
+        if not isinstance(body.get(key), str) or not MINUTE.match(body[key]):
+            return (key, "invalid", f"{key} must be YYYY-mm-ddThh:mmZ")
+    return None
+
+
+def _minute_time(text: Any) -> datetime | None:
+    """A ``YYYY-mm-ddThh:mmZ`` time (minute precision, as documented), else None."""
+    if not isinstance(text, str) or not MINUTE.match(text):
+        return None
+    return datetime.fromisoformat(text)
 
 
 class FakeGladly(FakeApi):
@@ -107,7 +133,8 @@ class FakeGladly(FakeApi):
         if body["metricSet"] not in self.reports:
             detail = f"{body['metricSet']} is not a valid metric set"
             return _errors(400, "metricSet", "invalid", detail)
-        disposition = f'attachment; filename="{body["metricSet"]}-{body["startAt"]}.csv"'
+        first = body.get("startAt") or body["startAtTime"][:10]
+        disposition = f'attachment; filename="{body["metricSet"]}-{first}.csv"'
         return Response(
             body=self.reports[body["metricSet"]].encode(),
             content_type="text/csv",
@@ -124,9 +151,10 @@ class FakeGladly(FakeApi):
         if not isinstance(body, dict) or set(body) != {"startAtTime", "endAtTime"}:
             keys = sorted(body) if isinstance(body, dict) else body
             return _errors(400, "body", "invalid", f"unexpected keys {keys}")
-        start, end = (datetime.fromisoformat(body[k]) for k in ("startAtTime", "endAtTime"))
-        if start.tzinfo is None or end.tzinfo is None:
-            return _errors(400, "startAtTime", "invalid", "needs an offset")
+        start, end = (_minute_time(body[k]) for k in ("startAtTime", "endAtTime"))
+        if start is None or end is None:
+            return _errors(400, "startAtTime", "invalid", "times are YYYY-mm-ddThh:mmZ")
+        end += timedelta(minutes=1)  # inclusive "up to 1 min past": the unfavourable reading
         rows = [
             [s[c] for c in WS_COLUMNS]
             for s in self.sessions

@@ -4,11 +4,19 @@
 as A1 the way Sheets does (an unquoted sheet name with a space is a 400 "Unable to parse
 range"). It trims trailing empty cells and rows like the real API, and omits ``values`` for
 an empty range; the end of a range is ignored.
+
+Cells render as ``valueRenderOption`` asks: a :class:`Cell` holds a value and the text the
+sheet shows for it (``Cell(1234.5, "$1,234.50")``), as the real API keeps a value and its
+number format. ``FORMATTED_VALUE`` (the default) gives the text; ``UNFORMATTED_VALUE`` the
+value, except that a date cell gives its text only with ``dateTimeRenderOption=
+FORMATTED_STRING`` (its serial number otherwise); ``FORMULA`` the formula if any. A plain
+Python value is a cell in the General format (a whole float shows without ``.0``).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from tests.fakes.api import Request, Response, route
@@ -38,10 +46,37 @@ def _parse_a1(a1: str) -> tuple[str, int, int] | None:
     return title, column, int(start.group(2) or 1)
 
 
+@dataclass(frozen=True)
+class Cell:
+    """A cell: its value, the text its format shows, whether it is a date, its formula."""
+
+    value: Any
+    shown: str
+    date: bool = False
+    formula: str | None = None
+
+
 def _formatted(value: Any) -> str:
+    if isinstance(value, Cell):
+        return value.shown
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return "" if value is None else str(value)
+
+
+def _rendered(value: Any, option: str, dates: str) -> Any:
+    """One cell as ``valueRenderOption`` / ``dateTimeRenderOption`` ask."""
+    if option == "FORMATTED_VALUE":
+        return _formatted(value)
+    if not isinstance(value, Cell):
+        return value
+    if option == "FORMULA" and value.formula:
+        return value.formula
+    if value.date and dates == "FORMATTED_STRING":
+        return value.shown
+    return value.value
 
 
 def _trim(row: list[Any]) -> list[Any]:
@@ -79,8 +114,14 @@ class FakeSheets(GoogleApi):
             return Response(400, json=body)
         title, first_col, first_row = parsed
         rows = [row[first_col:] for row in spreadsheet[title][first_row - 1 :]]
-        if request.arg("valueRenderOption", "FORMATTED_VALUE") == "FORMATTED_VALUE":
-            rows = [[_formatted(v) for v in row] for row in rows]
+        option = request.arg("valueRenderOption", "FORMATTED_VALUE") or ""
+        dates = request.arg("dateTimeRenderOption", "SERIAL_NUMBER") or ""
+        if option not in ("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA") or dates not in (
+            "SERIAL_NUMBER",
+            "FORMATTED_STRING",
+        ):
+            return Response(400, json=google_error(400, "Invalid render option"))
+        rows = [[_rendered(v, option, dates) for v in row] for row in rows]
         rows = [_trim(row) for row in rows]
         while rows and not rows[-1]:
             rows.pop()

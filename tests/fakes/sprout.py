@@ -5,6 +5,8 @@ It answers as the published API does: bearer token, ``Accept``/``Content-Type`` 
 body it validates, forward-only opaque cursors (400 on a bad one), no ``paging`` object on
 the last page, ``{"error": "..."}`` bodies. It reads ``created_time.in(a..b)`` as inclusive
 of ``b`` (the unfavourable reading), so the boundary message must be dropped by the source.
+Like the real API it truncates a query at :attr:`FakeSprout.cap` (10,000) results in the
+requested order: the page holding the last one has no ``paging`` object, as if that were all.
 :data:`FAULTS` names the API's misbehaviours; :meth:`FakeSprout.script` schedules them by
 request number. (``tests/benchmarks/fake_sprout_server.py`` is a separate, fast fake.)
 """
@@ -23,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from tests.fakes.api import FakeApi, Fault, Request, Response, route
 
+RESULT_CAP = 10_000  # results per query; the rest are truncated
 RANGE = re.compile(r"^created_time\.in\((.+?)(\.\.\.?)(.+)\)$")
 
 
@@ -93,6 +96,8 @@ class FakeSprout(FakeApi):
         self.token = ""
         self.customer = ""
         self.messages: list[dict[str, Any]] = []
+        self.cap = RESULT_CAP
+        self._parsed: tuple[int, int, list[tuple[datetime, dict[str, Any]]]] = (0, -1, [])
 
     def script(self, faults: Mapping[int, str]) -> None:
         """Schedule :data:`FAULTS` by request number (1-based), e.g. ``{2: "429"}``."""
@@ -125,6 +130,15 @@ class FakeSprout(FakeApi):
             return self._error(400, str(exc), request)
         return Response(json=page, headers=self._request_id(request))
 
+    def _by_time(self) -> list[tuple[datetime, dict[str, Any]]]:
+        """The messages in created_time order (parsed once per list, not per request)."""
+        key = (id(self.messages), len(self.messages))
+        if self._parsed[:2] != key:
+            pairs = [(datetime.fromisoformat(m["created_time"]), m) for m in self.messages]
+            pairs.sort(key=lambda p: p[0])
+            self._parsed = (*key, pairs)
+        return self._parsed[2]
+
     @staticmethod
     def _request_id(request: Request) -> dict[str, str]:
         return {"X-Sprout-Request-ID": f"req-{request.number}"}
@@ -154,12 +168,10 @@ class FakeSprout(FakeApi):
         for f in filters or []:
             if not re.match(r"^[a-z_.]+\.(eq|in)\([^()]*\)$", f):
                 raise ValueError(f"Malformed filter: {f}")
-        chosen = [
-            m for m in self.messages if start <= datetime.fromisoformat(m["created_time"]) <= end
-        ]
-        chosen.sort(
-            key=lambda m: m["created_time"], reverse=body.get("sort") != ["created_time:asc"]
-        )
+        chosen = [m for at, m in self._by_time() if start <= at <= end]
+        if body.get("sort") != ["created_time:asc"]:
+            chosen.reverse()
+        chosen = chosen[: self.cap]
         query = hashlib.sha256(
             json.dumps(
                 {k: v for k, v in body.items() if k != "page_cursor"}, sort_keys=True

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "xoelt.findings",
         "xoelt.errors",
         "xoelt.settings",
+        "xoelt.columns",
     ),
     ("xoelt.config", "xoelt.timewindow", "xoelt.schedule", "xoelt.logging", "xoelt.retry"),
     ("xoelt.storage", "xoelt.warehouse", "xoelt.sources"),

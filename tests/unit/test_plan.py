@@ -69,7 +69,7 @@ BASE: dict[str, Any] = {
             "source_type": "gladly_api",
             "load_strategy": "incremental",
             "extractor": {
-                "metric_set": "ContactTimestampsReport",
+                "metric_set": "ContactExportReportV3",  # takes times: intraday tests too
                 "user": "${SHOP_GLADLY_USER}",
                 "token": "${SHOP_GLADLY_TOKEN}",
             },

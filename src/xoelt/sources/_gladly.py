@@ -10,7 +10,7 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from xoelt.config.types import Secret, StrictModel
 from xoelt.sources.base import CsvSink, ExtractContext
@@ -22,6 +22,9 @@ USER_VAR, TOKEN_VAR = "GLADLY_API_USER", "GLADLY_API_TOKEN"
 REPORTS_PATH = "/api/v1/reports"
 WORK_SESSIONS_PATH = "/api/v1/reports/work-session-events"
 JOBS_PATH = "/api/v1/export/jobs"
+# The metric sets that take startAtTime/endAtTime (any instant); every other one takes whole
+# days only (startAt/endAt dates), so it cannot serve an intraday window (api-contracts.md).
+TIMED_METRIC_SETS = frozenset({"AgentSummaryReport", "ContactExportReportV3"})
 
 
 class GladlyFilters(StrictModel):
@@ -46,6 +49,9 @@ class GladlyConfig(StrictModel):
         "conversation_items.jsonl", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.jsonl$"
     )
     time_field: str | None = "timestamp"
+    # Export items inside the window that the job supplying them holds outside its own
+    # segment, and that no chosen job supplies inside its segment: more than this fails.
+    max_outside_segment: int = Field(0, ge=0)
     org: str | None = Field(None, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
     base_url: str | None = None
     user: Secret | None = None
@@ -60,6 +66,20 @@ class GladlyConfig(StrictModel):
         if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/").removesuffix("/api/v1")
+
+    @field_validator("metric_set")
+    @classmethod
+    def _whole_days_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        window = (info.context or {}).get("time_window")
+        refresh = getattr(window, "refresh_type", "daily")
+        if value is None or refresh == "daily" or value in TIMED_METRIC_SETS:
+            return value
+        timed = ", ".join(sorted(TIMED_METRIC_SETS))
+        raise ValueError(
+            f"{value} takes whole days only (startAt/endAt), so every {refresh} window would "
+            f"get its whole day(s); use refresh_type: daily, or a metric set that takes times "
+            f"({timed})"
+        )
 
     @field_validator("export_file")
     @classmethod
@@ -80,6 +100,7 @@ class GladlyConfig(StrictModel):
             "aggregation_level": "report",
             "export_file": "conversation_export",
             "time_field": "conversation_export",
+            "max_outside_segment": "conversation_export",
         }
         for key, kind in only.items():
             if key in self.model_fields_set and self.kind != kind:

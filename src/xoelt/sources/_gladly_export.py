@@ -3,6 +3,20 @@
 No ad-hoc jobs exist. The COMPLETED jobs are listed, the fewest whose ``parameters`` cover the
 window are chosen (:func:`choose_jobs`), one NDJSON file of each (``export_file``) is streamed
 to disk and flattened to CSV (:meth:`ConversationExport.extract`).
+
+**Segments.** Each chosen job supplies one *segment*: the part of the window from where the
+previous job's period ends to where its own ends. A line whose ``time_field`` is in the
+segment is kept. One outside it is, in this order:
+
+- ``outside_window``: its time is outside our window. It is another window's item (its own
+  run reads it from a job covering its time); dropped, counted (an ``info`` finding).
+- ``supplied_elsewhere``: inside our window, in another chosen job's segment, and that job
+  holds an item with the same ``id`` in its segment (overlapping jobs); dropped, counted.
+- ``outside_segment``: inside our window, and no chosen job supplies it in its segment (a
+  job holding items its period does not explain, or overlapping jobs that disagree). We
+  cannot tell whether it is lost or stale, so it is an ``error`` finding naming up to 3
+  ids, and more than ``max_outside_segment`` of them (default 0) fails the run; up to that
+  many are dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 from xoelt.errors import SourceError
+from xoelt.findings import Finding
 from xoelt.sources._gladly import JOBS_PATH, GladlyKind
 from xoelt.sources.base import CsvSink, ExtractContext
 from xoelt.sources.http import HttpClient, RateLimiter, shared_limiter
@@ -127,6 +142,25 @@ def flatten(
 
 
 Part = tuple[ExportJob, datetime, datetime, Path]  # a chosen job, its segment, its file
+KEEP, OUTSIDE_WINDOW, OTHER_SEGMENT = "keep", "outside_window", "other_segment"
+
+
+@dataclass
+class _Tally:
+    """Per chosen job: lines kept and dropped, by reason (the manifest's ``jobs``)."""
+
+    id: str
+    start: datetime
+    end: datetime
+    rows: int = 0
+    outside: int = 0  # outside our window
+    supplied_elsewhere: int = 0
+    outside_segment: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "from": _utc(self.start), "to": _utc(self.end), "rows": self.rows,
+                "outside": self.outside, "supplied_elsewhere": self.supplied_elsewhere,
+                "outside_segment": self.outside_segment}  # fmt: skip
 
 
 class ConversationExport(GladlyKind):
@@ -185,44 +219,110 @@ class ConversationExport(GladlyKind):
             client.download("GET", url, path)
             parts.append((job, seg_start, seg_end, path))
 
+        # Pass 1: the union of columns, and the ids of lines in our window but outside their
+        # job's segment. Pass 2 writes, and notes which of those ids a segment supplies.
         columns: dict[str, None] = {}
-        for row in self._rows(parts, {}):
-            columns.update(dict.fromkeys(row))
+        strays: dict[str, str] = {}  # id -> timestamp, of lines outside their segment
+        unnamed = 0  # such lines without an id (none can prove them supplied)
+        for row, where, _ in self._rows(parts, window, {}):
+            if where == KEEP:
+                columns.update(dict.fromkeys(row))
+            elif where == OTHER_SEGMENT:
+                if row.get("id"):
+                    strays.setdefault(row["id"], row.get(self.config.time_field or "", ""))
+                else:
+                    unnamed += 1
         header = list(columns) or EMPTY_EXPORT_COLUMNS.get(name, ["id"])
         sink.open(header)
-        stats: dict[str, dict[str, Any]] = {}
-        for row in self._rows(parts, stats):
-            sink.write_values([row.get(c, "") for c in header])
-        sink.details.update(kind="conversation_export", file=name, jobs=list(stats.values()))
+        tallies: dict[str, _Tally] = {}
+        supplied: set[str] = set()
+        pending: list[tuple[_Tally, str]] = []
+        for row, where, tally in self._rows(parts, window, tallies):
+            if where == KEEP:
+                sink.write_values([row.get(c, "") for c in header])
+                if strays and row.get("id") in strays:
+                    supplied.add(row["id"])
+            elif where == OUTSIDE_WINDOW:
+                tally.outside += 1
+            else:
+                pending.append((tally, row.get("id", "")))
+        for tally, item in pending:
+            if item and item in supplied:
+                tally.supplied_elsewhere += 1
+            else:
+                tally.outside_segment += 1
+        jobs = [t.as_dict() for t in tallies.values()]
+        sink.details.update(kind="conversation_export", file=name, jobs=jobs)
+        self._account(ctx, tallies, strays, supplied, unnamed)
+
+    def _account(
+        self,
+        ctx: ExtractContext,
+        tallies: dict[str, _Tally],
+        strays: dict[str, str],
+        supplied: set[str],
+        unnamed: int,
+    ) -> None:
+        """Findings for the dropped lines; too many unexplained ones fail the run."""
+        outside = sum(t.outside for t in tallies.values())
+        elsewhere = sum(t.supplied_elsewhere for t in tallies.values())
+        lost = sum(t.outside_segment for t in tallies.values())
+        file = self.config.export_file
+        if outside:
+            ctx.note(Finding("export_outside_window", f"{outside} {file} line(s) of the chosen "
+                             "jobs are timed outside the window (other windows' items)",
+                             count=outside))  # fmt: skip
+        if elsewhere:
+            ctx.note(Finding("export_supplied_elsewhere", f"{elsewhere} {file} line(s) outside "
+                             "their job's segment are supplied by the job covering their time",
+                             count=elsewhere))  # fmt: skip
+        if not lost:
+            return
+        examples = [f"{i} at {t}" for i, t in strays.items() if i not in supplied][:3]
+        if unnamed:
+            examples.append(f"{unnamed} without an id")
+        jobs = ", ".join(
+            f"{t.id}: {t.outside_segment}" for t in tallies.values() if t.outside_segment
+        )
+        finding = Finding(
+            "export_outside_segment",
+            f"{lost} {file} line(s) timed inside the window but outside their job's segment, "
+            f"which no chosen job supplies ({jobs}; e.g. {'; '.join(examples)})",
+            severity="error",
+            count=lost,
+            data={"jobs": {t.id: t.outside_segment for t in tallies.values()},
+                  "examples": examples, "max_outside_segment": self.config.max_outside_segment},
+        )  # fmt: skip
+        ctx.note(finding)
+        if lost > self.config.max_outside_segment:
+            raise SourceError(
+                f"{finding.message}: more than max_outside_segment "
+                f"({self.config.max_outside_segment}); they would be lost or stale"
+            )
 
     def _rows(
-        self, parts: list[Part], stats: dict[str, dict[str, Any]]
-    ) -> Iterator[dict[str, str]]:
+        self, parts: list[Part], window: TimeWindow, tallies: dict[str, _Tally]
+    ) -> Iterator[tuple[dict[str, str], str, _Tally]]:
+        """Every line of the chosen jobs' files, flattened, with where it belongs (KEEP...)."""
         field = self.config.time_field
+        lo, hi = window.start.astimezone(UTC), window.end.astimezone(UTC)
         for job, seg_start, seg_end, path in parts:
-            entry = stats.setdefault(
-                job.id,
-                {
-                    "id": job.id,
-                    "from": _utc(seg_start),
-                    "to": _utc(seg_end),
-                    "rows": 0,
-                    "outside": 0,
-                },
-            )
+            tally = tallies.setdefault(job.id, _Tally(job.id, seg_start, seg_end))
             label = f"export job {job.id} {self.config.export_file}"
             for number, obj in _ndjson(path, label):
                 try:
                     row = flatten(obj)
                     stamp = row.get(field) if field else None
-                    inside = not stamp or seg_start <= _instant(stamp) < seg_end
+                    moment = _instant(stamp) if stamp else None
                 except ValueError as exc:
                     raise SourceError(f"{label} line {number}: {exc}") from exc
-                if inside:
-                    entry["rows"] += 1
-                    yield row
+                if moment is None or seg_start <= moment < seg_end:
+                    tally.rows += 1
+                    yield row, KEEP, tally
+                elif not lo <= moment < hi:
+                    yield row, OUTSIDE_WINDOW, tally
                 else:
-                    entry["outside"] += 1
+                    yield row, OTHER_SEGMENT, tally
 
 
 def _ndjson(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any]]]:

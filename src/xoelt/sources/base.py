@@ -44,6 +44,9 @@ class ExtractContext:
 
     ``note`` records a :class:`~xoelt.findings.Finding` (an answer split at a cap, items
     left out): it goes to the ingest manifest and the extract stage's ledger row.
+    ``typed_columns``: the silver columns given a type other than VARCHAR, by their
+    warehouse names (what :func:`xoelt.columns.standardise` makes of a header), for a
+    source whose values depend on it (Google Sheets reads those unformatted).
     """
 
     source: str
@@ -54,6 +57,7 @@ class ExtractContext:
     log: Any
     workdir: Path
     findings: list[Finding] = field(default_factory=list)
+    typed_columns: frozenset[str] = frozenset()
 
     def note(self, finding: Finding) -> None:
         """Keep ``finding`` for the ledger (and log it, at its severity)."""

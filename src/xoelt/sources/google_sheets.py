@@ -18,8 +18,19 @@ Shape rules (Sheets leaves out trailing empty cells and rows):
 - an empty or duplicate header cell is an error naming the cell;
 - an empty range (no ``values``) has no header and is an error; a header alone is 0 rows.
 With ``UNFORMATTED_VALUE``/``FORMULA`` numbers and booleans arrive typed and are written as
-text (``TRUE``/``FALSE``, shortest float repr). Memory: the range's JSON answer is held
-once (the API does not paginate; Google advises answers under ~2 MB), rows are streamed out.
+text (``TRUE``/``FALSE``; a whole number without ``.0``, others as the shortest decimal that
+reads back the same, never in exponent form: 1234.5 → ``1234.5``, 1e-07 → ``0.0000001``).
+
+**Typed columns.** The default ``FORMATTED_VALUE`` is what the sheet shows ("$1,234.00",
+"25%"), which silver's casts cannot read. So when silver gives a column of the range a type
+(``ExtractContext.typed_columns``, matched on the header's warehouse names), the range is read
+a second time with ``UNFORMATTED_VALUE`` and ``dateTimeRenderOption=FORMATTED_STRING`` (raw
+numbers and booleans; dates as the sheet formats them), and those columns take their cells
+from it; the others keep the configured rendering. (One read is enough when the configured
+options already are those two.) The two reads must agree on the header and the number of
+rows; if the sheet changed in between they are taken again once, then the run fails.
+Memory: each read's JSON answer is held once (the API does not paginate; Google advises
+answers under ~2 MB), rows are streamed out.
 """
 
 from __future__ import annotations
@@ -28,14 +39,17 @@ import json
 import re
 from contextlib import closing
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field, field_validator, model_validator
 
+from xoelt.columns import standardise
 from xoelt.config.types import BaseUrl
 from xoelt.errors import SourceError
 from xoelt.sources._google import (
+    GoogleApiClient,
     GoogleAuth,
     GoogleAuthConfig,
     credentials_path,
@@ -49,6 +63,10 @@ SHEETS_BASE = "https://sheets.googleapis.com"
 SHEETS_READONLY = "https://www.googleapis.com/auth/spreadsheets.readonly"
 # Read requests: 60 per minute per user per project (300 per project).
 READS_PER_MINUTE = 60
+TYPED_RENDER = {
+    "valueRenderOption": "UNFORMATTED_VALUE",
+    "dateTimeRenderOption": "FORMATTED_STRING",
+}
 _CELLS = re.compile(r"^[A-Za-z]{0,3}\d*(:[A-Za-z]{0,3}\d*)?$")
 _START = re.compile(r"^\$?([A-Za-z]{1,3})?\$?(\d+)?")
 
@@ -136,11 +154,20 @@ def cell_text(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    if isinstance(value, int | float):
-        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return number_text(value)
     return json.dumps(value, ensure_ascii=False)
+
+
+def number_text(value: float) -> str:
+    """A float as silver's casts read it: no ``.0`` on whole numbers, no exponent, and the
+    shortest digits that read back as the same float (so no binary artefacts)."""
+    if float(value).is_integer():
+        return str(int(value))
+    text = repr(value)
+    return format(Decimal(text), "f") if "e" in text else text
 
 
 class GoogleSheetsSource(Source[GoogleSheetsConfig], source_type="google_sheets"):
@@ -152,6 +179,7 @@ class GoogleSheetsSource(Source[GoogleSheetsConfig], source_type="google_sheets"
             "request": f"GET {values_url(config)}",
             "range": a1_range(config),
             "value_render_option": config.value_render_option,
+            "typed_columns": "read again with UNFORMATTED_VALUE and FORMATTED_STRING dates",
             "mode": "snapshot: the whole range as it is at run time; the window only names the partition",
             **describe_credentials(config),
         }
@@ -172,25 +200,17 @@ class GoogleSheetsSource(Source[GoogleSheetsConfig], source_type="google_sheets"
             closing(auth),
             closing(auth.client(cfg.base_url, limiter=limiter, retry=cfg.retry)) as api,
         ):
-            body = api.json("GET", url, params=params)
-        where = f"GET {url}"
-        if not isinstance(body, dict) or body.get("majorDimension", "ROWS") != "ROWS":
-            raise SourceError(f"{where}: unexpected answer (not a ROWS ValueRange)")
-        returned = str(body.get("range") or a1_range(cfg))
-        values = body.get("values")
-        if not values:
-            raise SourceError(
-                f"{where}: range {returned} is empty, so there is no header row "
-                "(the first row of the range must hold the column names)"
-            )
-        if not isinstance(values, list) or not all(isinstance(r, list) for r in values):
-            raise SourceError(f"{where}: unexpected answer (values is not a list of rows)")
+            returned, values, header, typed, raw, reads = self._read(api, url, params)
         first_col, first_row = range_start(returned)
-        header = self._header(values[0], first_col, first_row, returned)
         sink.open(header)
         blank = 0
-        for offset, raw in enumerate(values[1:], start=1):
-            cells = [cell_text(v) for v in raw]
+        for offset, formatted in enumerate(values[1:], start=1):
+            cells = [cell_text(v) for v in formatted]
+            if raw is not None:
+                unformatted = raw[offset]
+                cells += [""] * (len(header) - len(cells))
+                for i in typed:
+                    cells[i] = cell_text(unformatted[i]) if i < len(unformatted) else ""
             if not any(cells):
                 blank += 1
                 continue
@@ -208,9 +228,58 @@ class GoogleSheetsSource(Source[GoogleSheetsConfig], source_type="google_sheets"
             range_requested=a1_range(cfg),
             range_returned=returned,
             value_render_option=cfg.value_render_option,
+            unformatted_columns=[header[i] for i in typed],
+            reads=reads,
             snapshot_at=snapshot_at,
             blank_rows_skipped=blank,
         )
+
+    def _read(
+        self, api: GoogleApiClient, url: str, params: dict[str, str]
+    ) -> tuple[str, list[list[Any]], list[str], list[int], list[list[Any]] | None, int]:
+        """(range returned, rows, header, typed column indexes, their unformatted rows, reads).
+
+        The unformatted rows are None when one read serves every column.
+        """
+        where = f"GET {url}"
+        one_read = all(params.get(k) == v for k, v in TYPED_RENDER.items())
+        reads = 0
+        for _attempt in range(2):
+            returned, values = self._values(api.json("GET", url, params=params), where)
+            reads += 1
+            first_col, first_row = range_start(returned)
+            header = self._header(values[0], first_col, first_row, returned)
+            names = standardise(header)
+            typed = [i for i, n in enumerate(names) if n in self.ctx.typed_columns]
+            if not typed or one_read:
+                return returned, values, header, typed, None, reads
+            again = {**params, **TYPED_RENDER}
+            _, raw = self._values(api.json("GET", url, params=again), where)
+            reads += 1
+            raw_header = [cell_text(v) for v in raw[0]]
+            if len(raw) == len(values) and raw_header == header:
+                return returned, values, header, typed, raw, reads
+        raise SourceError(
+            f"{where}: the formatted and unformatted reads of {returned} disagree ({len(values)} "
+            f"and {len(raw)} rows) twice: the sheet is changing, or cells format as empty; "
+            "run again, or set value_render_option: UNFORMATTED_VALUE and "
+            "date_time_render_option: FORMATTED_STRING to read it once"
+        )
+
+    def _values(self, body: Any, where: str) -> tuple[str, list[list[Any]]]:
+        """(range returned, rows) of a ValueRange answer; no header row is an error."""
+        if not isinstance(body, dict) or body.get("majorDimension", "ROWS") != "ROWS":
+            raise SourceError(f"{where}: unexpected answer (not a ROWS ValueRange)")
+        returned = str(body.get("range") or a1_range(self.config))
+        values = body.get("values")
+        if not values:
+            raise SourceError(
+                f"{where}: range {returned} is empty, so there is no header row "
+                "(the first row of the range must hold the column names)"
+            )
+        if not isinstance(values, list) or not all(isinstance(r, list) for r in values):
+            raise SourceError(f"{where}: unexpected answer (values is not a list of rows)")
+        return returned, values
 
     @staticmethod
     def _header(raw: list[Any], first_col: int, first_row: int, returned: str) -> list[str]:

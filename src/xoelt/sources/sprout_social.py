@@ -16,8 +16,20 @@ Sprout reads the offset or reads the wall-clock time in ``timezone``, the instan
 (a bare date would mean midnight, and the docs disagree on ``..`` versus ``...``). Because
 ``..`` may include its end, each row's ``created_time`` is checked against the half-open
 window and a row outside it is dropped and counted (``outside_window`` in the manifest),
-so a message at exactly midnight lands in one day only. ``created_time`` is therefore
-always requested, even when it is not one of the configured columns.
+so a message at exactly midnight lands in one day only. ``created_time`` and ``guid`` are
+therefore always requested, even when they are not configured columns.
+
+**Never truncated.** Sprout stops a query at 10,000 results ("results beyond 10,000 are
+truncated"; see api-contracts.md). Its documented way past the cap is keyset paging: read in
+a total order and filter after the last item seen. We do that on ``created_time`` (the one
+filter the API documents for ranges; a ``guid`` greater-than filter is not documented): a
+query that returns the cap is taken as cut, and the window is continued by a new query
+``created_time.in(<second of its last message>..<end>)``, skipping the messages of that
+second the previous query already gave (by ``guid``). Each continuation is a
+``window_split`` finding (ledger, ``status``). A second holding 10,000 messages or more
+cannot be continued and fails the run naming it, as does an answer that is not in
+``created_time`` order (the keyset would then be unsound). Hence ``sort`` is fixed to
+``created_time:asc``.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from pydantic import Field, field_validator
 
 from xoelt.config.types import BaseUrl, Secret, StrictModel
 from xoelt.errors import ConfigError, SourceError
+from xoelt.findings import Finding
 from xoelt.sources.base import CsvSink, Source, env_label, secret_ref
 from xoelt.sources.http import HttpClient, RetryConfig, shared_limiter
 from xoelt.sources.paging import CursorPaginator
@@ -40,7 +53,8 @@ from xoelt.timewindow import TimeWindow
 TOKEN_ENV = "SPROUT_API_TOKEN"
 CUSTOMER_ENV = "SPROUT_CUSTOMER_ID"
 DOCUMENTED_PER_MINUTE = 60
-RESULT_CAP = 10_000  # an unconfirmed cap on results per query (api-evangelist only)
+RESULT_CAP = 10_000  # results per query beyond which Sprout truncates (api-contracts.md)
+SORT = ["created_time:asc"]  # the keyset order continuing past the cap relies on
 ID = re.compile(r"^[A-Za-z0-9_-]+$")  # customer, group and profile ids (URL path, filters)
 FIELD_PATH = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 FILTER = re.compile(r"^[A-Za-z0-9_.]+\.[a-z]+\(.*\)$", re.DOTALL)
@@ -63,7 +77,7 @@ class SproutSocialConfig(StrictModel):
     customer_profile_ids: list[str | int] = Field(default_factory=list)
     filters: list[str] = Field(default_factory=list)  # extra ``field.op(args)``, sent as written
     limit: int = Field(100, ge=1, le=100)
-    sort: list[str] = Field(default_factory=lambda: ["created_time:asc"])
+    sort: list[str] = Field(default_factory=lambda: list(SORT))
     range_separator: Literal["..", "..."] = ".."
     retry: RetryConfig = RetryConfig()
     # Never set above your contract: the limit is shared by every client of the account.
@@ -94,6 +108,16 @@ class SproutSocialConfig(StrictModel):
             raise ValueError(f"not an id (letters, digits, '_' or '-'): {', '.join(bad)}")
         return value
 
+    @field_validator("sort")
+    @classmethod
+    def _sort(cls, value: list[str]) -> list[str]:
+        if value != SORT:
+            raise ValueError(
+                "must be [created_time:asc]: a query cut at Sprout's 10,000-result cap is "
+                "continued after its last created_time, which needs that order"
+            )
+        return value
+
     @field_validator("filters")
     @classmethod
     def _filters(cls, value: list[str]) -> list[str]:
@@ -107,9 +131,12 @@ class SproutSocialConfig(StrictModel):
         return value
 
 
-def window_filters(config: SproutSocialConfig, window: TimeWindow) -> list[str]:
-    """The ``filters`` array: window, group, profiles, then the configured extras."""
-    start = window.start.isoformat(timespec="seconds")
+def window_filters(
+    config: SproutSocialConfig, window: TimeWindow, since: datetime | None = None
+) -> list[str]:
+    """The ``filters`` array: window (from ``since``, a continuation), group, profiles, extras."""
+    zone = window.start.tzinfo
+    start = (since or window.start).astimezone(zone).isoformat(timespec="seconds")
     end = window.end.isoformat(timespec="seconds")
     out = [f"created_time.in({start}{config.range_separator}{end})"]
     if config.group_id is not None:
@@ -119,13 +146,16 @@ def window_filters(config: SproutSocialConfig, window: TimeWindow) -> list[str]:
     return out + list(config.filters)
 
 
-def request_body(config: SproutSocialConfig, window: TimeWindow) -> dict[str, Any]:
+def request_body(
+    config: SproutSocialConfig, window: TimeWindow, since: datetime | None = None
+) -> dict[str, Any]:
     """The first page's JSON body (later pages add ``page_cursor``)."""
     fields = list(config.fields)
-    if "created_time" not in fields:
-        fields.append("created_time")
+    for needed in ("guid", "created_time"):  # the window check and the cap continuation
+        if needed not in fields:
+            fields.append(needed)
     return {
-        "filters": window_filters(config, window),
+        "filters": window_filters(config, window, since),
         "fields": fields,
         "limit": config.limit,
         "sort": list(config.sort),
@@ -199,15 +229,69 @@ class RowMaker:
             and created[4] == created[7] == "-"
         ):
             return 0 if self.start_text <= created < self.end_text else 1
-        if not isinstance(created, str):
+        moment = _moment(created)
+        if moment is None:
             return -1
-        try:
-            moment = datetime.fromisoformat(created)
-        except ValueError:
-            return -1
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
         return 0 if self.start <= moment < self.end else 1
+
+
+def _moment(created: Any) -> datetime | None:
+    """``created_time`` as an aware instant (no offset means UTC), None if unusable."""
+    if not isinstance(created, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def second_of(created: Any) -> str | None:
+    """The UTC second of a ``created_time`` as ``YYYY-MM-DDTHH:MM:SSZ`` (sorts as time)."""
+    if type(created) is str and len(created) == 20 and created[19] == "Z":
+        return created
+    moment = _moment(created)
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Tail:
+    """The last second of one query's answer, and the guids the query gave in it.
+
+    A query cut at the cap is continued from that second (inclusive, so nothing between two
+    messages of one second can fall through); the continuation skips these guids.
+    Also notices an answer out of ``created_time`` order, which would make that unsound.
+    """
+
+    def __init__(self) -> None:
+        self.second: str | None = None
+        self.guids: set[Any] = set()
+        self.ordered = True
+
+    def page(self, data: list[Any]) -> None:
+        """Account for one page (its messages already checked to be objects).
+
+        Per page, not per message: the order check compares the page with itself sorted
+        (C speed on the canonical text form), and only the page's trailing second is walked.
+        """
+        stamps = [m.get("created_time") for m in data]
+        if all(type(t) is str and len(t) == 20 and t[19] == "Z" for t in stamps):
+            seconds: list[str | None] = stamps
+        else:
+            seconds = [second_of(t) for t in stamps]
+        dated = [t for t in seconds if t is not None]
+        if not dated:
+            return
+        if dated != sorted(dated) or (self.second is not None and dated[0] < self.second):
+            self.ordered = False
+        last = dated[-1]
+        if last != self.second:
+            self.second, self.guids = last, set()
+        for msg, second in zip(reversed(data), reversed(seconds), strict=True):
+            if second is None:
+                continue
+            if second != last:
+                break
+            self.guids.add(msg.get("guid"))
 
 
 class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_api"):
@@ -265,7 +349,7 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
             pages.update(following, where=where)
 
     def extract(self, sink: CsvSink) -> None:
-        """Stream every page's messages into ``sink`` as rows of the configured fields."""
+        """Stream the window's messages into ``sink``, continuing every query cut at the cap."""
         cfg, window, log = self.config, self.ctx.window, self.ctx.log
         token, customer, token_var = self._credentials()
         per_minute = cfg.rate_limit_per_minute
@@ -286,49 +370,113 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
             log=log,
         )
         path = f"{cfg.base_url}/v1/{customer}/messages"  # absolute: errors name the host
-        body = request_body(cfg, window)
         rows = RowMaker(cfg.fields, window)
-        make, placement, write = rows.row, rows.placement, sink.write_many_values
         sink.open(cfg.fields)
-        outside = undated = pages = seen = 0
+        totals = {"pages": 0, "messages": 0, "outside": 0, "undated": 0, "repeated": 0}
+        since: datetime | None = None
+        skip: set[Any] = set()  # guids the previous query gave in the second we resume at
+        queries: list[list[str]] = []
+        try:
+            while True:
+                body = request_body(cfg, window, since)
+                queries.append(body["filters"])
+                seen, tail = self._query(client, path, body, rows, sink, skip, totals)
+                if seen < RESULT_CAP:
+                    break
+                since, skip = self._continue(window, since, seen, tail)
+        finally:
+            client.close()
+        if totals["outside"]:
+            log.info("dropped messages outside the window", count=totals["outside"])
+        sink.details.update(
+            customer_id=customer,
+            filters=queries[0],
+            queries=len(queries),
+            pages=totals["pages"],
+            messages=totals["messages"],
+            outside_window=totals["outside"],
+            without_created_time=totals["undated"],
+            repeated_at_continuation=totals["repeated"],
+        )
+
+    def _query(
+        self,
+        client: HttpClient,
+        path: str,
+        body: dict[str, Any],
+        rows: RowMaker,
+        sink: CsvSink,
+        skip: set[Any],
+        totals: dict[str, int],
+    ) -> tuple[int, Tail]:
+        """Every page of one query into ``sink``: (messages answered, the answer's tail)."""
+        make, placement, write = rows.row, rows.placement, sink.write_many_values
+        tail, seen, pages = Tail(), 0, 0
         pager = Prefetch(self._pages(client, path, body), name="sprout-pages")
         try:
             for data in pager:
                 pages += 1
                 seen += len(data)
                 batch = []
+                if not all(type(msg) is dict for msg in data):
+                    raise SourceError(f"POST {path} (page {pages}): a message is not an object")
+                tail.page(data)
                 for msg in data:
-                    if type(msg) is not dict:
-                        raise SourceError(f"POST {path} (page {pages}): a message is not an object")
+                    if skip and msg.get("guid") in skip:
+                        totals["repeated"] += 1
+                        continue
                     where = placement(msg.get("created_time"))
                     if where == 1:
-                        outside += 1
+                        totals["outside"] += 1
                         continue
                     if where == -1:
-                        undated += 1
+                        totals["undated"] += 1
                     batch.append(make(msg))
                 write(batch)
-                if pages % 100 == 0:
-                    log.info("sprout pages", pages=pages, rows=sink.rows)
-        finally:
+                if (totals["pages"] + pages) % 100 == 0:
+                    self.ctx.log.info("sprout pages", pages=totals["pages"] + pages, rows=sink.rows)
+        except BaseException:
             pager.stop()
             client.close()  # ends a request still in flight in the helper thread
             pager.stop(wait=5.0)
-        if seen == RESULT_CAP:
-            log.warning(
-                "exactly 10000 messages: Sprout may cap a query's results; split the window",
-                messages=seen,
+            raise
+        pager.stop(wait=5.0)  # answered its last page: the thread is ending
+        totals["pages"] += pages
+        totals["messages"] += seen
+        return seen, tail
+
+    def _continue(
+        self, window: TimeWindow, since: datetime | None, seen: int, tail: Tail
+    ) -> tuple[datetime, set[Any]]:
+        """Where the next query starts after one answered ``seen`` >= the cap, and what it skips."""
+        start = since or window.start
+        label = f"created_time [{start.isoformat()}, {window.end.isoformat()})"
+        if not tail.ordered:
+            raise SourceError(
+                f"{label}: {seen} messages (Sprout's cap is {RESULT_CAP}) not in created_time "
+                "order, so the rest cannot be read after the last one; narrow the window"
             )
-        if outside:
-            log.info("dropped messages outside the window", count=outside)
-        sink.details.update(
-            customer_id=customer,
-            filters=body["filters"],
-            pages=pages,
-            messages=seen,
-            outside_window=outside,
-            without_created_time=undated,
-        )
+        if tail.second is None:
+            raise SourceError(f"{label}: {seen} messages (the cap) without a created_time")
+        resume = datetime.fromisoformat(tail.second.replace("Z", "+00:00"))
+        if resume <= start.astimezone(UTC):
+            raise SourceError(
+                f"{label}: {RESULT_CAP} or more messages created within the second "
+                f"{tail.second}; Sprout truncates a query there and a second cannot be split"
+            )
+        if None in tail.guids:
+            raise SourceError(f"{label}: a message at {tail.second} has no guid to skip it by")
+        self.ctx.note(
+            Finding(
+                "window_split",
+                f"Sprout answered its {RESULT_CAP}-result cap for {label}; "
+                f"read the rest from {tail.second}",
+                count=seen,
+                data={"from": start.isoformat(), "to": window.end.isoformat(),
+                      "resumed_at": tail.second, "messages": seen},
+            )
+        )  # fmt: skip
+        return resume, tail.guids
 
     @classmethod
     def credential_vars(cls, config: SproutSocialConfig) -> list[str]:

@@ -22,7 +22,10 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     config = plan.pipeline.extractor_config(sp.name)
     workdir = Path(tempfile.mkdtemp(prefix=f"extract-{sp.name}-", dir=rt.scratch()))
     try:
-        ctx = ExtractContext(sp.name, plan.window, rt.run_id, rt.store, rt.env, log, workdir)
+        typed = frozenset(c for c, t in sp.silver.columns.items() if not t.startswith("VARCHAR"))
+        ctx = ExtractContext(
+            sp.name, plan.window, rt.run_id, rt.store, rt.env, log, workdir, typed_columns=typed
+        )
         sink = CsvSink(workdir / f"{sp.name}.csv")
         try:  # an unmapped library error becomes this stage's failure in core.execute
             cls(config, ctx).extract(sink)

@@ -8,38 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from typing import Any
 
+from xoelt.columns import standardise
 from xoelt.errors import DataError
 from xoelt.plan import SourcePlan
 from xoelt.runtime import Runtime
 from xoelt.stages import StageResult, manifest
 from xoelt.storage.base import PEEK_BYTES, ObjectMissing, ObjectStore
-
-
-def standardise(names: list[str]) -> list[str]:
-    """Column names for the warehouse: UPPERCASE, runs of non-alphanumerics → ``_``.
-
-    Leading/trailing ``_`` are trimmed (so no name can shadow the ``_XO_`` metadata
-    columns), a leading digit gets a ``_`` prefix, an empty name becomes ``COLUMN_<n>``, and
-    collisions get ``_2``, ``_3``… in header order (deterministic).
-    """
-    out: list[str] = []
-    taken: set[str] = set()
-    for position, raw in enumerate(names, start=1):
-        name = re.sub(r"[^A-Za-z0-9]+", "_", raw.strip()).strip("_").upper()
-        if not name:
-            name = f"COLUMN_{position}"
-        if name[0].isdigit():
-            name = f"_{name}"
-        candidate, n = name, 1
-        while candidate in taken:
-            n += 1
-            candidate = f"{name}_{n}"
-        taken.add(candidate)
-        out.append(candidate)
-    return out
 
 
 def read_header(head: bytes, where: str) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -182,16 +183,65 @@ def test_report_filters_aggregation_and_other_zone(
     }
 
 
-def test_report_window_across_midnight_asks_both_days(
+NIGHT = {"refresh_type": "intraday_absolute", "lag": {"days": 1}, "timezone": "America/New_York",
+         "start_time": "22:00", "end_time": "02:00"}  # fmt: skip
+
+
+@pytest.mark.parametrize("refresh", [NIGHT, {"refresh_type": "intraday_relative",
+                         "lookback": {"hours": 3}, "lag": {"minutes": 15}}])  # fmt: skip
+def test_whole_day_metric_set_on_intraday_windows_is_refused_by_validate(
+    harness: SourceHarness, fake: FakeGladly, refresh: dict[str, Any]
+) -> None:
+    """Before: accepted, and every intraday window got the whole day(s) it touched."""
+    _pipeline(harness, fake, refresh, metric_set="ContactTimestampsReport")
+    path = harness.root / "pipelines" / "test" / "g.yaml"
+    result = harness.cli("validate", str(path))
+    assert result.exit_code == 2, result.output
+    line = next(
+        n for n, text in enumerate(path.read_text().splitlines(), 1) if "metric_set:" in text
+    )
+    assert f"{path}:{line} sources.src.extractor.metric_set" in result.output
+    assert "ContactTimestampsReport takes whole days only" in result.output
+    assert refresh["refresh_type"] in result.output
+    assert _extract(harness).exit_code == 2 and fake.requests() == []
+
+
+def test_timed_metric_set_on_an_intraday_window_sends_exact_minutes(
     harness: SourceHarness, fake: FakeGladly, creds: None
 ) -> None:
-    """endAt is the last day the window touches: [D 22:00, D+1 02:00) → D..D+1."""
-    refresh = {"refresh_type": "intraday_absolute", "lag": {"days": 1}, "timezone": "America/New_York",
-               "start_time": "22:00", "end_time": "02:00"}  # fmt: skip
-    _pipeline(harness, fake, refresh, metric_set="ContactTimestampsReport")
+    """[D 22:00, D+1 02:00) New York: startAtTime/endAtTime in UTC, the end's minute inclusive."""
+    fake.reports["AgentSummaryReport"] = csv_text(["Agent", "Handled"], [["a1", "3"]])
+    _pipeline(harness, fake, NIGHT, metric_set="AgentSummaryReport")
+    result = _extract(harness)
+    assert result.exit_code == 0, result.output
+    assert json.loads(fake.requests("reports")[0].body) == {
+        "metricSet": "AgentSummaryReport",
+        "startAtTime": "2026-11-03T03:00Z",
+        "endAtTime": "2026-11-03T06:59Z",
+    }
+    assert _output(harness)[0] == [["Agent", "Handled"], ["a1", "3"]]
+
+
+def test_timed_metric_set_on_a_daily_window_keeps_dates(
+    harness: SourceHarness, fake: FakeGladly, creds: None
+) -> None:
+    fake.reports["ContactExportReportV3"] = csv_text(["Contact ID"], [["c1"]])
+    _pipeline(harness, fake, metric_set="ContactExportReportV3")
     assert _extract(harness).exit_code == 0
     body = json.loads(fake.requests("reports")[0].body)
-    assert (body["startAt"], body["endAt"]) == ("2026-11-02", "2026-11-03")
+    assert (body["startAt"], body["endAt"], "startAtTime" in body) == (
+        "2026-11-02", "2026-11-02", False)  # fmt: skip
+
+
+def test_fake_refuses_times_for_a_whole_day_metric_set(fake: FakeGladly) -> None:
+    answer = httpx.post(
+        f"{fake.url}/api/v1/reports",
+        auth=(USER, TOKEN),
+        json={"metricSet": "ContactTimestampsReport", "startAtTime": "2026-11-03T03:00Z",
+              "endAtTime": "2026-11-03T06:59Z"},
+    )  # fmt: skip
+    assert answer.status_code == 400
+    assert "not supported for ContactTimestampsReport" in answer.text
 
 
 def test_report_header_only_is_zero_rows(
@@ -418,28 +468,65 @@ def _session(i: int, created: str, ended: str) -> dict[str, str]:
 def test_work_sessions_window_is_exact_on_a_dst_day(
     harness: SourceHarness, fake: FakeGladly, creds: None
 ) -> None:
-    """25-hour day; a session ending exactly at the window end belongs to the next day only."""
+    """25-hour day, sent at minute precision (before: milliseconds, which Gladly does not
+    document); the fake returns a minute past the end, and the source keeps [start, end)."""
     fake.sessions = [
         _session(0, "2026-10-31T23:00:00.000-04:00", "2026-10-31T23:59:59.999-04:00"),  # day before
-        _session(
-            1, "2026-10-31T23:50:00.000-04:00", "2026-11-01T00:00:00.000-04:00"
-        ),  # ends at start
-        _session(
-            2, "2026-11-01T01:30:00.000-04:00", "2026-11-01T01:40:00.000-05:00"
-        ),  # in the fold
+        _session(1, "2026-10-31T23:50:00.000-04:00", "2026-11-01T00:00:00.000-04:00"),  # at start
+        _session(2, "2026-11-01T01:30:00.000-04:00", "2026-11-01T01:40:00.000-05:00"),  # the fold
         _session(3, "2026-11-01T10:00:00.000-05:00", ""),  # still open: by created_at
         _session(4, "2026-11-01T23:00:00.000-05:00", "2026-11-01T23:59:59.999-05:00"),  # last ms
         _session(5, "2026-11-01T23:30:00.000-05:00", "2026-11-02T00:00:00.000-05:00"),  # next day
-    ]
+        _session(6, "2026-11-01T23:30:00.000-05:00", "2026-11-02T05:00:40Z"),  # next day
+    ]  # fmt: skip
     _pipeline(harness, fake, kind="work_session_events")
     assert _extract(harness, "2026-11-02").exit_code == 0
     assert json.loads(fake.requests("sessions")[0].body) == {
-        "startAtTime": "2026-11-01T00:00:00.000-04:00",
-        "endAtTime": "2026-11-01T23:59:59.999-05:00",
+        "startAtTime": "2026-11-01T04:00Z",
+        "endAtTime": "2026-11-02T05:00Z",
     }
     rows, manifest = _output(harness)
     assert rows[0] == WS_COLUMNS
     assert [r[0] for r in rows[1:]] == ["ws1", "ws2", "ws3", "ws4"] and manifest["rows"] == 4
+    assert manifest["details"]["outside_window"] == 2  # ws5, ws6: the next window's
+
+
+def test_work_sessions_on_a_window_off_whole_minutes_ask_a_covering_range(
+    harness: SourceHarness, fake: FakeGladly, creds: None
+) -> None:
+    """[22:00:30, 02:00:30): sent as 22:00..02:01 (rounded outwards), rows kept exactly."""
+    fake.sessions = [
+        _session(1, "2026-11-02T22:00:00.000-05:00", "2026-11-02T22:00:10.000-05:00"),  # before
+        _session(2, "2026-11-02T22:00:00.000-05:00", "2026-11-02T22:00:30.000-05:00"),  # start
+        _session(3, "2026-11-02T23:00:00.000-05:00", "2026-11-03T02:00:29.999-05:00"),  # in
+        _session(4, "2026-11-03T01:00:00.000-05:00", "2026-11-03T02:00:30.000-05:00"),  # end
+    ]  # fmt: skip
+    refresh = {**NIGHT, "start_time": "22:00:30", "end_time": "02:00:30"}
+    _pipeline(harness, fake, refresh, kind="work_session_events")
+    assert _extract(harness).exit_code == 0
+    assert json.loads(fake.requests("sessions")[0].body) == {
+        "startAtTime": "2026-11-03T03:00Z",
+        "endAtTime": "2026-11-03T07:01Z",
+    }
+    rows, manifest = _output(harness)
+    assert [r[0] for r in rows[1:]] == ["ws2", "ws3"]
+    assert manifest["details"]["outside_window"] == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"id,status\nws1,ENDED\n", "has no contact_session_ended_at or contact_session_created_at"),
+        (csv_text(WS_COLUMNS, [["ws1", "cs1", "yesterday", "a1", "", "ACTIVE"]]).encode(),
+         "line 2: 'yesterday' is not a timestamp"),
+    ],
+)  # fmt: skip
+def test_work_sessions_that_cannot_be_placed_fail(
+    harness: SourceHarness, fake: FakeGladly, creds: None, body: bytes, needle: str
+) -> None:
+    fake.fault("sessions", Fault(body=body, content_type="text/csv"))
+    _pipeline(harness, fake, kind="work_session_events")
+    _failed(harness, _extract(harness), "/api/v1/reports/work-session-events", needle)
 
 
 def test_work_sessions_429_then_rows(harness: SourceHarness, fake: FakeGladly, creds: None) -> None:
@@ -639,3 +726,59 @@ def test_export_other_file_without_time_field(
         ["a1", "Amy", "amy@x.com"],
         ["a1", "Amy", "amy@x.com"],
     ]
+
+
+def test_export_item_of_the_window_outside_its_segment_fails_and_is_in_the_ledger(
+    harness: SourceHarness,
+    fake: FakeGladly,
+    creds: None,
+    export: tuple[str, datetime],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """j-next holds an item timed in j-day's segment that j-day does not have: before, it was
+    dropped with a count in the manifest; now the run fails and the ledger shows why."""
+    monkeypatch.setenv("XOELT_SQL", str(Path(__file__).resolve().parents[3] / "sql"))
+    run, w0 = export
+    fake.files[("j-next", "conversation_items.jsonl")] += _ndjson(
+        _item(2, w0 + timedelta(hours=3)),  # j-day has it2 too: supplied elsewhere
+        _item(7, w0 + timedelta(hours=2)),  # nobody supplies it7 in its segment
+    )
+    _pipeline(harness, fake, kind="conversation_export")
+    result = harness.cli("run", "test/g", "--date", run)
+    _failed(harness, result, "extract failed source=src window=",
+            "1 conversation_items.jsonl line(s) timed inside the window but outside their "
+            "job's segment", "j-next: 1", "it7 at", "more than max_outside_segment (0)")  # fmt: skip
+    status = harness.cli("status", "test/g", "--format", "json")
+    [extract] = [r for r in json.loads(status.output)["runs"] if r["stage"] == "extract"]
+    assert extract["status"] == "failed"
+    kinds = {f["kind"]: f for f in extract["findings"]}
+    assert kinds["export_outside_segment"]["count"] == 1
+    assert kinds["export_outside_segment"]["severity"] == "error"
+    assert kinds["export_supplied_elsewhere"]["count"] == 1
+    assert kinds["export_outside_window"]["count"] == 2
+
+
+def test_export_items_outside_the_segment_within_the_threshold_are_counted(
+    harness: SourceHarness, fake: FakeGladly, creds: None, export: tuple[str, datetime]
+) -> None:
+    run, w0 = export
+    fake.files[("j-next", "conversation_items.jsonl")] += _ndjson(
+        _item(2, w0 + timedelta(hours=3)), _item(7, w0 + timedelta(hours=2))
+    )
+    _pipeline(harness, fake, kind="conversation_export", max_outside_segment=1)
+    result = _extract(harness, run)
+    assert result.exit_code == 0, result.output
+    rows, manifest = _output(harness)
+    assert [r[0] for r in rows[1:]] == ["it1", "it2", "it3", "it4"]
+    jobs = {j["id"]: j for j in manifest["details"]["jobs"]}
+    assert (jobs["j-next"]["supplied_elsewhere"], jobs["j-next"]["outside_segment"]) == (1, 1)
+    [lost] = [f for f in manifest["findings"] if f["kind"] == "export_outside_segment"]
+    assert lost["count"] == 1 and lost["data"]["max_outside_segment"] == 1
+
+
+def test_max_outside_segment_is_only_for_the_export(harness: SourceHarness) -> None:
+    harness.pipeline("g", {"source_type": "gladly_api",
+                           "extractor": {"metric_set": "X", "max_outside_segment": 3}})  # fmt: skip
+    result = harness.cli("validate", str(harness.root / "pipelines" / "test" / "g.yaml"))
+    assert result.exit_code == 2
+    assert "max_outside_segment applies only to kind conversation_export" in result.output

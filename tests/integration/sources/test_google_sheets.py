@@ -16,7 +16,7 @@ import pytest
 
 from tests.fakes import FakeApis, Fault
 from tests.fakes.google import MALFORMED, ServiceAccount, forbidden_403
-from tests.fakes.sheets import FakeSheets
+from tests.fakes.sheets import Cell, FakeSheets
 from tests.integration.sources.conftest import FAST_RETRY, SourceHarness, ingest_csv
 
 SHEET_ID = "1wbpStoreTargets_test-0123456789"
@@ -62,6 +62,28 @@ def fill(fake: FakeSheets) -> FakeSheets:
         "Blank Header": [["a", "", "c"], ["1", "2", "3"]],
         "Dupes": [["a", "b", "a"], ["1", "2", "3"]],
         "Sheet1": [["k", "v"], ["x", "1"], ["y", "2"], ["z", "3"]],
+        "Money": [
+            ["Store", "Revenue ($)", "Share", "Opened", "Active", "Visits", "Note"],
+            [
+                "001",
+                Cell(1234.5, "$1,234.50"),
+                Cell(0.25, "25%"),
+                Cell(46329, "2026-11-03", date=True),
+                True,
+                Cell(3.0, "3.00"),
+                Cell(7, "007"),
+            ],
+            [
+                "002",
+                Cell(-0.1, "($0.10)"),
+                Cell(1.0, "100%"),
+                Cell(46330, "2026-11-04", date=True),
+                False,
+                1200,
+                "plain",
+            ],
+            ["003", Cell(1e-07, "$0.00"), "", "", "", Cell(0, ""), ""],
+        ],
     }
     return fake
 
@@ -150,7 +172,7 @@ def test_unformatted_values_are_written_as_text(
     assert rows == [
         ["store", "target", "active", "ratio"],
         ["001", "1000", "TRUE", "0.25"],
-        ["002", "1500", "FALSE", "1e-07"],
+        ["002", "1500", "FALSE", "0.0000001"],  # no exponent: every cast reads it
     ]
     [request] = google.api_requests()
     assert request.query["valueRenderOption"] == ["UNFORMATTED_VALUE"]
@@ -390,3 +412,112 @@ def test_example_pipeline_plans_and_validates_without_credentials(
     assert result.exit_code == 0, result.output
     assert "%27Store%20Targets%27%21A%3AH" in result.output
     assert "snapshot" in result.output
+
+
+MONEY_SILVER = {"columns": {"REVENUE": "NUMBER(12,2)", "SHARE": "FLOAT", "OPENED": "DATE",
+                            "ACTIVE": "BOOLEAN", "VISITS": "INTEGER"}}  # fmt: skip
+
+
+def _money(harness: SourceHarness, fake: FakeSheets, sa: ServiceAccount, **extra: Any) -> None:
+    extractor = {"spreadsheet_id": SHEET_ID, "base_url": fake.url, "retry": FAST_RETRY,
+                 "sheet": "Money", "credentials_file": str(sa.path), **extra}  # fmt: skip
+    harness.pipeline(
+        "targets",
+        {"source_type": "google_sheets", "extractor": extractor, "silver": MONEY_SILVER},
+    )
+
+
+def test_typed_columns_are_read_unformatted(
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
+) -> None:
+    """Before: "$1,234.50" and "25%" went to silver, whose casts made them NULL."""
+    _money(harness, google, sa)
+    result = harness.cli("extract", "test/targets", "--date", "2026-11-03")
+    rows, manifest = read(harness, result)
+    assert rows == [
+        ["Store", "Revenue ($)", "Share", "Opened", "Active", "Visits", "Note"],
+        ["001", "1234.5", "0.25", "2026-11-03", "TRUE", "3", "007"],
+        ["002", "-0.1", "1", "2026-11-04", "FALSE", "1200", "plain"],
+        ["003", "0.0000001", "", "", "", "0", ""],
+    ]
+    first, second = google.api_requests()
+    assert first.query["valueRenderOption"] == ["FORMATTED_VALUE"]
+    assert "dateTimeRenderOption" not in first.query
+    assert second.query["valueRenderOption"] == ["UNFORMATTED_VALUE"]
+    assert second.query["dateTimeRenderOption"] == ["FORMATTED_STRING"]
+    details = manifest["details"]
+    assert details["unformatted_columns"] == ["Revenue ($)", "Share", "Opened", "Active", "Visits"]
+    assert details["reads"] == 2
+
+
+def test_typed_columns_reach_silver_with_their_values(
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    monkeypatch.setenv("XOELT_SQL", str(Path(__file__).resolve().parents[3] / "sql"))
+    _money(harness, google, sa)
+    result = harness.cli("run", "test/targets", "--date", "2026-11-03")
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(harness.home / "warehouse" / "TEST_DB.duckdb"), read_only=True)
+    try:
+        got = con.execute(
+            'SELECT "STORE", "REVENUE", "SHARE", "OPENED", "ACTIVE", "VISITS", "NOTE" '
+            'FROM "TEST_DB"."SILVER"."SRC" ORDER BY "STORE"'
+        ).fetchall()
+    finally:
+        con.close()
+    from datetime import date
+    from decimal import Decimal
+
+    assert got == [
+        ("001", Decimal("1234.50"), 0.25, date(2026, 11, 3), True, 3, "007"),
+        ("002", Decimal("-0.10"), 1.0, date(2026, 11, 4), False, 1200, "plain"),
+        ("003", Decimal("0.00"), None, None, None, 0, None),
+    ]
+
+
+def test_one_read_when_configured_unformatted(
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
+) -> None:
+    _money(harness, google, sa, value_render_option="UNFORMATTED_VALUE",
+           date_time_render_option="FORMATTED_STRING")  # fmt: skip
+    rows, manifest = read(harness, harness.cli("extract", "test/targets", "--date", "2026-11-03"))
+    assert rows[1] == ["001", "1234.5", "0.25", "2026-11-03", "TRUE", "3", "7"]
+    assert len(google.api_requests()) == 1 and manifest["details"]["reads"] == 1
+
+
+def test_no_typed_column_is_one_formatted_read(
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
+) -> None:
+    rows, _ = read(harness, run(harness, google, sa.path, sheet="Money"))
+    assert rows[1] == ["001", "$1,234.50", "25%", "2026-11-03", "TRUE", "3.00", "007"]
+    assert len(google.api_requests()) == 1
+
+
+def _row_added(request: Any, response: Any) -> Any:
+    from tests.fakes.api import Response
+
+    page = response.json()
+    page["values"].append(["004", 5])
+    return Response(response.status, json=page, headers=response.headers)
+
+
+def test_a_sheet_changing_between_the_two_reads_is_read_again(
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
+) -> None:
+    google.fault("sheets.values", Fault(), Fault(mangle=_row_added))
+    _money(harness, google, sa)
+    rows, manifest = read(harness, harness.cli("extract", "test/targets", "--date", "2026-11-03"))
+    assert len(rows) == 4 and manifest["details"]["reads"] == 4
+
+
+def test_a_sheet_changing_on_every_read_fails(
+    harness: SourceHarness, google: FakeSheets, sa: ServiceAccount
+) -> None:
+    google.fault("sheets.values", Fault(), Fault(mangle=_row_added), Fault(),
+                 Fault(mangle=_row_added))  # fmt: skip
+    _money(harness, google, sa)
+    result = harness.cli("extract", "test/targets", "--date", "2026-11-03")
+    assert_failed(harness, result, "formatted and unformatted reads", "disagree (4 and 5 rows)",
+                  "value_render_option: UNFORMATTED_VALUE")  # fmt: skip

@@ -15,13 +15,14 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.fakes import FOREVER, FakeApis
+from tests.fakes import FOREVER, FakeApis, Fault
 from tests.fakes.sprout import FAULTS, FakeSprout
 from tests.integration.sources.conftest import SourceHarness
 
@@ -410,3 +411,126 @@ def test_example_pipeline_plans_and_validates_without_credentials(
     assert "${SPROUT_CUSTOMER_ID}" in planned.output
     assert "Bearer" not in planned.output
     assert '"rate_limit_per_minute": 60' in planned.output
+
+
+# -- the 10,000-result cap ------------------------------------------------------------------
+
+
+def _busy_day(count: int, *, per_second: int = 4) -> list[dict[str, Any]]:
+    """``count`` messages from the window's start, ``per_second`` in each second, so the
+    10,000th falls inside a second whose other messages are on both sides of the cut."""
+    start = datetime(2026, 11, 2, 5, 0, tzinfo=UTC)
+    return [
+        {"guid": f"g{i:06d}", "created_time": _z(start + timedelta(seconds=i // per_second)),
+         "text": f"m{i}"}
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def _z(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_fake_truncates_at_the_cap(sprout: FakeSprout) -> None:
+    """The fake answers like Sprout: 10,000 results, then no paging, as if that were all."""
+    sprout.messages = _busy_day(10_003)
+    url = f"{sprout.url}/v1/{CUSTOMER}/messages"
+    headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}
+    body: dict[str, Any] = {"filters": [WINDOW], "fields": ["guid"], "limit": 100,
+                            "sort": ["created_time:asc"]}  # fmt: skip
+    got = 0
+    with httpx.Client() as client:
+        while True:
+            answer = client.post(url, json=body, headers=headers).json()
+            got += len(answer["data"])
+            if "paging" not in answer:
+                break
+            body["page_cursor"] = answer["paging"]["next_cursor"]
+    assert got == 10_000
+
+
+def test_a_window_past_the_cap_is_read_completely(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    """Before: the first 10,000 messages and a warning. Now: a second query from the last
+    second of the first (its messages there skipped by guid), and a window_split finding."""
+    sprout.messages = _busy_day(21_002)  # two continuations
+    result = _run(harness, _source(sprout, fields=["guid", "text"], limit=100))
+    assert result.exit_code == 0, result.output
+    rows = _csv(harness)
+    guids = [r[0] for r in rows[1:]]
+    assert len(guids) == 21_002 and len(set(guids)) == 21_002
+    assert guids == sorted(guids)
+    manifest = _manifest(harness)
+    assert manifest["rows"] == 21_002
+    assert manifest["details"]["queries"] == 3
+    # 10,000 / 4 per second = 2,500 s: message 9,999 is at 05:41:39Z, with 9,996..9,999
+    assert manifest["details"]["repeated_at_continuation"] == 4 + 4
+    filters = [r.json()["filters"][0] for r in sprout.requests() if "page_cursor" not in r.json()]
+    assert filters == [
+        WINDOW,
+        "created_time.in(2026-11-02T00:41:39-05:00..2026-11-03T00:00:00-05:00)",
+        "created_time.in(2026-11-02T01:23:18-05:00..2026-11-03T00:00:00-05:00)",
+    ]
+    splits = [f for f in manifest["findings"] if f["kind"] == "window_split"]
+    assert [f["data"]["resumed_at"] for f in splits] == [
+        "2026-11-02T05:41:39Z",
+        "2026-11-02T06:23:18Z",
+    ]
+    assert all(f["count"] == 10_000 for f in splits)
+
+
+def test_the_cap_within_one_second_fails_naming_it(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    sprout.messages = _busy_day(10_001, per_second=20_000)
+    result = _run(harness, _source(sprout, fields=["guid"], limit=100))
+    _failed(harness, result, "10000 or more messages created within the second",
+            "2026-11-02T05:00:00Z", "created_time [2026-11-02T00:00:00-05:00")  # fmt: skip
+
+
+def test_sort_other_than_created_time_asc_is_refused(
+    harness: SourceHarness, sprout: FakeSprout
+) -> None:
+    harness.pipeline("sprout", _source(sprout, sort=["created_time:desc"]))
+    result = harness.cli("validate", str(harness.root / "pipelines" / "test" / "sprout.yaml"))
+    assert result.exit_code == 2, result.output
+    assert "sources.src.extractor.sort" in result.output
+    assert "created_time:asc" in result.output
+
+
+def test_window_split_is_in_the_ledger_and_status(
+    harness: SourceHarness, sprout: FakeSprout, creds: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XOELT_SQL", str(REPO / "sql"))  # its migrations create the ledger
+    sprout.messages = _busy_day(10_010)
+    harness.pipeline("sprout", _source(sprout, fields=["guid", "text"], limit=100))
+    result = harness.cli("run", "test/sprout", "--date", "2026-11-03")
+    assert result.exit_code == 0, result.output
+    status = harness.cli("status", "test/sprout", "--format", "json")
+    assert status.exit_code == 0, status.output
+    runs = json.loads(status.output)["runs"]
+    extract = next(r for r in runs if r["stage"] == "extract")
+    assert int(extract["rows"]) == 10_010
+    [split] = [f for f in extract["findings"] if f["kind"] == "window_split"]
+    assert split["data"]["resumed_at"] == "2026-11-02T05:41:39Z"
+    load = next(r for r in runs if r["stage"] == "load")
+    assert int(load["rows"]) == 10_010
+
+
+def _reversed(request: Any, response: Any) -> Any:
+    from tests.fakes.api import Response
+
+    page = response.json()
+    page["data"].reverse()
+    return Response(response.status, json=page, headers=response.headers)
+
+
+def test_a_capped_answer_out_of_order_fails(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    """Continuing after the last created_time is sound only if the answer is in that order."""
+    sprout.messages = _busy_day(10_001, per_second=1)
+    sprout.fault_on(50, Fault(mangle=_reversed))
+    result = _run(harness, _source(sprout, fields=["guid"], limit=100))
+    _failed(harness, result, "10000 messages (Sprout's cap is 10000) not in created_time order")
