@@ -169,12 +169,28 @@ BAD_INPUTS = {
     "invalid cron": (
         'schedule: "50 6 * * *"',
         'schedule: "50 25 * * *"',
-        "not a valid 5-field cron",
+        "'25': the hour field takes 0-23",
+    ),
+    # croniter takes these; Kubernetes (robfig/cron: day of week 0-6, no wrapping) does not
+    "cron sunday as 7": (
+        'schedule: "50 6 * * *"',
+        'schedule: "0 6 * * 7"',
+        "'7': the day of week field takes 0-6 (Sunday is 0; 7 is not accepted)",
+    ),
+    "cron range to 7": (
+        'schedule: "50 6 * * *"',
+        'schedule: "0 6 * * 5-7"',
+        "'5-7': the day of week field takes 0-6",
+    ),
+    "cron wrapping range": (
+        'schedule: "50 6 * * *"',
+        'schedule: "0 6 * * MON-SUN"',
+        "'MON-SUN': a range cannot run backwards or wrap around",
     ),
     "unknown timezone": (
         'timezone: "America/New_York"',
-        'timezone: "America/Gotham"',
-        "unknown timezone",
+        'timezone: "Mars/Olympus"',
+        "unknown time zone 'Mars/Olympus'",
     ),
     "sql injection": (
         "target_table: GLADLY_WORK_SESSIONS",
