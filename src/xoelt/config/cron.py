@@ -80,9 +80,8 @@ def _check_range(expr: str, field: CronField) -> None:
         end = _value(ends[1], field) if len(ends) == 2 else start
         if steps and len(ends) == 1:
             end = field.high  # "N/step" means N to the end of the field, stepping
-    if steps:
-        if not _NUMBER.match(steps[0]) or int(steps[0]) == 0:
-            raise _Refused(f"{expr!r}: the step must be a positive number")
+    if steps and (not _NUMBER.match(steps[0]) or int(steps[0]) == 0):
+        raise _Refused(f"{expr!r}: the step must be a positive number")
     if start < field.low or end > field.high:
         raise _Refused(
             f"{expr!r}: the {field.name} field takes {field.low}-{field.high}"
