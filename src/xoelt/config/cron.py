@@ -158,3 +158,50 @@ def kubernetes_zone_problem(zone: str) -> str | None:
     except (ZoneInfoNotFoundError, ValueError):
         return f"unknown time zone {zone!r} (use a tz database name such as America/New_York)"
     return None
+
+
+# -- the same rules as a regular expression, for the Helm chart's values.schema.json --------
+
+_NUMBERS = {
+    "minute": "[0-5]?[0-9]",
+    "hour": "[01]?[0-9]|2[0-3]",
+    "day of month": "0?[1-9]|[12][0-9]|3[01]",
+    "month": "0?[1-9]|1[0-2]",
+    "day of week": "0?[0-6]",
+}
+
+
+def _ordered_ranges(field: CronField) -> str:
+    """``a-b`` with a <= b, numbers or names, spelled out (small fields only)."""
+
+    def one(value: int) -> str:
+        names = [n for n, v in field.names.items() if v == value]
+        return "|".join([f"0?{value}" if value < 10 else str(value), *names])
+
+    groups = []
+    for start in range(field.low, field.high + 1):
+        ends = "|".join(one(end) for end in range(start, field.high + 1))
+        groups.append(f"(?:{one(start)})-(?:{ends})")
+    return "(?i:" + "|".join(groups) + ")"
+
+
+def schedule_pattern() -> str:
+    """A regular expression (RE2 and Python ``re``) for the schedules Kubernetes accepts.
+
+    Bounds, names, steps, lists and descriptors as :func:`kubernetes_schedule_problem`; range
+    order is spelled out for month and day of week (``MON-SUN`` fails), not for the numeric
+    fields (``30-10`` passes the pattern; ``validate`` and ``helm-values`` still refuse it).
+    """
+    fields = []
+    for field in FIELDS:
+        value = _NUMBERS[field.name]
+        if field.names:
+            value += "|(?i:" + "|".join(field.names) + ")"
+            span = _ordered_ranges(field)
+        else:
+            span = f"(?:{value})-(?:{value})"
+        star = r"\*|\?" if field.name in ("day of month", "day of week") else r"\*"
+        item = f"(?:{star}|{span}|(?:{value}))(?:/0*[1-9][0-9]*)?"
+        fields.append(f"(?:{item})(?:,(?:{item}))*")
+    descriptors = "|".join(DESCRIPTORS)
+    return rf"^(?:{descriptors}|{' +'.join(fields)})$"
