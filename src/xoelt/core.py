@@ -137,6 +137,7 @@ def execute(
                     t0 = time.perf_counter()
                     try:
                         with _failing_as(stage.name, sp.name, window):
+                            rt.enter_stage(stage.name, sp.name)
                             result = stage.run(rt, sp, log)
                     except StageFailed as exc:
                         _record(
@@ -168,6 +169,7 @@ def execute(
         if LAST_STAGE in stages and plan.gold:
             log = get_logger(pipeline=plan.name, source="gold", run_id=rt.run_id, window=window)
             with _failing_as(LAST_STAGE, "gold", window):
+                rt.enter_stage(LAST_STAGE, "gold")
                 report.gold = gold(rt, log)
         if rt.warehouse_open:
             report.warehouse_path = rt.warehouse.location(plan.database)

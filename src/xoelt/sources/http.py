@@ -4,7 +4,9 @@ Why httpx: one client for plain and streaming requests with per-phase timeouts
 (connect/read/write/pool), connection pooling, and typed transport errors that map cleanly
 onto "transient" (retry) versus "terminal" (fail now). tenacity drives the retries.
 
-- Every call has a timeout (``timeout_seconds``; the connect phase is capped at 10 s).
+- Every call is bounded: read/write (``timeout_seconds``) and connect
+  (``connect_timeout_seconds``) timeouts per attempt, and ``total_seconds`` for the request
+  with all its retries and waits (a server that accepts and never answers fails in time).
 - Retries only on 429, 5xx (and any extra statuses an API documents as "not ready", e.g.
   Sprout's 202) and connection errors/timeouts; exponential backoff with full jitter, or
   ``Retry-After`` (seconds or HTTP date) when the server sends it, capped at ``max_backoff``.
@@ -43,12 +45,19 @@ USER_AGENT = f"xoelt/{__version__}"
 
 
 class RetryConfig(StrictModel):
-    """The ``retry:`` block any HTTP source accepts (defaults suit production)."""
+    """The ``retry:`` block any HTTP source accepts (defaults suit production).
+
+    ``timeout_seconds`` bounds each read (and write) of an attempt, ``connect_timeout_seconds``
+    its connection; ``total_seconds`` bounds one request with every retry and wait included:
+    no attempt starts, and no attempt's timeouts reach, past it.
+    """
 
     max_attempts: int = Field(6, ge=1, le=20)
     initial_backoff: float = Field(1.0, ge=0)
     max_backoff: float = Field(120.0, ge=0)
     timeout_seconds: float = Field(300.0, gt=0)
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+    total_seconds: float = Field(900.0, gt=0)
 
 
 class TransientHTTPError(SourceError):
@@ -59,6 +68,10 @@ class TransientHTTPError(SourceError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message, transient=True)
         self.retry_after = retry_after
+
+
+class NoSlotInBudget(SourceError):
+    """A retry would have to wait for the rate limit past its request's retry budget."""
 
 
 @dataclass
@@ -81,7 +94,7 @@ class RateLimiter:
             if limit:
                 self._windows.append((limit, span, deque()))
 
-    def _wait_for_start(self) -> None:
+    def _wait_for_start(self, deadline: float | None) -> None:
         while True:
             with self._lock:
                 now = self.clock()
@@ -95,14 +108,21 @@ class RateLimiter:
                     for _, _, starts in self._windows:
                         starts.append(now)
                     return
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise NoSlotInBudget(f"the rate limit frees no slot for {delay:.0f} s")
             self.sleep(max(delay, 0.001))
 
     @contextmanager
-    def slot(self) -> Generator[None]:
+    def slot(self, deadline: float | None = None) -> Generator[None]:
+        """Hold a start (and a concurrency slot) for one request.
+
+        With ``deadline`` (``time.monotonic()`` seconds), raise :class:`NoSlotInBudget` rather
+        than wait for a start past it.
+        """
         if self._slots is not None:
             self._slots.acquire()
         try:
-            self._wait_for_start()
+            self._wait_for_start(deadline)
             yield
         finally:
             if self._slots is not None:
@@ -178,9 +198,7 @@ class HttpClient:
         self.auth_hint = auth_hint
         self.log = log
         self._sleep = sleep
-        timeout = httpx.Timeout(
-            self.retry.timeout_seconds, connect=min(10.0, self.retry.timeout_seconds)
-        )
+        timeout = self._timeout(self.retry.total_seconds)
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
@@ -202,7 +220,11 @@ class HttpClient:
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send with retries; return the (fully read) successful response."""
-        return self._with_retries(method, url, lambda: self._once(method, url, kwargs))
+        return self._with_retries(
+            method,
+            url,
+            lambda timeout, deadline: self._once(method, url, timeout, deadline, kwargs),
+        )
 
     def json(self, method: str, url: str, **kwargs: Any) -> Any:
         """Send with retries and decode a JSON body; a malformed body is a clear error."""
@@ -218,11 +240,11 @@ class HttpClient:
     def download(self, method: str, url: str, path: Path, **kwargs: Any) -> httpx.Response:
         """Stream the body to ``path`` (constant memory); a retry starts the file over."""
 
-        def attempt() -> httpx.Response:
+        def attempt(timeout: httpx.Timeout, deadline: float | None) -> httpx.Response:
             with (
-                self.limiter.slot(),
+                self.limiter.slot(deadline),
                 self._transport_errors(method, url),
-                self._client.stream(method, url, **kwargs) as response,
+                self._client.stream(method, url, timeout=timeout, **kwargs) as response,
             ):
                 self.check_response(method, url, response, read=True)
                 with path.open("wb") as fh:
@@ -234,9 +256,26 @@ class HttpClient:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _once(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
-        with self.limiter.slot(), self._transport_errors(method, url):
-            response = self._client.request(method, url, **kwargs)
+    def _timeout(self, remaining: float) -> httpx.Timeout:
+        """This attempt's timeouts: the configured ones, cut to what the budget has left."""
+        import httpx
+
+        left = max(remaining, 0.001)
+        policy = self.retry
+        return httpx.Timeout(
+            min(policy.timeout_seconds, left), connect=min(policy.connect_timeout_seconds, left)
+        )
+
+    def _once(
+        self,
+        method: str,
+        url: str,
+        timeout: httpx.Timeout,
+        deadline: float | None,
+        kwargs: dict[str, Any],
+    ) -> httpx.Response:
+        with self.limiter.slot(deadline), self._transport_errors(method, url):
+            response = self._client.request(method, url, timeout=timeout, **kwargs)
             self.check_response(method, url, response, read=False)
             return response
 
@@ -283,11 +322,21 @@ class HttpClient:
         raise SourceError(f"{where}: HTTP {status}{detail}")
 
     def _with_retries(
-        self, method: str, url: str, attempt: Callable[[], httpx.Response]
+        self,
+        method: str,
+        url: str,
+        attempt: Callable[[httpx.Timeout, float | None], httpx.Response],
     ) -> httpx.Response:
-        from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+        from tenacity import (
+            RetryCallState,
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            stop_before_delay,
+        )
 
         policy = self.retry
+        deadline = time.monotonic() + policy.total_seconds
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -311,18 +360,39 @@ class HttpClient:
 
         retrying = Retrying(
             retry=retry_if_exception_type(TransientHTTPError),
-            stop=stop_after_attempt(policy.max_attempts),
+            # the next attempt must start before the budget ends, its wait included
+            stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.total_seconds),
             wait=wait,
             sleep=self._sleep,
             before_sleep=before_sleep,
             reraise=True,
         )
+        failures: list[TransientHTTPError] = []
+
+        def once() -> httpx.Response:
+            # the first attempt may queue for the rate limit as long as it takes (a backfill
+            # shares it); a retry must find its slot within the budget
+            try:
+                return attempt(
+                    self._timeout(deadline - time.monotonic()), deadline if failures else None
+                )
+            except TransientHTTPError as exc:
+                failures.append(exc)
+                raise
+
+        def gave_up(message: str, why: str = "") -> SourceError:
+            tries = len(failures)
+            return SourceError(
+                f"{message} (gave up after {tries} attempt{'s' if tries != 1 else ''}{why}, "
+                f"retry budget {policy.total_seconds:g} s)"
+            )
+
         try:
-            return retrying(attempt)
+            return retrying(once)
         except TransientHTTPError as exc:
-            raise SourceError(
-                f"{exc.message} (gave up after {policy.max_attempts} attempts)"
-            ) from exc
+            raise gave_up(exc.message) from exc
+        except NoSlotInBudget as exc:
+            raise gave_up(failures[-1].message, f"; {exc.message}") from failures[-1]
 
 
 def _error_detail(response: httpx.Response) -> str:
