@@ -40,7 +40,12 @@ def test_snowflake_bounds_are_settable(tmp_path: Path) -> None:
     bound = resolve(
         tmp_path,
         PROD
-        | {"login_timeout": 5, "network_timeout": 30, "socket_timeout": 10, "statement_timeout": 90},
+        | {
+            "login_timeout": 5,
+            "network_timeout": 30,
+            "socket_timeout": 10,
+            "statement_timeout": 90,
+        },
     )
     kwargs = bound.warehouse.connect_kwargs({"SNOWFLAKE_PASSWORD": "pw"})
     assert (kwargs["login_timeout"], kwargs["network_timeout"], kwargs["socket_timeout"]) == (
