@@ -374,3 +374,19 @@ def test_notes_list_cronjobs_and_warn_about_stray_overrides(chart: helm.Chart) -
     text = notes["xoelt/templates/NOTES.txt"]
     assert f'{cronjob_name(LONG)}  "5 * * * *" UTC  ({LONG})' in text
     assert "pipelineOverrides[demo/gladly_demo] names no pipeline" in text
+
+
+def test_helm_reads_the_schedule_pattern_as_python_does(chart: helm.Chart) -> None:
+    """Helm matches patterns with Go's RE2, the unit tests with Python's re: same verdicts."""
+    from tests.unit.test_chart_schema import ACCEPTED, REFUSED
+
+    def takes(schedule: str) -> bool:
+        entry = {"name": "d/p", "schedule": schedule, "timeZone": "UTC"}
+        try:
+            chart.validate_schema({"pipelines": [entry]})
+        except helm.HelmValuesError:
+            return False
+        return True
+
+    assert [s for s in ACCEPTED if not takes(s)] == []
+    assert [s for s in REFUSED if takes(s)] == []

@@ -40,6 +40,7 @@ from xoelt.errors import SourceError
 
 if TYPE_CHECKING:
     import httpx
+    from tenacity import RetryCallState
 
 USER_AGENT = f"xoelt/{__version__}"
 
@@ -198,7 +199,9 @@ class HttpClient:
         self.auth_hint = auth_hint
         self.log = log
         self._sleep = sleep
-        timeout = self._timeout(self.retry.total_seconds)
+        timeout = httpx.Timeout(
+            self.retry.timeout_seconds, connect=self.retry.connect_timeout_seconds
+        )
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
@@ -221,9 +224,7 @@ class HttpClient:
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send with retries; return the (fully read) successful response."""
         return self._with_retries(
-            method,
-            url,
-            lambda timeout, deadline: self._once(method, url, timeout, deadline, kwargs),
+            method, url, lambda budget: self._once(method, url, budget, kwargs)
         )
 
     def json(self, method: str, url: str, **kwargs: Any) -> Any:
@@ -240,11 +241,11 @@ class HttpClient:
     def download(self, method: str, url: str, path: Path, **kwargs: Any) -> httpx.Response:
         """Stream the body to ``path`` (constant memory); a retry starts the file over."""
 
-        def attempt(timeout: httpx.Timeout, deadline: float | None) -> httpx.Response:
+        def attempt(budget: _Budget) -> httpx.Response:
             with (
-                self.limiter.slot(deadline),
+                self.limiter.slot(budget.slot_deadline),
                 self._transport_errors(method, url),
-                self._client.stream(method, url, timeout=timeout, **kwargs) as response,
+                self._client.stream(method, url, timeout=budget.timeout(), **kwargs) as response,
             ):
                 self.check_response(method, url, response, read=True)
                 with path.open("wb") as fh:
@@ -256,26 +257,11 @@ class HttpClient:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _timeout(self, remaining: float) -> httpx.Timeout:
-        """This attempt's timeouts: the configured ones, cut to what the budget has left."""
-        import httpx
-
-        left = max(remaining, 0.001)
-        policy = self.retry
-        return httpx.Timeout(
-            min(policy.timeout_seconds, left), connect=min(policy.connect_timeout_seconds, left)
-        )
-
     def _once(
-        self,
-        method: str,
-        url: str,
-        timeout: httpx.Timeout,
-        deadline: float | None,
-        kwargs: dict[str, Any],
+        self, method: str, url: str, budget: _Budget, kwargs: dict[str, Any]
     ) -> httpx.Response:
-        with self.limiter.slot(deadline), self._transport_errors(method, url):
-            response = self._client.request(method, url, timeout=timeout, **kwargs)
+        with self.limiter.slot(budget.slot_deadline), self._transport_errors(method, url):
+            response = self._client.request(method, url, timeout=budget.timeout(), **kwargs)
             self.check_response(method, url, response, read=False)
             return response
 
@@ -325,18 +311,25 @@ class HttpClient:
         self,
         method: str,
         url: str,
-        attempt: Callable[[httpx.Timeout, float | None], httpx.Response],
+        attempt: Callable[[_Budget], httpx.Response],
     ) -> httpx.Response:
         from tenacity import (
-            RetryCallState,
             Retrying,
             retry_if_exception_type,
             stop_after_attempt,
-            stop_before_delay,
+            stop_any,
         )
+        from tenacity.stop import stop_base
+
+        class _Spent(stop_base):
+            def __init__(self, budget: _Budget) -> None:
+                self.budget = budget
+
+            def __call__(self, retry_state: RetryCallState) -> bool:
+                return self.budget.spent(retry_state)
 
         policy = self.retry
-        deadline = time.monotonic() + policy.total_seconds
+        budget = _Budget(policy)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -361,21 +354,17 @@ class HttpClient:
         retrying = Retrying(
             retry=retry_if_exception_type(TransientHTTPError),
             # the next attempt must start before the budget ends, its wait included
-            stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.total_seconds),
+            stop=stop_any(stop_after_attempt(policy.max_attempts), _Spent(budget)),
             wait=wait,
             sleep=self._sleep,
             before_sleep=before_sleep,
             reraise=True,
         )
-        failures: list[TransientHTTPError] = []
+        failures = budget.failures
 
         def once() -> httpx.Response:
-            # the first attempt may queue for the rate limit as long as it takes (a backfill
-            # shares it); a retry must find its slot within the budget
             try:
-                return attempt(
-                    self._timeout(deadline - time.monotonic()), deadline if failures else None
-                )
+                return attempt(budget)
             except TransientHTTPError as exc:
                 failures.append(exc)
                 raise
@@ -393,6 +382,43 @@ class HttpClient:
             raise gave_up(exc.message) from exc
         except NoSlotInBudget as exc:
             raise gave_up(failures[-1].message, f"; {exc.message}") from failures[-1]
+
+
+class _Budget:
+    """One request's retry budget (``total_seconds``), and each attempt's timeouts within it.
+
+    The clock starts when the first attempt gets its rate-limit slot: queueing behind other
+    requests of a backfill is not the endpoint's fault. A retry must find its slot, and end
+    its timeouts, before the budget does.
+    """
+
+    def __init__(self, policy: RetryConfig) -> None:
+        self.policy = policy
+        self.deadline: float | None = None
+        self.failures: list[TransientHTTPError] = []
+
+    @property
+    def slot_deadline(self) -> float | None:
+        return self.deadline if self.failures else None
+
+    def timeout(self) -> httpx.Timeout:
+        """This attempt's timeouts: the configured ones, cut to what the budget has left."""
+        import httpx
+
+        now = time.monotonic()
+        if self.deadline is None:
+            self.deadline = now + self.policy.total_seconds
+        left = max(self.deadline - now, 0.001)
+        return httpx.Timeout(
+            min(self.policy.timeout_seconds, left),
+            connect=min(self.policy.connect_timeout_seconds, left),
+        )
+
+    def spent(self, state: RetryCallState) -> bool:
+        """tenacity stop condition: the next attempt, after its wait, would start too late."""
+        if self.deadline is None:
+            return False
+        return time.monotonic() + (state.upcoming_sleep or 0.0) >= self.deadline
 
 
 def _error_detail(response: httpx.Response) -> str:
