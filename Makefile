@@ -1,6 +1,8 @@
 # xoelt — `make demo` runs the bundled pipeline on the embedded default; `make test` checks everything.
 # Works on a machine with only python3 and make: uv is installed into .tools/ when absent, and
 # if that fails the environment is built with venv + pip from requirements-dev.txt (exported from uv.lock).
+# Bytecode is compiled at install: these machines set PYTHONDONTWRITEBYTECODE=1, and without .pyc
+# files every start compiles every imported module again (`xoelt plan` twice as slow).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -29,12 +31,15 @@ $(STAMP): pyproject.toml uv.lock requirements-dev.txt
 		$(PYTHON) -m venv .tools && .tools/bin/pip install --quiet "uv>=0.5,<1" || rm -rf .tools; \
 	fi
 	@if [ -x "$(UV)" ] || command -v uv >/dev/null 2>&1; then \
-		$(UV) sync --frozen --all-groups --python $(PYTHON); \
+		$(UV) sync --frozen --all-groups --compile-bytecode --python $(PYTHON); \
 	else \
 		echo "uv unavailable: falling back to venv + pip"; \
 		$(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet -r requirements-dev.txt && \
-		$(BIN)/pip install --quiet --no-deps -e .; \
+		$(BIN)/pip install --quiet --no-deps -e . && \
+		$(BIN)/python -m compileall -q -j 0 $(VENV)/lib; \
 	fi
+	@# xoelt itself is installed editable (src/ is not in site-packages): compile it too.
+	@$(BIN)/python -m compileall -q -j 0 src
 	@touch $@
 
 demo: $(STAMP)

@@ -188,6 +188,7 @@ def _recorded(
     window = rt.plan.window.label
     try:
         with _failing_as(failing_as or stage, source, window):
+            rt.enter_stage(failing_as or stage, source)  # e.g. Snowflake's QUERY_TAG
             result = work()
         # A signal landing in this ledger write interrupts it: the row then says so instead.
         _record(rt, source, stage, "success", started, result.rows, "", log, result.findings)

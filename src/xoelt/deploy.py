@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xoelt.config.cron import kubernetes_schedule_problem, kubernetes_zone_problem
 from xoelt.config.yamlpos import line_for, load_yaml_with_lines
 from xoelt.errors import ConfigError
 
@@ -30,12 +31,6 @@ MAX_LABEL_VALUE = 63
 HASH_CHARS = 8
 BEGIN_MARKER = "# BEGIN xoelt helm-values"
 END_MARKER = "# END xoelt helm-values"
-
-# What Kubernetes' cron parser (robfig/cron, standard 5-field) accepts: numbers, three-letter
-# month/day names, '*', '?', ranges, steps and lists. croniter also takes L, W, # and H,
-# which the CronJob controller rejects; refuse them here, before a deploy does.
-_CRON_ITEM = r"(?:\*|\?|(?:\d+|[A-Za-z]{3})(?:-(?:\d+|[A-Za-z]{3}))?)(?:/\d+)?"
-_CRON_FIELD = re.compile(rf"^{_CRON_ITEM}(?:,{_CRON_ITEM})*$")
 
 
 def _short_hash(text: str) -> str:
@@ -95,15 +90,20 @@ def chart_pipelines(root: Path | None = None) -> list[dict[str, str]]:
         pipeline = load_pipeline(path, env={})
         name = pipeline.name
         schedule = pipeline.dag.schedule
-        bad = [f for f in schedule.split() if not _CRON_FIELD.match(f)]
-        if bad:
-            raise ConfigError(
-                f"{schedule!r}: a Kubernetes CronJob cannot run {bad[0]!r} "
-                "(use numbers, names, *, ranges, steps and lists)",
-                file=str(path),
-                line=_line(path, ("dag", "schedule")),
-                key="dag.schedule",
-            )
+        zone = pipeline.dag.time_window.timezone
+        # load_pipeline checked both already; checked again here because this is the last
+        # stop before a CronJob, whatever validation the pipeline models do.
+        for key, problem in (
+            ("dag.schedule", kubernetes_schedule_problem(schedule)),
+            ("dag.time_window.timezone", kubernetes_zone_problem(zone)),
+        ):
+            if problem:
+                raise ConfigError(
+                    f"a Kubernetes CronJob cannot run this: {problem}",
+                    file=str(path),
+                    line=_line(path, tuple(key.split("."))),
+                    key=key,
+                )
         expected = [base / f"{name}{suffix}" for suffix in (".yaml", ".yml")]
         if not any(p.is_file() and p.samefile(path) for p in expected):
             raise ConfigError(
@@ -125,7 +125,7 @@ def chart_pipelines(root: Path | None = None) -> list[dict[str, str]]:
         entries[name] = {
             "name": name,
             "schedule": schedule,
-            "timeZone": pipeline.dag.time_window.timezone,
+            "timeZone": zone,
         }
     return [entries[name] for name in sorted(entries)]
 

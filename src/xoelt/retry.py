@@ -26,10 +26,22 @@ def retry_transient(
     log: Any = None,
     attempts: int = 3,
     max_wait: float = 30.0,
+    budget: float | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> T:
-    """Run ``operation``; on a transient XoeltError wait (exponential, jittered) and retry."""
-    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+    """Run ``operation``; on a transient XoeltError wait (exponential, jittered) and retry.
+
+    With ``budget`` (seconds), no retry starts (its wait included) once that long has passed
+    since the first attempt began.
+    """
+    from tenacity import (
+        Retrying,
+        retry_if_exception,
+        stop_after_attempt,
+        stop_before_delay,
+        stop_never,
+        wait_random_exponential,
+    )
 
     def before_sleep(state: Any) -> None:
         if log is not None and state.outcome is not None:
@@ -45,7 +57,8 @@ def retry_transient(
         options["sleep"] = sleep
     retrying = Retrying(
         retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(attempts),
+        stop=stop_after_attempt(attempts)
+        | (stop_never if budget is None else stop_before_delay(budget)),
         wait=wait_random_exponential(multiplier=1, max=max_wait),
         before_sleep=before_sleep,
         reraise=True,

@@ -6,6 +6,7 @@ warehouse, and ``plan`` never builds a Runtime at all.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
@@ -44,6 +45,7 @@ class Runtime:
         self.home = plan.target.home
         self._store: ObjectStore | None = None
         self._warehouse: Warehouse | None = None
+        self._query_tag = self.query_tag("open", None)
 
     @property
     def store(self) -> ObjectStore:
@@ -64,7 +66,30 @@ class Runtime:
                 warehouse.close()
                 raise
             self._warehouse = warehouse
+            warehouse.set_query_tag(self._query_tag)
         return self._warehouse
+
+    def query_tag(self, stage: str, source: str | None) -> str:
+        """The warehouse's label for a stage's statements: JSON naming pipeline, source,
+        stage, run and window, so the warehouse's query history says which run did what."""
+        plan = self.plan
+        return json.dumps(
+            {
+                "app": "xoelt",
+                "pipeline": plan.name,
+                "source": source,
+                "stage": stage,
+                "run_id": self.run_id,
+                "window": plan.window.label,
+            },
+            separators=(",", ":"),
+        )
+
+    def enter_stage(self, stage: str, source: str | None) -> None:
+        """Label what follows as ``stage`` of ``source`` (now if connected, else on connect)."""
+        self._query_tag = self.query_tag(stage, source)
+        if self._warehouse is not None:
+            self._warehouse.set_query_tag(self._query_tag)
 
     def lock(self, source: str) -> AbstractContextManager[None]:
         """One run per pipeline/source/window at a time, across processes and pods.

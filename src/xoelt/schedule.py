@@ -1,4 +1,7 @@
-"""Schedules: the cron fire times of a pipeline, in its own timezone (what backfill runs)."""
+"""Schedules: the cron fire times of a pipeline, in its own timezone (what backfill runs).
+
+Which schedules are allowed at all (what Kubernetes accepts) is :mod:`xoelt.config.cron`.
+"""
 
 from __future__ import annotations
 

@@ -9,12 +9,13 @@ that file are ``${VAR}`` references. Each store and warehouse config builds its 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal, Protocol, get_args
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from xoelt.config.env import environment
 from xoelt.config.types import StrictModel
@@ -97,6 +98,25 @@ class BoundTarget:
 
 
 AnyTarget = LocalTarget | SnowflakeTarget
+_TYPES: dict[str, type[BaseModel]] = {
+    get_args(m.model_fields["type"].annotation)[0]: m for m in (LocalTarget, SnowflakeTarget)
+}
+
+
+def _unknown_key(model: type[BaseModel], path: list[str]) -> str:
+    """'unknown key' with the closest valid key at that level of the target's model."""
+    for part in path[:-1]:
+        field = model.model_fields.get(part)
+        nested = field.annotation if field else None
+        if not (isinstance(nested, type) and issubclass(nested, BaseModel)):
+            return f"unknown key {path[-1]!r}"
+        model = nested
+    allowed = [f.alias or name for name, f in model.model_fields.items()]
+    hint = difflib.get_close_matches(path[-1], allowed, n=1, cutoff=0.6)
+    found = f"did you mean {hint[0]!r}?" if hint else f"valid keys: {', '.join(allowed)}"
+    return f"unknown key {path[-1]!r}; {found}"
+
+
 _ADAPTER: TypeAdapter[AnyTarget] = TypeAdapter(Annotated[AnyTarget, Field(discriminator="type")])
 
 
@@ -115,9 +135,16 @@ def resolve_target(name: str | None, settings: Settings) -> tuple[str, BoundTarg
                 target = _ADAPTER.validate_python(defined[chosen], context={"env": environment()})
             except ValidationError as exc:
                 err = exc.errors(include_url=False)[0]
-                loc = (chosen, *err["loc"])
+                where = list(err["loc"])
+                model = _TYPES.get(str(where[0])) if where else None
+                if model is not None:  # the union's tag, not a key of the file
+                    where = where[1:]
+                loc = (chosen, *where)
+                message = err["msg"].removeprefix("Value error, ")
+                if err["type"] == "extra_forbidden" and model is not None:
+                    message = _unknown_key(model, [str(p) for p in where])
                 raise ConfigError(
-                    err["msg"].removeprefix("Value error, "),
+                    message,
                     file=str(path),
                     line=line_for(lines, loc),
                     key=".".join(str(p) for p in loc),

@@ -169,12 +169,28 @@ BAD_INPUTS = {
     "invalid cron": (
         'schedule: "50 6 * * *"',
         'schedule: "50 25 * * *"',
-        "not a valid 5-field cron",
+        "'25': the hour field takes 0-23",
+    ),
+    # croniter takes these; Kubernetes (robfig/cron: day of week 0-6, no wrapping) does not
+    "cron sunday as 7": (
+        'schedule: "50 6 * * *"',
+        'schedule: "0 6 * * 7"',
+        "'7': the day of week field takes 0-6 (Sunday is 0; 7 is not accepted)",
+    ),
+    "cron range to 7": (
+        'schedule: "50 6 * * *"',
+        'schedule: "0 6 * * 5-7"',
+        "'5-7': the day of week field takes 0-6",
+    ),
+    "cron wrapping range": (
+        'schedule: "50 6 * * *"',
+        'schedule: "0 6 * * MON-SUN"',
+        "'MON-SUN': a range cannot run backwards or wrap around",
     ),
     "unknown timezone": (
         'timezone: "America/New_York"',
-        'timezone: "America/Gotham"',
-        "unknown timezone",
+        'timezone: "Mars/Olympus"',
+        "unknown time zone 'Mars/Olympus'",
     ),
     "sql injection": (
         "target_table: GLADLY_WORK_SESSIONS",
@@ -304,3 +320,25 @@ def test_without_date_the_latest_scheduled_window_runs(
     assert on_time.window.start.isoformat() == "2026-11-02T00:00:00-05:00"
     early = make_plan(PIPE, None, now=datetime(2026, 11, 3, 6, 49, tzinfo=ny))
     assert early.window.start.isoformat() == "2026-11-01T00:00:00-04:00"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "reason"),
+    [
+        ("0 6 * * 7", "'7': the day of week field takes 0-6 (Sunday is 0; 7 is not accepted)"),
+        ("0 6 * * 5-7", "'5-7': the day of week field takes 0-6"),
+        ("0 6 * * MON-SUN", "'MON-SUN': a range cannot run backwards or wrap around"),
+    ],
+)
+def test_validate_and_helm_values_refuse_what_kubernetes_refuses(
+    project: Project, schedule: str, reason: str
+) -> None:
+    path = project.root / "pipelines" / "demo" / "gladly_demo.yaml"
+    path.write_text(path.read_text().replace('schedule: "50 6 * * *"', f'schedule: "{schedule}"'))
+    for command in ("validate", "helm-values"):
+        proc = project.xoelt(command)
+        assert proc.returncode == 2, (command, proc.stderr)
+        (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
+        assert "pipelines/demo/gladly_demo.yaml:7 dag.schedule: " in line, (command, line)
+        assert reason in line, (command, line)
+        assert "pipelines:" not in proc.stdout

@@ -104,3 +104,39 @@ def test_demo_runs_on_snowflake_and_s3(
         run(sf_project, "run", PIPE, "--date", "2026-11-04", "--format", "json").stdout
     )
     assert again["gold"]["fct_contacts"] == 91
+
+
+def test_each_stage_runs_under_its_own_query_tag(sf_project: Project) -> None:
+    from tests.integration.snowflake_fixtures import STATEMENTS
+
+    first = len(STATEMENTS)
+    report = json.loads(
+        run(sf_project, "run", PIPE, "--date", "2026-11-03", "--format", "json").stdout
+    )
+    ran = STATEMENTS[first:]
+    prefix = "ALTER SESSION SET QUERY_TAG = "
+    tagged: list[tuple[dict[str, Any], list[str]]] = []
+    for sql in ran:
+        if sql.startswith(prefix):
+            tagged.append((json.loads(sql.removeprefix(prefix)[1:-1].replace("''", "'")), []))
+        elif tagged:
+            tagged[-1][1].append(sql)
+    tags = [t for t, _ in tagged]
+    window = "[2026-11-02T00:00:00-05:00, 2026-11-03T00:00:00-05:00)"
+    assert {(t["pipeline"], t["run_id"], t["window"], t["app"]) for t in tags} == {
+        (PIPE, report["run_id"], window, "xoelt")
+    }
+    sources = [s["name"] for s in report["sources"]]
+    expected = [("open", None)]
+    for source in sources:
+        expected += [("extract", source), ("stage", source), ("load", source)]
+        expected += [("transform", source)]
+    expected.append(("transform", "gold"))
+    assert [(t["stage"], t["source"]) for t in tags] == expected
+    # what each stage ran is under its tag: bronze's COPY under load, silver under transform
+    by_stage = {(t["stage"], t["source"]): sqls for t, sqls in tagged}
+    load = by_stage[("load", "contact_timestamps")]
+    assert any(s.startswith("COPY INTO") and "GLADLY_CONTACT_TIMESTAMPS" in s for s in load)
+    silver = " ".join(by_stage[("transform", "contact_timestamps")])
+    assert '"SILVER"."CONTACT_TIMESTAMPS"' in silver
+    assert any("fct_contacts" in s.lower() for s in by_stage[("transform", "gold")])

@@ -8,6 +8,7 @@ wheel, since it cannot be downloaded here) reads ``s3://`` stage URLs from moto.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +22,10 @@ from xoelt.warehouse.snowflake import SnowflakeWarehouse
 # Importing the submodule fakesnow.server (which fakesnow.server() itself does) replaces the
 # package attribute `server`, the function, by the module: keep the function first.
 _START_FAKESNOW = fakesnow.server
+
+STATEMENTS: list[str] = []
+"""Every statement the fakesnow server ran this session, in order (tests read their slice)."""
+_QUERY_TAG = re.compile(r"^ALTER SESSION SET QUERY_TAG = '((?:[^']|'')*)'$", re.S)
 
 STAGE_BUCKET = "xoelt-stage"
 SCHEMA = "BRONZE"
@@ -86,7 +91,18 @@ def fakesnow_kwargs(moto_endpoint: str) -> Iterator[dict[str, Any]]:
                         ident.set("this", f"column{int(name[6:]):0{width}d}")
         return out
 
+    execute = FakeSnowflakeCursor.execute
+
+    def recording_execute(self: FakeSnowflakeCursor, command: str, *args: Any, **kw: Any) -> Any:
+        # fakesnow 0.11.18 gap: ALTER SESSION SET QUERY_TAG is "not implemented". Snowflake
+        # answers it with a status row; so does this, and the statement is kept for the test.
+        STATEMENTS.append(command)
+        if _QUERY_TAG.match(command.strip()):
+            return execute(self, "SELECT 'Statement executed successfully.' AS status")
+        return execute(self, command, *args, **kw)
+
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FakeSnowflakeCursor, "execute", recording_execute)
         mp.setattr(FakeSnowflakeCursor, "_describe_last_sql", describe_last_sql)
         mp.setattr(fs_copy, "_inserts", padded_inserts)
         with _START_FAKESNOW() as kwargs:

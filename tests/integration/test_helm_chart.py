@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -263,17 +264,86 @@ def test_schema_validation_is_not_vacuous(defaults: list[dict[str, Any]]) -> Non
         kubernetes_validate.validate(doc, KUBE_VERSIONS[0], strict=True)
 
 
+BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
+    # what croniter takes and Kubernetes refuses: day of week 0-6, ranges that do not wrap
+    "sunday as 7": (
+        {"pipelines": [{"name": "d/p", "schedule": "0 6 * * 7", "timeZone": "UTC"}]},
+        "'/pipelines/0/schedule': '0 6 * * 7' does not match pattern",
+    ),
+    "range to 7": (
+        {"pipelines": [{"name": "d/p", "schedule": "0 6 * * 5-7", "timeZone": "UTC"}]},
+        "'0 6 * * 5-7' does not match pattern",
+    ),
+    "wrapping range": (
+        {"pipelines": [{"name": "d/p", "schedule": "0 6 * * MON-SUN", "timeZone": "UTC"}]},
+        "'0 6 * * MON-SUN' does not match pattern",
+    ),
+    "quartz L": (
+        {"pipelines": [{"name": "d/p", "schedule": "0 6 L * *", "timeZone": "UTC"}]},
+        "'0 6 L * *' does not match pattern",
+    ),
+    "TZ= in schedule": (
+        {"pipelines": [{"name": "d/p", "schedule": "TZ=UTC 0 6 * * *", "timeZone": "UTC"}]},
+        "does not match pattern",
+    ),
+    "zone not in the tz database": (
+        {"pipelines": [{"name": "d/p", "schedule": "0 6 * * *", "timeZone": "Mars/Olympus"}]},
+        "'/pipelines/0/timeZone': value must be one of",
+    ),
+    "no zone": (
+        {"pipelines": [{"name": "d/p", "schedule": "0 6 * * *"}]},
+        "missing property 'timeZone'",
+    ),
+    "unknown pipeline key": (
+        {"pipelines": [{"name": "d/p", "schedule": "0 6 * * *", "timeZone": "UTC", "suspnd": 1}]},
+        "additional properties 'suspnd' not allowed",
+    ),
+    "unknown value": ({"targt": "prod"}, "additional properties 'targt' not allowed"),
+    "bad target name": ({"target": "prod env"}, "'/target': 'prod env' does not match"),
+    "bad quantity": ({"resources": {"limits": {"memory": "lots"}}}, "/resources/limits/memory"),
+    "negative backoff": ({"backoffLimit": -1}, "'/backoffLimit'"),
+    "unknown override key": (
+        {"pipelineOverrides": {"d/p": {"schedule": "0 7 * * *"}}},
+        "additional properties 'schedule' not allowed",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_values_schema_refuses_bad_values(chart: helm.Chart, case: str) -> None:
+    values, message = BAD_VALUES[case]
+    with pytest.raises(helm.HelmValuesError, match=re.escape(message)):
+        chart.render(values)  # what `helm install` / `helm template` do
+    report = helm.lint(CHART, values, strict=True, kube_version=f"v{KUBE_VERSIONS[0]}")
+    assert any(message in e for e in report["errors"]), report["errors"]
+
+
+def test_values_schema_takes_what_kubernetes_takes(chart: helm.Chart) -> None:
+    schedules = ["@daily", "*/15 6-18 * JAN-MAR SUN,SAT", "0 6 ? * MON-FRI", "0 6 * * 1-6,0"]
+    pipelines = [
+        {"name": f"d/p{i}", "schedule": s, "timeZone": "America/New_York"}
+        for i, s in enumerate(schedules)
+    ]
+    docs = render(chart, {"pipelines": pipelines})
+    assert sorted(d["spec"]["schedule"] for d in docs) == sorted(schedules)
+
+
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
         ({"name": "d/p", "schedule": "TZ=UTC 0 6 * * *", "timeZone": "UTC"}, "not TZ="),
-        ({"name": "d/p", "schedule": "0 6 * * *"}, "timeZone is required"),
         ({"name": "d/p", "schedule": "0 6 * * *", "timeZone": "UTC", "suspnd": True}, "suspnd"),
     ],
 )
-def test_bad_entries_fail_to_render(chart: helm.Chart, entry: dict[str, Any], message: str) -> None:
-    with pytest.raises(helm.HelmRenderError, match=message):
-        chart.render({"pipelines": [entry]})
+def test_bad_entries_fail_to_render_without_the_schema(
+    entry: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    # the templates keep their own checks for `helm template --skip-schema-validation`
+    unchecked = tmp_path / "xoelt"
+    shutil.copytree(CHART, unchecked)
+    (unchecked / "values.schema.json").unlink()
+    with helm.Chart.load(unchecked) as loaded, pytest.raises(helm.HelmRenderError, match=message):
+        loaded.render({"pipelines": [entry]})
 
 
 def test_colliding_cronjob_names_fail_to_render(chart: helm.Chart) -> None:
@@ -304,3 +374,19 @@ def test_notes_list_cronjobs_and_warn_about_stray_overrides(chart: helm.Chart) -
     text = notes["xoelt/templates/NOTES.txt"]
     assert f'{cronjob_name(LONG)}  "5 * * * *" UTC  ({LONG})' in text
     assert "pipelineOverrides[demo/gladly_demo] names no pipeline" in text
+
+
+def test_helm_reads_the_schedule_pattern_as_python_does(chart: helm.Chart) -> None:
+    """Helm matches patterns with Go's RE2, the unit tests with Python's re: same verdicts."""
+    from tests.unit.test_chart_schema import ACCEPTED, REFUSED
+
+    def takes(schedule: str) -> bool:
+        entry = {"name": "d/p", "schedule": schedule, "timeZone": "UTC"}
+        try:
+            chart.validate_schema({"pipelines": [entry]})
+        except helm.HelmValuesError:
+            return False
+        return True
+
+    assert [s for s in ACCEPTED if not takes(s)] == []
+    assert [s for s in REFUSED if takes(s)] == []

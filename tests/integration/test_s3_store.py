@@ -147,3 +147,34 @@ def test_stat_gives_a_version_that_changes_when_the_content_does(
     store.put_bytes(b, "v/b.csv", b"x,id\na,1\n")  # same size, other content
     changed = store.stat(b, "v/b.csv")
     assert changed is not None and changed.size == 9 and changed.version != copied.version
+
+
+def test_multipart_copy_settings_from_the_target(
+    s3_client: Any, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """``s3.multipart_copy_threshold`` / ``copy_part_size`` / ``copy_concurrency`` of a target
+    reach the copy: a 12 MiB object goes as three 5 MiB-or-less UploadPartCopy ranges."""
+    from xoelt.storage.s3 import S3StoreConfig
+
+    config = S3StoreConfig.model_validate(
+        {
+            "endpoint_url": moto_endpoint,
+            "region": "us-east-1",
+            "multipart_copy_threshold": 5 * 1024**2,
+            "copy_part_size": 5 * 1024**2,
+            "copy_concurrency": 3,
+        }
+    )
+    store = config.open()
+    assert store.copy_concurrency == 3
+    b = bucket(s3_client)
+    body = bytes(range(256)) * (12 * 1024**2 // 256 + 7)
+    store.put_bytes(b, "big", body)
+    store.copy(b, "big", b, "big-copy")
+    head = s3_client.head_object(Bucket=b, Key="big-copy", PartNumber=1)
+    assert head["PartsCount"] == 3
+    assert s3_client.get_object(Bucket=b, Key="big-copy")["Body"].read() == body
+    # below the threshold: one CopyObject, no parts
+    store.put_bytes(b, "small", b"x" * 1024)
+    store.copy(b, "small", b, "small-copy")
+    assert "PartsCount" not in s3_client.head_object(Bucket=b, Key="small-copy", PartNumber=1)

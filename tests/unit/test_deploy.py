@@ -136,16 +136,49 @@ def test_validated_without_the_environment(tmp_path: Path, monkeypatch: pytest.M
     assert info.value.file == str(path)
 
 
-def test_schedule_kubernetes_cannot_run_is_refused(tmp_path: Path) -> None:
-    path = add(tmp_path, "d", "month_end", schedule="0 6 L * *")
-    with pytest.raises(ConfigError, match="cannot run 'L'") as info:
+@pytest.mark.parametrize(
+    ("schedule", "reason"),
+    [
+        ("0 6 L * *", "'L' in the day of month field is not a number"),
+        ("0 6 * * 7", "'7': the day of week field takes 0-6"),
+        ("0 6 * * 5-7", "'5-7': the day of week field takes 0-6"),
+        ("0 6 * * MON-SUN", "'MON-SUN': a range cannot run backwards or wrap around"),
+        ("0 6 * * 1#2", "'1#2' in the day of week field is not a number or a name SUN-SAT"),
+        ("@every 1h", "is not one of @yearly"),
+        ("0 0 30 2 *", "never fires"),
+    ],
+)
+def test_schedule_kubernetes_cannot_run_is_refused(
+    tmp_path: Path, schedule: str, reason: str
+) -> None:
+    path = add(tmp_path, "d", "month_end", schedule=schedule)
+    with pytest.raises(ConfigError, match=re.escape(reason)) as info:
         chart_pipelines(tmp_path)
     assert info.value.file == str(path)
     assert info.value.line == 4
+    assert info.value.key == "dag.schedule"
+
+
+def test_zone_kubernetes_cannot_load_is_refused(tmp_path: Path) -> None:
+    path = add(tmp_path, "d", "p", tz="localtime")  # a file on this machine, not a zone
+    with pytest.raises(ConfigError, match="'localtime' is not a zone") as info:
+        chart_pipelines(tmp_path)
+    assert info.value.file == str(path)
+    assert info.value.key == "dag.time_window.timezone"
 
 
 @pytest.mark.parametrize(
-    "schedule", ["*/15 * * * *", "0 6 * * MON-FRI", "0,30 6-18/2 1 JAN,JUL ?", "5 4 * * sun"]
+    "schedule",
+    [
+        "*/15 * * * *",
+        "0 6 * * MON-FRI",
+        "0,30 6-18/2 1 JAN,JUL ?",
+        "5 4 * * sun",
+        "0 6 * * 1-6,0",
+        "@daily",
+        "@hourly",
+        "5/15 * * * *",
+    ],
 )
 def test_schedules_kubernetes_accepts(tmp_path: Path, schedule: str) -> None:
     add(tmp_path, "d", "p", schedule=schedule)

@@ -252,3 +252,16 @@ def test_build_context_of_this_checkout_holds_no_credentials() -> None:
         assert not name.startswith(".env"), rel
         assert not (rel.startswith("targets") and rel.endswith((".yaml", ".yml"))), rel
         assert not rel.startswith((".venv/", ".xoelt/", ".git/")), rel
+
+
+def test_bytecode_is_compiled_at_build_and_install() -> None:
+    """The image runs with PYTHONDONTWRITEBYTECODE=1 on a read-only filesystem, and these
+    machines set it too: without .pyc files from the build, every start compiles again."""
+    steps = instructions(DOCKERFILE)
+    env = " ".join(args for keyword, args in steps if keyword == "ENV")
+    assert "UV_COMPILE_BYTECODE=1" in env  # every `uv sync` of the build stage compiles
+    assert "PYTHONDONTWRITEBYTECODE=1" in env
+    assert any(k == "RUN" and "uv sync" in a and "--no-editable" in a for k, a in steps)
+    makefile = (REPO / "Makefile").read_text()
+    assert "sync --frozen --all-groups --compile-bytecode" in makefile
+    assert "-m compileall" in makefile  # the pip fallback, and the editable src/

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from xoelt.config.cron import kubernetes_schedule_problem, kubernetes_zone_problem
 from xoelt.config.types import Bucket, Identifier, Name, SourceName, StrictModel
 
 SILVER_TYPE = re.compile(
@@ -74,12 +75,9 @@ class TimeWindowConfig(StrictModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown timezone {value!r} (use an IANA name such as America/New_York)"
-            ) from None
+        problem = kubernetes_zone_problem(value)  # the CronJob's timeZone is this zone
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -112,10 +110,10 @@ class DagConfig(StrictModel):
     @field_validator("schedule")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        from croniter import croniter
-
-        if not croniter.is_valid(value) or len(value.split()) != 5:
-            raise ValueError(f"{value!r} is not a valid 5-field cron expression")
+        """A schedule Kubernetes' CronJob parser and croniter both accept (see xoelt.config.cron)."""
+        problem = kubernetes_schedule_problem(value)
+        if problem:
+            raise ValueError(f"{value!r} cannot be scheduled: {problem}")
         return value
 
 

@@ -4,7 +4,9 @@ Why httpx: one client for plain and streaming requests with per-phase timeouts
 (connect/read/write/pool), connection pooling, and typed transport errors that map cleanly
 onto "transient" (retry) versus "terminal" (fail now). tenacity drives the retries.
 
-- Every call has a timeout (``timeout_seconds``; the connect phase is capped at 10 s).
+- Every call is bounded: read/write (``timeout_seconds``) and connect
+  (``connect_timeout_seconds``) timeouts per attempt, and ``total_seconds`` for the request
+  with all its retries and waits (a server that accepts and never answers fails in time).
 - Retries only on 429, 5xx (and any extra statuses an API documents as "not ready", e.g.
   Sprout's 202) and connection errors/timeouts; exponential backoff with full jitter, or
   ``Retry-After`` (seconds or HTTP date) when the server sends it, capped at ``max_backoff``.
@@ -40,17 +42,25 @@ from xoelt.redact import register as register_secret
 
 if TYPE_CHECKING:
     import httpx
+    from tenacity import RetryCallState
 
 USER_AGENT = f"xoelt/{__version__}"
 
 
 class RetryConfig(StrictModel):
-    """The ``retry:`` block any HTTP source accepts (defaults suit production)."""
+    """The ``retry:`` block any HTTP source accepts (defaults suit production).
+
+    ``timeout_seconds`` bounds each read (and write) of an attempt, ``connect_timeout_seconds``
+    its connection; ``total_seconds`` bounds one request with every retry and wait included:
+    no attempt starts, and no attempt's timeouts reach, past it.
+    """
 
     max_attempts: int = Field(6, ge=1, le=20)
     initial_backoff: float = Field(1.0, ge=0)
     max_backoff: float = Field(120.0, ge=0)
     timeout_seconds: float = Field(300.0, gt=0)
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+    total_seconds: float = Field(900.0, gt=0)
 
 
 class TransientHTTPError(SourceError):
@@ -61,6 +71,10 @@ class TransientHTTPError(SourceError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message, transient=True)
         self.retry_after = retry_after
+
+
+class NoSlotInBudget(SourceError):
+    """A retry would have to wait for the rate limit past its request's retry budget."""
 
 
 @dataclass
@@ -83,7 +97,7 @@ class RateLimiter:
             if limit:
                 self._windows.append((limit, span, deque()))
 
-    def _wait_for_start(self) -> None:
+    def _wait_for_start(self, deadline: float | None) -> None:
         while True:
             with self._lock:
                 now = self.clock()
@@ -97,14 +111,21 @@ class RateLimiter:
                     for _, _, starts in self._windows:
                         starts.append(now)
                     return
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise NoSlotInBudget(f"the rate limit frees no slot for {delay:.0f} s")
             self.sleep(max(delay, 0.001))
 
     @contextmanager
-    def slot(self) -> Generator[None]:
+    def slot(self, deadline: float | None = None) -> Generator[None]:
+        """Hold a start (and a concurrency slot) for one request.
+
+        With ``deadline`` (``time.monotonic()`` seconds), raise :class:`NoSlotInBudget` rather
+        than wait for a start past it.
+        """
         if self._slots is not None:
             self._slots.acquire()
         try:
-            self._wait_for_start()
+            self._wait_for_start(deadline)
             yield
         finally:
             if self._slots is not None:
@@ -181,7 +202,7 @@ class HttpClient:
         self.log = log
         self._sleep = sleep
         timeout = httpx.Timeout(
-            self.retry.timeout_seconds, connect=min(10.0, self.retry.timeout_seconds)
+            self.retry.timeout_seconds, connect=self.retry.connect_timeout_seconds
         )
         self._client = httpx.Client(
             base_url=base_url,
@@ -204,7 +225,9 @@ class HttpClient:
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send with retries; return the (fully read) successful response."""
-        return self._with_retries(method, url, lambda: self._once(method, url, kwargs))
+        return self._with_retries(
+            method, url, lambda budget: self._once(method, url, budget, kwargs)
+        )
 
     def json(self, method: str, url: str, **kwargs: Any) -> Any:
         """Send with retries and decode a JSON body; a malformed body is a clear error."""
@@ -220,11 +243,11 @@ class HttpClient:
     def download(self, method: str, url: str, path: Path, **kwargs: Any) -> httpx.Response:
         """Stream the body to ``path`` (constant memory); a retry starts the file over."""
 
-        def attempt() -> httpx.Response:
+        def attempt(budget: _Budget) -> httpx.Response:
             with (
-                self.limiter.slot(),
+                self.limiter.slot(budget.slot_deadline),
                 self._transport_errors(method, url),
-                self._client.stream(method, url, **kwargs) as response,
+                self._client.stream(method, url, timeout=budget.timeout(), **kwargs) as response,
             ):
                 self.check_response(method, url, response, read=True)
                 with path.open("wb") as fh:
@@ -236,9 +259,11 @@ class HttpClient:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _once(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
-        with self.limiter.slot(), self._transport_errors(method, url):
-            response = self._client.request(method, url, **kwargs)
+    def _once(
+        self, method: str, url: str, budget: _Budget, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        with self.limiter.slot(budget.slot_deadline), self._transport_errors(method, url):
+            response = self._client.request(method, url, timeout=budget.timeout(), **kwargs)
             self.check_response(method, url, response, read=False)
             return response
 
@@ -285,11 +310,28 @@ class HttpClient:
         raise SourceError(f"{where}: HTTP {status}{detail}")
 
     def _with_retries(
-        self, method: str, url: str, attempt: Callable[[], httpx.Response]
+        self,
+        method: str,
+        url: str,
+        attempt: Callable[[_Budget], httpx.Response],
     ) -> httpx.Response:
-        from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+        from tenacity import (
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            stop_any,
+        )
+        from tenacity.stop import stop_base
+
+        class _Spent(stop_base):
+            def __init__(self, budget: _Budget) -> None:
+                self.budget = budget
+
+            def __call__(self, retry_state: RetryCallState) -> bool:
+                return self.budget.spent(retry_state)
 
         policy = self.retry
+        budget = _Budget(policy)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -313,18 +355,72 @@ class HttpClient:
 
         retrying = Retrying(
             retry=retry_if_exception_type(TransientHTTPError),
-            stop=stop_after_attempt(policy.max_attempts),
+            # the next attempt must start before the budget ends, its wait included
+            stop=stop_any(stop_after_attempt(policy.max_attempts), _Spent(budget)),
             wait=wait,
             sleep=self._sleep,
             before_sleep=before_sleep,
             reraise=True,
         )
+        failures = budget.failures
+
+        def once() -> httpx.Response:
+            try:
+                return attempt(budget)
+            except TransientHTTPError as exc:
+                failures.append(exc)
+                raise
+
+        def gave_up(message: str, why: str = "") -> SourceError:
+            tries = len(failures)
+            return SourceError(
+                f"{message} (gave up after {tries} attempt{'s' if tries != 1 else ''}{why}, "
+                f"retry budget {policy.total_seconds:g} s)"
+            )
+
         try:
-            return retrying(attempt)
+            return retrying(once)
         except TransientHTTPError as exc:
-            raise SourceError(
-                f"{exc.message} (gave up after {policy.max_attempts} attempts)"
-            ) from exc
+            raise gave_up(exc.message) from exc
+        except NoSlotInBudget as exc:
+            raise gave_up(failures[-1].message, f"; {exc.message}") from failures[-1]
+
+
+class _Budget:
+    """One request's retry budget (``total_seconds``), and each attempt's timeouts within it.
+
+    The clock starts when the first attempt gets its rate-limit slot: queueing behind other
+    requests of a backfill is not the endpoint's fault. A retry must find its slot, and end
+    its timeouts, before the budget does.
+    """
+
+    def __init__(self, policy: RetryConfig) -> None:
+        self.policy = policy
+        self.deadline: float | None = None
+        self.failures: list[TransientHTTPError] = []
+
+    @property
+    def slot_deadline(self) -> float | None:
+        return self.deadline if self.failures else None
+
+    def timeout(self) -> httpx.Timeout:
+        """This attempt's timeouts: the configured ones, cut to what the budget has left."""
+        import httpx
+
+        now = time.monotonic()
+        if self.deadline is None:
+            self.deadline = now + self.policy.total_seconds
+        left = max(self.deadline - now, 0.001)
+        return httpx.Timeout(
+            min(self.policy.timeout_seconds, left),
+            connect=min(self.policy.connect_timeout_seconds, left),
+        )
+
+    def spent(self, state: RetryCallState) -> bool:
+        """tenacity stop condition: the next attempt, after its wait, would start too late."""
+        if self.deadline is None:
+            return False
+        return time.monotonic() + (state.upcoming_sleep or 0.0) >= self.deadline
 
 
 def _error_detail(response: httpx.Response) -> str:

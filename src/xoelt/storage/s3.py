@@ -2,11 +2,13 @@
 
 - Writes are plain PUTs (``upload_file`` goes multipart past 8 MB): S3 makes an object
   visible only once its upload completes, so a killed extract never leaves a partial object.
-- ``copy`` is server-side: CopyObject up to 5 GB, past that CreateMultipartUpload +
-  UploadPartCopy per part + CompleteMultipartUpload (aborted on any error). botocore checks
+- ``copy`` is server-side: CopyObject up to the threshold (at most 5 GB), past it
+  CreateMultipartUpload + UploadPartCopy per part (several at once) + CompleteMultipartUpload
+  (aborted on any error). botocore checks
   the "200 OK with an <Error> body" that CopyObject/UploadPartCopy can return.
 - ``read_range`` is a ranged GET (the 8 KB header peek); ``list`` follows continuation tokens.
-- Retries: botocore's ``standard`` mode (throttling such as 503 SlowDown, 5xx, resets).
+- Retries: botocore's ``standard`` mode (throttling such as 503 SlowDown, 5xx, resets), with
+  connect/read timeouts and a total attempt count from :class:`S3StoreConfig`.
 """
 
 from __future__ import annotations
@@ -14,29 +16,67 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from pydantic import Field
+
 from xoelt.config.types import StrictModel
 from xoelt.errors import LockHeld, StorageError
 from xoelt.storage.base import ObjectInfo, ObjectMissing
 
 FIVE_GB = 5 * 1024**3
+MIN_PART = 5 * 1024**2
+"""S3's smallest part (every part of a multipart upload but the last)."""
 LOCK_CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")
 
 
 class S3StoreConfig(StrictModel):
-    """Where the buckets are: AWS by default; ``endpoint_url`` for MinIO, moto, PrivateLink."""
+    """Where the buckets are (AWS by default; ``endpoint_url`` for MinIO, moto, PrivateLink),
+    how long a call may take, and how big objects are copied.
+
+    Every request is bounded: ``connect_timeout`` and ``read_timeout`` per attempt, at most
+    ``max_attempts`` attempts in all (botocore's ``standard`` retries: throttling, 5xx,
+    resets; its backoff is at most 20 s). A call that never answers fails after about
+    ``max_attempts * (connect_timeout + read_timeout)`` plus the backoff.
+
+    Objects larger than ``multipart_copy_threshold`` are copied as ``copy_part_size`` ranges
+    (UploadPartCopy), ``copy_concurrency`` at a time.
+    """
 
     type: Literal["s3"] = "s3"
     endpoint_url: str | None = None
     region: str | None = None
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(60.0, gt=0)
+    max_attempts: int = Field(5, ge=1, le=20)
+    multipart_copy_threshold: int = Field(FIVE_GB, ge=MIN_PART, le=FIVE_GB)
+    copy_part_size: int = Field(1024**3, ge=MIN_PART, le=FIVE_GB)
+    copy_concurrency: int = Field(8, ge=1, le=64)
 
     def open(self) -> S3ObjectStore:
-        return S3ObjectStore(endpoint_url=self.endpoint_url, region=self.region)
+        return S3ObjectStore(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            copy_part_size=self.copy_part_size,
+            multipart_copy_threshold=self.multipart_copy_threshold,
+            copy_concurrency=self.copy_concurrency,
+            client_config=self.client_config(),
+        )
+
+    def client_config(self) -> dict[str, Any]:
+        """botocore ``Config`` arguments: the timeouts, retries and connection pool."""
+        return {
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "retries": {"mode": "standard", "total_max_attempts": self.max_attempts},
+            # one connection per concurrent part copy, plus the caller's own requests
+            "max_pool_connections": max(10, self.copy_concurrency + 2),
+        }
 
 
 def _storage_error(what: str, bucket: str, key: str, exc: Exception) -> StorageError:
@@ -88,21 +128,22 @@ class S3ObjectStore:
         region: str | None = None,
         copy_part_size: int = 1024**3,
         multipart_copy_threshold: int = FIVE_GB,
+        copy_concurrency: int = 8,
+        client_config: dict[str, Any] | None = None,
         client: Any = None,
     ) -> None:
         if client is None:
             import boto3
             from botocore.config import Config
 
+            settings = client_config or S3StoreConfig().client_config()
             client = boto3.client(
-                "s3",
-                endpoint_url=endpoint_url,
-                region_name=region,
-                config=Config(retries={"mode": "standard", "max_attempts": 6}),
+                "s3", endpoint_url=endpoint_url, region_name=region, config=Config(**settings)
             )
         self.client = client
         self.copy_part_size = copy_part_size
         self.multipart_copy_threshold = multipart_copy_threshold
+        self.copy_concurrency = copy_concurrency
 
     @_mapped("upload")
     def put_file(self, bucket: str, key: str, path: Path) -> None:
@@ -149,19 +190,24 @@ class S3ObjectStore:
             self.client.copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=source)
             return
         upload = self.client.create_multipart_upload(Bucket=dst_bucket, Key=dst_key)["UploadId"]
+
+        def part(number: int, first: int) -> dict[str, Any]:
+            last = min(first + self.copy_part_size, size) - 1
+            answer = self.client.upload_part_copy(
+                Bucket=dst_bucket,
+                Key=dst_key,
+                UploadId=upload,
+                PartNumber=number,
+                CopySource=source,
+                CopySourceRange=f"bytes={first}-{last}",
+            )
+            return {"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]}
+
+        starts = range(0, size, self.copy_part_size)
         try:
-            parts = []
-            for number, first in enumerate(range(0, size, self.copy_part_size), start=1):
-                last = min(first + self.copy_part_size, size) - 1
-                answer = self.client.upload_part_copy(
-                    Bucket=dst_bucket,
-                    Key=dst_key,
-                    UploadId=upload,
-                    PartNumber=number,
-                    CopySource=source,
-                    CopySourceRange=f"bytes={first}-{last}",
-                )
-                parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
+            # S3 copies each range server-side; a few at once is what makes a big copy fast
+            with ThreadPoolExecutor(max_workers=min(self.copy_concurrency, len(starts))) as pool:
+                parts = list(pool.map(part, range(1, len(starts) + 1), starts))
             self.client.complete_multipart_upload(
                 Bucket=dst_bucket, Key=dst_key, UploadId=upload, MultipartUpload={"Parts": parts}
             )

@@ -210,6 +210,10 @@ class Warehouse(Protocol):
         """Where the database lives, for messages: a file path, an account URL."""
         ...
 
+    def set_query_tag(self, tag: str) -> None:
+        """Label the session's next statements (Snowflake's ``QUERY_TAG``; a no-op elsewhere)."""
+        ...
+
     def close(self) -> None: ...
 
 

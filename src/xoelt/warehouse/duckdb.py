@@ -192,6 +192,9 @@ class DuckDBWarehouse:
         """Shadow table filled from the file in autocommit, then swapped in atomically."""
         return bronze_script(load, existing, run)
 
+    def set_query_tag(self, tag: str) -> None:
+        """DuckDB has no query history to label: nothing to do."""
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.con.execute("CHECKPOINT")

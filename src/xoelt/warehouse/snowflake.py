@@ -26,7 +26,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from xoelt.config.types import IDENTIFIER, Identifier, Secret, StrictModel
 from xoelt.errors import WarehouseError
@@ -68,6 +68,7 @@ CSV_FORMAT = (
 # fails on a header-only file; reading the header as a row keeps every column text.
 EMULATOR_CSV_FORMAT = "TYPE = 'CSV' FIELD_DELIMITER = ',' FIELD_OPTIONALLY_ENCLOSED_BY = '\"'"
 COPY_OPTIONS = "FORCE = TRUE ON_ERROR = ABORT_STATEMENT"
+MAX_QUERY_TAG = 2000
 
 
 def capabilities(*, copy_transformations: bool) -> Capabilities:
@@ -86,6 +87,14 @@ class SnowflakeConfig(StrictModel):
     ``stage`` is an external stage (``DB.SCHEMA.NAME``) whose URL is the stage bucket
     (``s3://<globals.storage.stage_bucket>/``), created once by whoever owns the account with
     a storage integration; COPY INTO reads the staged files through it.
+
+    Every call is bounded (seconds): ``socket_timeout`` is each HTTP request's connect and
+    read timeout; the connector retries a failed request (HTTP 5xx, 429, timeouts) until
+    ``login_timeout`` (connecting) or ``network_timeout`` (any other request) has passed,
+    where it would otherwise retry forever; ``statement_timeout`` is the session's
+    ``STATEMENT_TIMEOUT_IN_SECONDS``, after which Snowflake cancels a statement. Connecting is
+    retried only while ``login_timeout`` lasts. ``query_tags: false`` is for emulators
+    (fakesnow) that cannot ``ALTER SESSION SET QUERY_TAG``.
     """
 
     type: Literal["snowflake"]
@@ -100,7 +109,11 @@ class SnowflakeConfig(StrictModel):
     port: int | None = None
     protocol: Literal["https", "http"] | None = None
     copy_transformations: bool = True
-    login_timeout: int = 60
+    query_tags: bool = True
+    login_timeout: int = Field(60, ge=1)
+    network_timeout: int = Field(300, ge=1)
+    socket_timeout: int = Field(120, ge=1)
+    statement_timeout: int = Field(3600, ge=1)
 
     @field_validator("stage")
     @classmethod
@@ -134,8 +147,14 @@ class SnowflakeConfig(StrictModel):
             "account": self.account,
             "user": self.user,
             "login_timeout": self.login_timeout,
+            "network_timeout": self.network_timeout,
+            "socket_timeout": self.socket_timeout,
             "application": "xoelt",
-            "session_parameters": {"TIMEZONE": "UTC", "QUERY_TAG": "xoelt"},
+            "session_parameters": {
+                "TIMEZONE": "UTC",
+                "QUERY_TAG": "xoelt",
+                "STATEMENT_TIMEOUT_IN_SECONDS": self.statement_timeout,
+            },
         }
         if self.password is not None:
             kwargs["password"] = self.password.resolve(env).get_secret_value()
@@ -160,6 +179,8 @@ class SnowflakeConfig(StrictModel):
             self.connect_kwargs(env),
             default_database,
             copy_transformations=self.copy_transformations,
+            query_tags=self.query_tags,
+            statement_timeout=self.statement_timeout,
         )
 
 
@@ -238,6 +259,25 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
+def _quiet_in_cancel_timer(
+    connection: Any, cursor: Any, error_class: Any, error_value: dict[str, Any]
+) -> None:
+    """The connector's error handler, except in its statement-timeout thread.
+
+    When a statement's timeout passes, the connector sends a cancel from a timer thread; if
+    the endpoint is down that fails too and the thread dies with a traceback on stderr.
+    The statement itself fails in the main thread and says why: the cancel's failure is
+    dropped.
+    """
+    import threading
+
+    from snowflake.connector.errors import Error
+
+    if isinstance(threading.current_thread(), threading.Timer):
+        return
+    Error.default_errorhandler(connection, cursor, error_class, error_value)
+
+
 def to_warehouse_error(exc: BaseException, prefix: str = "Snowflake") -> WarehouseError:
     """A connector error as a one-line WarehouseError (its message, never credentials)."""
     message = " ".join(str(getattr(exc, "msg", None) or exc).split())
@@ -259,22 +299,34 @@ class SnowflakeWarehouse:
         default_database: str,
         *,
         copy_transformations: bool = True,
+        query_tags: bool = True,
+        statement_timeout: int | None = None,
     ) -> None:
         import snowflake.connector
 
         self.account = str(connect_kwargs.get("account", ""))
         self.default_database = default_database
         self.capabilities = capabilities(copy_transformations=copy_transformations)
+        self.query_tags = query_tags
+        self.statement_timeout = statement_timeout
 
         def connect() -> Any:
             try:
-                return snowflake.connector.connect(**connect_kwargs)
+                con = snowflake.connector.connect(**connect_kwargs)
+                con.errorhandler = _quiet_in_cancel_timer
+                return con
             except snowflake.connector.errors.Error as exc:
                 raise to_warehouse_error(
                     exc, f"cannot connect to Snowflake account {self.account}"
                 ) from exc
 
-        self.con: Any = retry_transient(connect, what=f"connect to {self.account}")
+        # The connector already retries within login_timeout; retry the whole connect only
+        # while that lasts, so a dead endpoint fails in about login_timeout, not three times.
+        self.con: Any = retry_transient(
+            connect,
+            what=f"connect to {self.account}",
+            budget=float(connect_kwargs.get("login_timeout") or 60),
+        )
         try:
             self.query(f"USE DATABASE {quote(default_database)}")
         except BaseException:
@@ -293,7 +345,9 @@ class SnowflakeWarehouse:
 
         try:
             with self.con.cursor() as cur:
-                cur.execute(sql)
+                # the client's bound on the statement, its request retries included (without
+                # one the connector retries a 5xx for network_timeout, or forever)
+                cur.execute(sql, timeout=self.statement_timeout)
                 names = [d[0] for d in cur.description or []]
                 rows = [tuple(r) for r in cur.fetchall()] if names else []
         except Error as exc:
@@ -333,6 +387,12 @@ class SnowflakeWarehouse:
         return bronze_script(
             load, existing, run, copy_transformations=self.capabilities.copy_transformations
         )
+
+    def set_query_tag(self, tag: str) -> None:
+        """``ALTER SESSION SET QUERY_TAG``: Snowflake's query history shows ``tag`` on every
+        statement that follows (the session parameter holds at most 2,000 characters)."""
+        if self.query_tags:
+            self.query(f"ALTER SESSION SET QUERY_TAG = {literal(tag[:MAX_QUERY_TAG])}")
 
     def close(self) -> None:
         """End the session (errors on the way out are not worth reporting)."""
