@@ -14,13 +14,14 @@ export XOELT_HOME ?= .xoelt
 DEMO_DATES := 2026-11-03 2026-11-04 2026-11-05
 IMAGE ?= xoelt:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: help install demo test unit lint typecheck pytest bench lock clean helm-values image
+.PHONY: help install demo test unit lint typecheck pytest bench chaos lock clean helm-values image
 
 help:
 	@echo "make demo    run the demo pipeline end to end on the embedded default (DuckDB)"
 	@echo "make test    ruff + ty + pytest (what CI runs)"
 	@echo "make unit    the fast tier: tests/unit only (seconds)"
 	@echo "make bench   benchmarks (not part of CI)"
+	@echo "make chaos   the slow reliability tier (kills, signals, faults) and its table"
 	@echo "make helm-values  regenerate the chart's pipeline list from pipelines/"
 
 install: $(STAMP)
@@ -64,6 +65,14 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q -n 2
 
 test: lint typecheck pytest
+
+# The slow reliability tier: kills at 22 points, signals, faults (full disk where root may
+# mount a tmpfs), concurrent runs; then the table of what was injected and how it ended.
+CHAOS_REPORT := $(XOELT_HOME)/chaos-report.jsonl
+chaos: $(STAMP)
+	@mkdir -p $(XOELT_HOME) && rm -f $(CHAOS_REPORT)
+	XOELT_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) $(BIN)/pytest -q -n 2 tests/reliability -m "chaos or not chaos" -p no:randomly; \
+	status=$$?; $(BIN)/python -m tests.reliability.report $(CHAOS_REPORT); exit $$status
 
 bench: $(STAMP)
 	$(BIN)/pytest tests/benchmarks -m bench -s -q -p no:randomly

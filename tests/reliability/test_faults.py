@@ -10,11 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Project
+from tests.e2e.conftest import REPO, Project
+from tests.reliability.report import record
 
 PIPE = "demo/gladly_demo"
 DATE = "2026-11-04"
@@ -61,38 +64,48 @@ def header_only_swap(path: Path, text: str) -> None:
 
 @pytest.mark.parametrize("alter", [in_place, replaced, header_only_swap])
 def test_a_staged_file_altered_after_stage_is_refused(project: Project, alter: object) -> None:
-    project.publish_demo_files()
-    project.xoelt("extract", PIPE, "--date", DATE, "--source", SOURCE, check=True)
-    project.xoelt("stage", PIPE, "--date", DATE, "--source", SOURCE, check=True)
-    path = staged(project)
-    text = path.read_text(encoding="utf-8")
-    swapped = swap_columns(text, "Contact ID", "Conversation ID")
-    assert len(swapped) == len(text)  # same size: a size check alone would not see it
-    assert callable(alter)
-    alter(path, swapped if alter is not header_only_swap else text)
+    ok = False
+    try:
+        project.publish_demo_files()
+        project.xoelt("extract", PIPE, "--date", DATE, "--source", SOURCE, check=True)
+        project.xoelt("stage", PIPE, "--date", DATE, "--source", SOURCE, check=True)
+        path = staged(project)
+        text = path.read_text(encoding="utf-8")
+        swapped = swap_columns(text, "Contact ID", "Conversation ID")
+        assert len(swapped) == len(text)  # same size: a size check alone would not see it
+        assert callable(alter)
+        alter(path, swapped if alter is not header_only_swap else text)
 
-    proc = project.xoelt("load", PIPE, "--date", DATE, "--source", SOURCE)
+        proc = project.xoelt("load", PIPE, "--date", DATE, "--source", SOURCE)
 
-    assert proc.returncode == 1, proc.stderr
-    line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"error: load failed source={SOURCE} window=[{WINDOW_DAY}"), line
-    assert "refusing to load it" in line and "run `xoelt stage`" in line, line
-    status = project.xoelt("status", PIPE, "--format", "json", check=True).stdout
-    assert '"rows": null' in status or '"rows": 0' in status  # bronze never got the file
+        assert proc.returncode == 1, proc.stderr
+        line = proc.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"error: load failed source={SOURCE} window=[{WINDOW_DAY}"), line
+        assert "refusing to load it" in line and "run `xoelt stage`" in line, line
+        status = project.xoelt("status", PIPE, "--format", "json", check=True).stdout
+        assert '"rows": null' in status or '"rows": 0' in status  # bronze never got the file
 
-    # Locally the staged file is a hard link of the ingest file: an edit in place altered
-    # both, so recovery is a whole rerun of the window.
-    project.xoelt("run", PIPE, "--date", DATE, check=True)
+        # Locally the staged file is a hard link of the ingest file: an edit in place altered
+        # both, so recovery is a whole rerun of the window.
+        project.xoelt("run", PIPE, "--date", DATE, check=True)
+        ok = True
+    finally:
+        record("fault", f"staged file altered: {getattr(alter, '__name__', alter)}", ok)
 
 
 def test_a_staged_file_deleted_after_stage_is_refused(project: Project) -> None:
-    project.publish_demo_files()
-    project.xoelt("extract", PIPE, "--date", DATE, "--source", SOURCE, check=True)
-    project.xoelt("stage", PIPE, "--date", DATE, "--source", SOURCE, check=True)
-    staged(project).unlink()
-    proc = project.xoelt("load", PIPE, "--date", DATE, "--source", SOURCE)
-    assert proc.returncode == 1
-    assert "staged file" in proc.stderr and "is missing" in proc.stderr, proc.stderr
+    ok = False
+    try:
+        project.publish_demo_files()
+        project.xoelt("extract", PIPE, "--date", DATE, "--source", SOURCE, check=True)
+        project.xoelt("stage", PIPE, "--date", DATE, "--source", SOURCE, check=True)
+        staged(project).unlink()
+        proc = project.xoelt("load", PIPE, "--date", DATE, "--source", SOURCE)
+        assert proc.returncode == 1
+        assert "staged file" in proc.stderr and "is missing" in proc.stderr, proc.stderr
+        ok = True
+    finally:
+        record("fault", "staged file deleted", ok)
 
 
 def tables(project: Project) -> object:
@@ -142,37 +155,99 @@ ENVIRONMENT_FAULTS = {
 
 @pytest.mark.parametrize("fault", sorted(ENVIRONMENT_FAULTS))
 def test_a_broken_environment_fails_in_one_line_and_recovers(project: Project, fault: str) -> None:
-    project.publish_demo_files()
-    project.xoelt("run", PIPE, "--date", "2026-11-03", check=True)
-    before = tables(project)
-    relative, breaks, repair, says = ENVIRONMENT_FAULTS[fault]
-    path = project.home / relative
-    if fault == "scratch-dir-is-a-file" and path.exists():
-        import shutil
+    ok = False
+    try:
+        project.publish_demo_files()
+        project.xoelt("run", PIPE, "--date", "2026-11-03", check=True)
+        before = tables(project)
+        relative, breaks, repair, says = ENVIRONMENT_FAULTS[fault]
+        path = project.home / relative
+        if fault == "scratch-dir-is-a-file" and path.exists():
+            import shutil
 
-        shutil.rmtree(path)
-    breaks(path)
+            shutil.rmtree(path)
+        breaks(path)
 
-    proc = project.xoelt("run", PIPE, "--date", DATE)
+        proc = project.xoelt("run", PIPE, "--date", DATE)
 
-    assert proc.returncode == 1, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert "failed source=" in lines[0] and "window=[" in lines[0], lines[0]
-    assert says in lines[0], lines[0]
-    repair(path)
-    assert tables(project) == before  # nothing half-written
-    project.xoelt("run", PIPE, "--date", DATE, check=True)
+        assert proc.returncode == 1, proc.stderr
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "failed source=" in lines[0] and "window=[" in lines[0], lines[0]
+        assert says in lines[0], lines[0]
+        repair(path)
+        assert tables(project) == before  # nothing half-written
+        project.xoelt("run", PIPE, "--date", DATE, check=True)
+        ok = True
+    finally:
+        record("fault", fault, ok)
 
 
 def test_another_writer_holding_the_warehouse_is_named(project: Project) -> None:
-    import duckdb
+    ok = False
+    try:
+        import duckdb
 
-    project.publish_demo_files()
-    project.xoelt("run", PIPE, "--date", "2026-11-03", check=True)
-    with duckdb.connect(str(project.home / "warehouse" / "DEMO_DB.duckdb")):
+        project.publish_demo_files()
+        project.xoelt("run", PIPE, "--date", "2026-11-03", check=True)
+        with duckdb.connect(str(project.home / "warehouse" / "DEMO_DB.duckdb")):
+            proc = project.xoelt("run", PIPE, "--date", DATE)
+        assert proc.returncode == 1
+        line = proc.stderr.strip().splitlines()[-1]
+        assert "failed source=" in line and "window=[" in line and "lock" in line, line
+        project.xoelt("run", PIPE, "--date", DATE, check=True)
+        ok = True
+    finally:
+        record("fault", "another writer holds the warehouse", ok)
+
+
+def _mount_tmpfs(path: Path, megabytes: int) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)],
+        capture_output=True,
+    )
+    return proc.returncode == 0
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("spare", [0.3, 1.2, 1.6, 2.2])
+def test_a_full_disk_fails_cleanly_and_recovers(tmp_path: Path, spare: float) -> None:
+    """XOELT_HOME on a small tmpfs: the run fails in one line where the disk fills (extract,
+    load or transform, by the room left), and converges once there is room."""
+    from tests.reliability.test_signals import bulk_file, state
+
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "pipelines" / "demo", root / "pipelines" / "demo",
+                    ignore=shutil.ignore_patterns("data"))  # fmt: skip
+    shutil.copytree(REPO / "sql", root / "sql")
+    reference = Project(root, tmp_path / "reference")
+    reference.publish_demo_files()
+    bulk_file(reference, WINDOW_DAY)
+    landing = sum(p.stat().st_size for p in (reference.home / "objects").rglob("*") if p.is_file())
+    reference.xoelt("run", PIPE, "--date", DATE, check=True)
+    clean = state(reference)
+
+    home = tmp_path / "small"
+    size = int(landing * (1 + spare) / 2**20) + 2
+    if not _mount_tmpfs(home, size):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    ok = False
+    try:
+        project = Project(root, home)
+        project.publish_demo_files()
+        bulk_file(project, WINDOW_DAY)
         proc = project.xoelt("run", PIPE, "--date", DATE)
-    assert proc.returncode == 1
-    line = proc.stderr.strip().splitlines()[-1]
-    assert "failed source=" in line and "window=[" in line and "lock" in line, line
-    project.xoelt("run", PIPE, "--date", DATE, check=True)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
+        full = proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr
+        assert proc.returncode in (0, 1), proc.stderr
+        if proc.returncode == 1:
+            assert full, proc.stderr
+            assert "failed source=" in lines[0] and "window=[" in lines[0], lines[0]
+        subprocess.run(["mount", "-o", "remount,size=512m", str(home)], check=True)
+        project.xoelt("run", PIPE, "--date", DATE, check=True)
+        assert state(project) == clean
+        ok = True
+    finally:
+        record("fault", f"full disk, {size} MB for {landing // 2**20} MB landed", ok)
+        subprocess.run(["umount", "-l", str(home)], capture_output=True)

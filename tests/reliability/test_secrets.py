@@ -20,6 +20,7 @@ import pytest
 
 from tests.fakes.api import FakeApi, Request, Response, route
 from tests.fakes.server import FakeServer
+from tests.reliability.report import record
 from xoelt import redact
 
 TOKEN = "tok-SENTINEL-5f3a9c"
@@ -89,46 +90,51 @@ def forms() -> list[str]:
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_an_echoing_api_leaks_no_credential(name: str, echo: EchoingApi, tmp_path: Path) -> None:
-    source_type, extractor = SOURCES[name]
-    (tmp_path / "pipelines" / "leak").mkdir(parents=True)
-    (tmp_path / "pipelines" / "leak" / f"{name}.yaml").write_text(
-        PIPELINE.format(
-            name=name, source_type=source_type, extractor=extractor.format(url=echo.url)
-        ),
-        encoding="utf-8",
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XOELT_")}
-    env |= {
-        "XOELT_HOME": str(tmp_path / "home"),
-        "SPROUT_API_TOKEN": TOKEN,
-        "GLADLY_API_USER": USER,
-        "GLADLY_API_TOKEN": TOKEN,
-    }
-    texts = []
-    for args in (
-        ["run", f"leak/{name}", "--date", "2026-11-03"],
-        ["--debug", "run", f"leak/{name}", "--date", "2026-11-03"],
-        ["status", f"leak/{name}"],
-    ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "xoelt", "--log-format", "json", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+    ok = False
+    try:
+        source_type, extractor = SOURCES[name]
+        (tmp_path / "pipelines" / "leak").mkdir(parents=True)
+        (tmp_path / "pipelines" / "leak" / f"{name}.yaml").write_text(
+            PIPELINE.format(
+                name=name, source_type=source_type, extractor=extractor.format(url=echo.url)
+            ),
+            encoding="utf-8",
         )
-        texts += [proc.stdout, proc.stderr]
-    assert any("invalid token" in t for t in texts), "\n".join(texts)  # the echo reached us
-    assert any("retrying" in t for t in texts), texts
-    with duckdb.connect(str(tmp_path / "home" / "warehouse" / "LEAK_DB.duckdb")) as db:
-        ledger = db.execute('SELECT "MESSAGE", "DETAILS" FROM "XOELT"."RUN_LEDGER"').fetchall()
-    assert any("invalid token" in (message or "") for message, _ in ledger), ledger
-    texts += [str(row) for row in ledger]
-    for text in texts:
-        for form in forms():
-            assert form not in text, f"{form!r} leaked in {text[:2000]}"
-    assert any(redact.MASK in t for t in texts)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("XOELT_")}
+        env |= {
+            "XOELT_HOME": str(tmp_path / "home"),
+            "SPROUT_API_TOKEN": TOKEN,
+            "GLADLY_API_USER": USER,
+            "GLADLY_API_TOKEN": TOKEN,
+        }
+        texts = []
+        for args in (
+            ["run", f"leak/{name}", "--date", "2026-11-03"],
+            ["--debug", "run", f"leak/{name}", "--date", "2026-11-03"],
+            ["status", f"leak/{name}"],
+        ):
+            proc = subprocess.run(
+                [sys.executable, "-m", "xoelt", "--log-format", "json", *args],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            texts += [proc.stdout, proc.stderr]
+        assert any("invalid token" in t for t in texts), "\n".join(texts)  # the echo reached us
+        assert any("retrying" in t for t in texts), texts
+        with duckdb.connect(str(tmp_path / "home" / "warehouse" / "LEAK_DB.duckdb")) as db:
+            ledger = db.execute('SELECT "MESSAGE", "DETAILS" FROM "XOELT"."RUN_LEDGER"').fetchall()
+        assert any("invalid token" in (message or "") for message, _ in ledger), ledger
+        texts += [str(row) for row in ledger]
+        for text in texts:
+            for form in forms():
+                assert form not in text, f"{form!r} leaked in {text[:2000]}"
+        assert any(redact.MASK in t for t in texts)
+        ok = True
+    finally:
+        record("secret", f"echoing {name} API", ok)
 
 
 def test_redaction_covers_encodings_and_pairs() -> None:

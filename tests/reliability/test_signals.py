@@ -19,6 +19,7 @@ import duckdb
 import pytest
 
 from tests.e2e.conftest import XOELT, Project
+from tests.reliability.report import record
 
 PIPE = "demo/gladly_demo"
 ROWS = 300_000
@@ -107,30 +108,35 @@ def clean_state(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int | Non
 def test_a_signal_mid_run_is_recorded_released_and_converges(
     project: Project, sig: signal.Signals, clean_state: dict[str, int | None]
 ) -> None:
-    project.publish_demo_files()
-    bulk_file(project, "2026-11-03")
-    project.xoelt("run", PIPE, "--date", "2026-11-03", check=True)
-    before = state(project)
+    ok = False
+    try:
+        project.publish_demo_files()
+        bulk_file(project, "2026-11-03")
+        project.xoelt("run", PIPE, "--date", "2026-11-03", check=True)
+        before = state(project)
 
-    rc, stderr, seconds = run_until(project, "2026-11-04", sig)
+        rc, stderr, seconds = run_until(project, "2026-11-04", sig)
 
-    assert rc == 128 + sig.value, stderr
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: interrupted by {sig.name} during "), last
-    assert "source=" in last and "window=" in last, last
-    assert "Traceback" not in stderr
-    assert seconds < 30  # well inside the chart's terminationGracePeriodSeconds (60)
-    stopped = [r for r in ledger_rows(project) if r[3] == "interrupted"]
-    assert len(stopped) == 1, stopped
-    assert f"{stopped[0][2]} source={stopped[0][1]} " in last
-    # Nothing half-written: each table holds 2026-11-03's rows or the new window's, whole.
-    now = state(project)
-    assert all(now[t] in (before[t], clean_state[t]) for t in now), (before, now, clean_state)
-    locks = project.home / "objects" / "xoelt-stage" / "locks"
-    assert not locks.exists() or not [p for p in locks.rglob("*") if p.is_file()]
+        assert rc == 128 + sig.value, stderr
+        last = stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: interrupted by {sig.name} during "), last
+        assert "source=" in last and "window=" in last, last
+        assert "Traceback" not in stderr
+        assert seconds < 30  # well inside the chart's terminationGracePeriodSeconds (60)
+        stopped = [r for r in ledger_rows(project) if r[3] == "interrupted"]
+        assert len(stopped) == 1, stopped
+        assert f"{stopped[0][2]} source={stopped[0][1]} " in last
+        # Nothing half-written: each table holds 2026-11-03's rows or the new window's, whole.
+        now = state(project)
+        assert all(now[t] in (before[t], clean_state[t]) for t in now), (before, now, clean_state)
+        locks = project.home / "objects" / "xoelt-stage" / "locks"
+        assert not locks.exists() or not [p for p in locks.rglob("*") if p.is_file()]
 
-    project.xoelt("run", PIPE, "--date", "2026-11-04", check=True)
-    assert state(project) == clean_state
+        project.xoelt("run", PIPE, "--date", "2026-11-04", check=True)
+        assert state(project) == clean_state
+        ok = True
+    finally:
+        record("signal", f"{sig.name} when contact_timestamps is staged", ok)
 
 
 def test_interrupts_module_maps_signals_to_exit_codes() -> None:
