@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("xoelt", "xoelt.findings", "xoelt.errors", "xoelt.settings"),
     ("xoelt.config", "xoelt.timewindow", "xoelt.schedule", "xoelt.logging", "xoelt.retry"),
     ("xoelt.storage", "xoelt.warehouse", "xoelt.sources"),
-    ("xoelt.strategies", "xoelt.gold", "xoelt.targets", "xoelt.pipelines"),
+    ("xoelt.strategies", "xoelt.scd2", "xoelt.gold", "xoelt.targets", "xoelt.pipelines"),
     ("xoelt.plan",),
     ("xoelt.ledger", "xoelt.runtime", "xoelt.stages"),
     ("xoelt.core", "xoelt.backfill"),
