@@ -32,7 +32,9 @@ stored per snapshot, so the column set it covers never depends on load order.
   it comes back, a new version starts.
 - ``ignore``: a missing key stays open; its version ends only when it comes back changed.
 - ``new_record``: as ``invalidate``, and a deletion record (``IS_DELETED``, the last values)
-  holds from the window the key went missing until it comes back (or is current).
+  holds from the window the key went missing until it comes back (or is current). Only this
+  mode has the ``IS_DELETED`` column (dbt adds ``dbt_is_deleted`` only then); a table
+  switched away from it keeps the column, NULL after the next rebuild.
 
 **Upgrade.** Tables of the earlier strategy (snapshots with a stored ``ROW_HASH``, no windows
 table) need nothing done by hand: the stored hash is ignored (every rebuild rehashes), the
@@ -60,11 +62,13 @@ SCD2_META: tuple[tuple[str, str], ...] = (
     ("VALID_FROM_DATE", "DATE"),
     ("VALID_TO_DATE", "DATE"),
     ("IS_CURRENT", "BOOLEAN"),
-    ("IS_DELETED", "BOOLEAN"),
     ("_XO_RUN_ID", "VARCHAR"),
     ("_XO_LOADED_AT", "TIMESTAMP_TZ"),
 )
-# Columns the earlier strategy's SCD2 table lacks.
+# Only new_record has deletion records (as dbt adds dbt_is_deleted only then): a source's own
+# IS_DELETED column keeps working under the other modes.
+DELETED_META = ("IS_DELETED", "BOOLEAN")
+# Columns the earlier strategy's SCD2 table lacks (IS_DELETED: a mode switched to later).
 ADDED_META = ("VALID_FROM_DATE", "VALID_TO_DATE", "IS_DELETED")
 WINDOW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_XO_WINDOW_START", "TIMESTAMP_TZ"),
@@ -73,6 +77,13 @@ WINDOW_COLUMNS: tuple[tuple[str, str], ...] = (
 UNKNOWN_HASH = "MD5(/* every non-NULL non-key column, typed, in name order */)"
 
 _TIME_FORMAT = "'YYYY-MM-DD HH24:MI:SS.FF9'"
+# The rebuild's working columns, as "_XO_<name>" (the metadata prefix: no source column's).
+# WS/WD/WN: a window's start, date and number; NEXT_*: the next window's; START: 1 where a
+# version starts; END_*: the window after a version's last; NEXT_FROM*: the next version's.
+_HELPERS = (
+    *("WS", "WD", "WN", "NEXT_WS", "NEXT_WD", "HASH", "START", "VERSION"),
+    *("END_WS", "END_WD", "NEXT_FROM", "NEXT_FROM_DATE"),
+)
 _WS, _WD = quote("_XO_WINDOW_START"), quote("_XO_WINDOW_DATE")
 
 
@@ -117,6 +128,16 @@ class Scd2Tables:
     """The three tables of one historical source (see the module docstring)."""
 
     table: TableRef
+    hard_deletes: str = "invalidate"
+
+    def __post_init__(self) -> None:
+        if self.hard_deletes not in HARD_DELETES:
+            raise ValueError(f"hard_deletes {self.hard_deletes!r} is not one of {HARD_DELETES}")
+
+    @property
+    def meta(self) -> tuple[tuple[str, str], ...]:
+        """The SCD2 table's own columns, after the source's."""
+        return (*SCD2_META, DELETED_META) if self.hard_deletes == "new_record" else SCD2_META
 
     @property
     def snapshots(self) -> TableRef:
@@ -138,7 +159,7 @@ class Scd2Tables:
             ddl(f"CREATE TABLE IF NOT EXISTS {self.table.sql} ({table_defs})"),
             *(
                 ddl(f"ALTER TABLE {self.table.sql} ADD COLUMN IF NOT EXISTS {quote(n)} {t}")
-                for n, t in SCD2_META
+                for n, t in self.meta
                 if n in ADDED_META
             ),
         )
@@ -161,19 +182,14 @@ class Scd2Tables:
             ),
         ]
 
-    def rebuild(
-        self, key: Sequence[str], columns: Sequence[str], hashed: str, hard_deletes: str
-    ) -> list[Step]:
+    def rebuild(self, key: Sequence[str], columns: Sequence[str], hashed: str) -> list[Step]:
         """Replace the history with one rebuilt from every snapshot, in window order.
 
         ``columns``: the source columns (refs without alias, or the plan's placeholder),
         ``hashed``: the row hash over alias ``s.``.
         """
-        if hard_deletes not in HARD_DELETES:
-            raise ValueError(f"hard_deletes {hard_deletes!r} is not one of {HARD_DELETES}")
-        h = {n: quote(f"_XO_{n}") for n in ("WS", "WD", "WN", "NEXT_WS", "NEXT_WD", "HASH")}
-        h |= {n: quote(f"_XO_{n}") for n in ("START", "VERSION", "END_WS", "END_WD")}
-        h |= {n: quote(f"_XO_{n}") for n in ("NEXT_FROM", "NEXT_FROM_DATE")}
+        hard_deletes = self.hard_deletes
+        h = {n: quote(f"_XO_{n}") for n in _HELPERS}
         run_id, loaded_at = quote("_XO_RUN_ID"), quote("_XO_LOADED_AT")
 
         def keys(alias: str) -> str:
@@ -215,17 +231,18 @@ class Scd2Tables:
             to, to_date = f"x.{h['END_WS']}", f"x.{h['END_WD']}"
         select = (
             f"SELECT {cols('x')}, x.{h['HASH']}, x.{h['WS']}, {to}, x.{h['WD']}, {to_date}, "
-            f"{to} IS NULL, FALSE, x.{run_id}, x.{loaded_at} FROM spans AS x"
+            f"{to} IS NULL, x.{run_id}, x.{loaded_at}"
+            f"{', FALSE' if hard_deletes == 'new_record' else ''} FROM spans AS x"
         )
         if hard_deletes == "new_record":  # the gap after a version, until the key is back
             gap = f"x.{h['END_WS']} IS NOT NULL AND (x.{h['NEXT_FROM']} IS NULL OR x.{h['NEXT_FROM']} <> x.{h['END_WS']})"
             select += (
                 f" UNION ALL SELECT {cols('x')}, x.{h['HASH']}, x.{h['END_WS']}, "
                 f"x.{h['NEXT_FROM']}, x.{h['END_WD']}, x.{h['NEXT_FROM_DATE']}, "
-                f"x.{h['NEXT_FROM']} IS NULL, TRUE, x.{run_id}, x.{loaded_at} "
+                f"x.{h['NEXT_FROM']} IS NULL, x.{run_id}, x.{loaded_at}, TRUE "
                 f"FROM spans AS x WHERE {gap}"
             )
-        targets = ", ".join([*columns, *(quote(n) for n, _ in SCD2_META)])
+        targets = ", ".join([*columns, *(quote(n) for n, _ in self.meta)])
         return [
             Step(f"DELETE FROM {self.table.sql}"),
             Step(f"INSERT INTO {self.table.sql} ({targets}) {ctes}{select}"),

@@ -19,7 +19,8 @@ from datetime import datetime
 from typing import ClassVar
 
 from xoelt.config.models import SilverConfig
-from xoelt.scd2 import SCD2_META, UNKNOWN_HASH, Scd2Tables, row_hash
+from xoelt.errors import DataError
+from xoelt.scd2 import UNKNOWN_HASH, Scd2Tables, row_hash
 from xoelt.warehouse.base import (
     Count,
     Mismatch,
@@ -265,8 +266,14 @@ class Historical(LoadStrategy):
         return message
 
     def script(self, job: SilverJob, columns: SilverColumns) -> Script:
-        tables = Scd2Tables(job.silver_table)
+        tables = Scd2Tables(job.silver_table, job.silver.hard_deletes)
         pk = job.silver.primary_key
+        clash = [n for n, _ in tables.meta if n in columns.names]
+        if clash:
+            raise DataError(
+                f"source columns {', '.join(clash)} have the names of {job.silver_table}'s "
+                "SCD2 columns; rename them in the source (or use another hard_deletes mode)"
+            )
         ws, fr = quote("_XO_WINDOW_START"), quote("_XO_FILE_ROW_NUMBER")
         # Deduplicated on the typed key: keys that differ only as text are one key.
         snapshot = (
@@ -279,7 +286,7 @@ class Historical(LoadStrategy):
         return Script(
             prepare=tables.prepare(
                 _column_defs([*columns.typed, *SILVER_META]),
-                _column_defs([*columns.typed, *SCD2_META]),
+                _column_defs([*columns.typed, *tables.meta]),
             ),
             body=(
                 Step(
@@ -288,9 +295,7 @@ class Historical(LoadStrategy):
                 ),
                 Step(snapshot, Yields.AFFECTED, reconcile=0),
                 *tables.record_window(job.window_start, job.window_date, job.timezone),
-                *tables.rebuild(
-                    pk, columns.refs(), columns.hashed(pk, "s."), job.silver.hard_deletes
-                ),
+                *tables.rebuild(pk, columns.refs(), columns.hashed(pk, "s.")),
             ),
         )
 

@@ -153,11 +153,13 @@ class Source:
     def history(self, *columns: str) -> list[Version]:
         """The SCD2 table as versions, checking each instant against its window and date."""
         picked = ", ".join(quote(c) for c in columns)
+        # Only new_record has deletion records, and the column.
+        deleted = '"IS_DELETED"' if self.silver.hard_deletes == "new_record" else "FALSE"
         got = execute(
             self.wh,
             f'SELECT "ID", {picked}, "VALID_FROM", "VALID_TO", "VALID_TO" IS NULL, '
             '"VALID_FROM_DATE", "VALID_TO_DATE", "VALID_TO_DATE" IS NULL, "IS_CURRENT", '
-            f'"IS_DELETED" FROM {self.table.sql} ORDER BY "ID", "VALID_FROM", "IS_DELETED"',
+            f'{deleted} AS d FROM {self.table.sql} ORDER BY "ID", "VALID_FROM", d',
         )
         versions = []
         n = len(columns)
@@ -377,7 +379,7 @@ def test_tables_of_the_earlier_strategy_upgrade_in_place(engine: Engine) -> None
         table = src.suffixed(suffix).sql
         return execute(engine.wh, f"SELECT {cols} FROM {table} ORDER BY {cols}")
 
-    scd2 = '"ID", "STATUS", "ROW_HASH", "VALID_FROM", "_XO_RUN_ID", "IS_DELETED"'
+    scd2 = '"ID", "STATUS", "ROW_HASH", "VALID_FROM", "VALID_TO_DATE", "_XO_RUN_ID"'
     assert everything(old, "", scd2) == everything(new, "", scd2)
     win = '"_XO_WINDOW_START", "_XO_WINDOW_DATE"'
     assert everything(old, "__WINDOWS", win) == everything(new, "__WINDOWS", win)
@@ -415,3 +417,18 @@ def test_keys_equal_once_typed_fail_the_window_and_keep_the_history(engine: Engi
     with pytest.raises(DataError, match=r"got 1 keys from bronze's 2 distinct keys"):
         src.pull(3, ["ID", "STATUS"], [["1", "b"], ["01", "c"]])
     assert src.history("STATUS") == [Version(1, ("a",), 2, None, True)]
+
+
+def test_a_source_column_named_like_an_scd2_column(engine: Engine) -> None:
+    """A source's own IS_DELETED is a source column unless new_record needs the name."""
+    src = source(engine)
+    src.pull(2, ["ID", "IS_DELETED"], [["1", "false"]])
+    src.pull(3, ["ID", "IS_DELETED"], [["1", "true"]])
+    assert src.history("IS_DELETED") == [
+        Version("1", ("false",), 2, 3, False),
+        Version("1", ("true",), 3, None, True),
+    ]
+    clash = source(engine, name="CLASH", hard_deletes="new_record")
+    with pytest.raises(DataError, match=r"source columns IS_DELETED have the names of"):
+        clash.pull(2, ["ID", "IS_DELETED"], [["1", "false"]])
+    assert engine.wh.table_columns(clash.table) is None  # nothing half-made

@@ -133,10 +133,11 @@ def history(src: Source) -> list[tuple[Any, ...]]:
     """The SCD2 table as the model writes it (validity by window day)."""
     cols = src.wh.table_columns(src.table) or []
     note = '"NOTE"' if "NOTE" in cols else "NULL"
+    deleted = '"IS_DELETED"' if "IS_DELETED" in cols else "FALSE"
     got = execute(
         src.wh,
         f'SELECT "ID", "STATUS", {note}, "SEEN_AT", "VALID_FROM_DATE", "VALID_TO_DATE", '
-        f'"IS_CURRENT", "IS_DELETED" FROM {src.table.sql}',
+        f'"IS_CURRENT", {deleted} FROM {src.table.sql}',
     )
     return sorted(
         (

@@ -43,6 +43,10 @@ def test_every_mode_parses_as_snowflake_and_translates(mode: str) -> None:
     rebuild = stmts[-2]
     assert rebuild.startswith('INSERT INTO "DB"."SILVER"."AGENTS" (')
     assert ("UNION ALL" in rebuild) == (mode == "new_record")  # deletion records
+    create = [
+        s for s in before if s.startswith('CREATE TABLE IF NOT EXISTS "DB"."SILVER"."AGENTS" ')
+    ]
+    assert ('"IS_DELETED" BOOLEAN' in create[0]) == (mode == "new_record")
     gap = 'LAG(o."_XO_WN")'  # a window without the key ends a version
     assert (gap in rebuild) == (mode != "ignore")
 
