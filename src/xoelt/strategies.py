@@ -259,8 +259,9 @@ class Historical(LoadStrategy):
 
         def message(expected: int, got: Count) -> str:
             return (
-                f"snapshot {table} got {got.rows} keys from bronze's {expected} distinct keys "
-                f"(keys equal once typed by silver.columns?); rolled back"
+                f"snapshot {table} got {got.rows} keys from bronze's {expected} distinct keys: "
+                "keys that differ as text are equal (or not convertible) once typed by "
+                "silver.columns; rolled back"
             )
 
         return message
