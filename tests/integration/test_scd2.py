@@ -432,3 +432,12 @@ def test_a_source_column_named_like_an_scd2_column(engine: Engine) -> None:
     with pytest.raises(DataError, match=r"source columns IS_DELETED have the names of"):
         clash.pull(2, ["ID", "IS_DELETED"], [["1", "false"]])
     assert engine.wh.table_columns(clash.table) is None  # nothing half-made
+
+
+def test_switching_to_new_record_adds_the_column_and_rebuilds(engine: Engine) -> None:
+    src = source(engine)
+    pulls(src, DELETIONS, (2, 3))
+    assert "IS_DELETED" not in (engine.wh.table_columns(src.table) or [])
+    src.silver = SilverConfig(primary_key=["ID"], hard_deletes="new_record")
+    pulls(src, DELETIONS, (4, 5))
+    assert src.history("STATUS") == EXPECTED_DELETIONS["new_record"]
