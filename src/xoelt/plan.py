@@ -68,7 +68,11 @@ class SourcePlan:
 
     def silver_job(self, window: TimeWindow) -> SilverJob:
         return SilverJob(
-            self.bronze_table, self.silver_table, self.silver, window.start.isoformat()
+            self.bronze_table,
+            self.silver_table,
+            self.silver,
+            window.start.isoformat(),
+            window.timezone,
         )
 
     def silver_script(self, window: TimeWindow, bronze_columns: list[str] | None) -> Script:

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar
 
 from xoelt.config.models import SilverConfig
+from xoelt.errors import DataError
+from xoelt.scd2 import UNKNOWN_HASH, Scd2Tables, row_hash
 from xoelt.warehouse.base import (
     Count,
     Mismatch,
@@ -36,17 +39,7 @@ SILVER_META: tuple[tuple[str, str], ...] = (
     ("_XO_RUN_ID", "VARCHAR"),
     ("_XO_LOADED_AT", "TIMESTAMP_TZ"),
 )
-SCD2_META: tuple[tuple[str, str], ...] = (
-    ("ROW_HASH", "VARCHAR"),
-    ("VALID_FROM", "TIMESTAMP_TZ"),
-    ("VALID_TO", "TIMESTAMP_TZ"),
-    ("IS_CURRENT", "BOOLEAN"),
-    ("_XO_RUN_ID", "VARCHAR"),
-    ("_XO_LOADED_AT", "TIMESTAMP_TZ"),
-)
-SNAPSHOT_SUFFIX = "__SNAPSHOTS"
 UNKNOWN_COLUMNS = "/* …every other bronze column, as VARCHAR, in bronze order… */"
-UNKNOWN_HASH = "MD5(/* every non-key column */)"
 _META_NAMES = [quote(n) for n, _ in SILVER_META]
 
 
@@ -82,11 +75,11 @@ class SilverColumns:
         """Each column converted to its silver type (VARCHAR ones as they are)."""
         return [_cast(n, t) for n, t in self.typed] + self._rest()
 
-    def row_hash(self, key: Sequence[str]) -> str:
-        """The SCD2 row hash over every non-key column (see :func:`row_hash`)."""
+    def hashed(self, key: Sequence[str], alias: str = "") -> str:
+        """The SCD2 row hash over every non-key column, typed (see :func:`scd2.row_hash`)."""
         if not self.complete:
             return UNKNOWN_HASH
-        return row_hash([n for n in self.names if n not in key])
+        return row_hash([(n, t) for n, t in self.typed if n not in key], alias)
 
 
 def _cast(name: str, type_: str) -> str:
@@ -110,21 +103,6 @@ def _silver_ddl(table: TableRef, columns: SilverColumns) -> tuple[Step, ...]:
     )
 
 
-def row_hash(columns: Sequence[str], alias: str = "") -> str:
-    """MD5 of the columns, each encoded as ``N`` (NULL) or ``V<length>:<value>``.
-
-    Engines' ``HASH()`` differ, and a plain delimiter join cannot tell NULL from '' or
-    ``a|b`` + ``c`` from ``a`` + ``b|c``; a length prefix makes the encoding unambiguous.
-    """
-    if not columns:
-        return "MD5('')"
-    parts = []
-    for c in columns:
-        ref = f"{alias}{quote(c)}"
-        parts.append(f"IFF({ref} IS NULL, 'N', 'V' || LENGTH({ref}) || ':' || {ref})")
-    return "MD5(" + " || ".join(parts) + ")"
-
-
 def add_columns(
     table: TableRef, existing: Sequence[str], wanted: Sequence[tuple[str, str]]
 ) -> list[Step]:
@@ -144,7 +122,13 @@ class SilverJob:
     bronze: TableRef
     silver_table: TableRef
     silver: SilverConfig
-    window_start: str
+    window_start: str  # ISO 8601 in the pipeline's time zone (its local date is the label's)
+    timezone: str = "UTC"  # the pipeline's IANA time zone
+
+    @property
+    def window_date(self) -> str:
+        """The local calendar date the window starts on (from the window, not a session)."""
+        return datetime.fromisoformat(self.window_start).date().isoformat()
 
 
 @dataclass(frozen=True)
@@ -246,14 +230,13 @@ class Incremental(LoadStrategy):
 
 
 class Historical(LoadStrategy):
-    """SCD type 2 that is the same whatever order windows arrive in.
+    """SCD type 2, the same whatever order windows arrive in (the SQL: :mod:`xoelt.scd2`).
 
     Each window's pull is kept as a snapshot (``<TABLE>__SNAPSHOTS``, the window's partition
-    replaced, one row per key, with its row hash). The SCD2 table is then rebuilt from all
-    snapshots in window order: a version starts where a key's hash changes or the key
-    reappears after missing from the previous snapshot; it ends (``VALID_TO``) at the next
-    snapshot window after its last row: a change or a deletion. ``IS_CURRENT`` rows are those
-    in the latest snapshot. Effective dates are window starts, never the load time.
+    replaced, one row per key), the window itself is recorded (``<TABLE>__WINDOWS``, so an
+    empty pull counts), and the SCD2 table is rebuilt from all of them in window order:
+    versions start where a key's typed row hash changes, keys missing from a pull are
+    handled by ``silver.hard_deletes``. Effective dates are window starts, never load times.
     """
 
     name = "historical"
@@ -261,70 +244,59 @@ class Historical(LoadStrategy):
     ordered_backfill = True
 
     def tables(self, silver_table: TableRef) -> list[TableRef]:
+        """The tables holding the source's columns (the windows table holds none)."""
         return [self.snapshots(silver_table), silver_table]
 
     @staticmethod
     def snapshots(silver_table: TableRef) -> TableRef:
-        return silver_table.with_name(silver_table.name + SNAPSHOT_SUFFIX)
+        return Scd2Tables(silver_table).snapshots
 
     def expected_rows(self, counts: KeyCounts) -> int | None:
         return counts.distinct_keys  # one snapshot row per key
 
+    def mismatch(self, job: SilverJob) -> Mismatch:
+        table = self.snapshots(job.silver_table)
+
+        def message(expected: int, got: Count) -> str:
+            return (
+                f"snapshot {table} got {got.rows} keys from bronze's {expected} distinct keys: "
+                "keys that differ as text are equal (or not convertible) once typed by "
+                "silver.columns; rolled back"
+            )
+
+        return message
+
     def script(self, job: SilverJob, columns: SilverColumns) -> Script:
-        table = job.silver_table
-        snapshots = self.snapshots(table)
+        tables = Scd2Tables(job.silver_table, job.silver.hard_deletes)
         pk = job.silver.primary_key
-        ws, fr, rh = quote("_XO_WINDOW_START"), quote("_XO_FILE_ROW_NUMBER"), quote("ROW_HASH")
-
-        def keys(alias: str) -> str:
-            return ", ".join(f"{alias}.{quote(k)}" for k in pk)
-
-        snap_cols = [*columns.refs(), rh, *_META_NAMES]
-        snap_select = (
-            f"SELECT {', '.join(columns.casts())}, {columns.row_hash(pk)} AS {rh}, "
-            f"{', '.join(_META_NAMES)} FROM {job.bronze.sql} "
-            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(quote(k) for k in pk)} "
-            f"ORDER BY {fr} DESC) = 1"
+        clash = [n for n, _ in tables.meta if n in columns.names]
+        if clash:
+            raise DataError(
+                f"source columns {', '.join(clash)} have the names of {job.silver_table}'s "
+                "SCD2 columns; rename them in the source (or use another hard_deletes mode)"
+            )
+        ws, fr = quote("_XO_WINDOW_START"), quote("_XO_FILE_ROW_NUMBER")
+        # Deduplicated on the typed key: keys that differ only as text are one key.
+        snapshot = (
+            f"INSERT INTO {tables.snapshots.sql} ({', '.join([*columns.refs(), *_META_NAMES])}) "
+            f"SELECT {', '.join([*columns.refs(), *_META_NAMES])} FROM (SELECT "
+            f"{', '.join([*columns.casts(), *_META_NAMES, fr])} FROM {job.bronze.sql}) AS b "
+            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(f'b.{quote(k)}' for k in pk)} "
+            f"ORDER BY b.{fr} DESC) = 1"
         )
-        out_cols = columns.refs()
-        rebuild = (
-            f"INSERT INTO {table.sql} ({', '.join(out_cols + [quote(n) for n, _ in SCD2_META])}) "
-            f"WITH windows AS (SELECT ws, LEAD(ws) OVER (ORDER BY ws) AS next_ws, "
-            f"LAG(ws) OVER (ORDER BY ws) AS prev_ws FROM (SELECT DISTINCT {ws} AS ws FROM {snapshots.sql}) AS d), "
-            f"marked AS (SELECT s.*, w.next_ws, IFF("
-            f"LAG(s.{rh}) OVER (PARTITION BY {keys('s')} ORDER BY s.{ws}) = s.{rh} "
-            f"AND LAG(s.{ws}) OVER (PARTITION BY {keys('s')} ORDER BY s.{ws}) = w.prev_ws, 0, 1) AS is_start "
-            f"FROM {snapshots.sql} AS s JOIN windows AS w ON w.ws = s.{ws}), "
-            f"versions AS (SELECT m.*, SUM(m.is_start) OVER (PARTITION BY {keys('m')} "
-            f"ORDER BY m.{ws} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS version FROM marked AS m) "
-            f"SELECT {', '.join(columns.refs('v.'))}, v.{rh}, "
-            f"MIN(v.{ws}) OVER (PARTITION BY {keys('v')}, v.version) AS {quote('VALID_FROM')}, "
-            f"v.next_ws AS {quote('VALID_TO')}, v.next_ws IS NULL AS {quote('IS_CURRENT')}, "
-            f"v.{quote('_XO_RUN_ID')}, v.{quote('_XO_LOADED_AT')} FROM versions AS v "
-            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys('v')}, v.version ORDER BY v.{ws} DESC) = 1"
-        )
-        snap_defs = [*columns.typed, ("ROW_HASH", "VARCHAR"), *SILVER_META]
         return Script(
-            prepare=(
-                ddl(f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}"),
-                ddl(f"CREATE TABLE IF NOT EXISTS {snapshots.sql} ({_column_defs(snap_defs)})"),
-                ddl(
-                    f"CREATE TABLE IF NOT EXISTS {table.sql} "
-                    f"({_column_defs([*columns.typed, *SCD2_META])})"
-                ),
+            prepare=tables.prepare(
+                _column_defs([*columns.typed, *SILVER_META]),
+                _column_defs([*columns.typed, *tables.meta]),
             ),
             body=(
                 Step(
-                    f"DELETE FROM {snapshots.sql} WHERE {ws} = "
+                    f"DELETE FROM {tables.snapshots.sql} WHERE {ws} = "
                     f"{literal(job.window_start)}::TIMESTAMP_TZ"
                 ),
-                Step(
-                    f"INSERT INTO {snapshots.sql} ({', '.join(snap_cols)}) {snap_select}",
-                    Yields.AFFECTED,
-                    reconcile=0,
-                ),
-                Step(f"DELETE FROM {table.sql}"),
-                Step(rebuild),
+                Step(snapshot, Yields.AFFECTED, reconcile=0),
+                *tables.record_window(job.window_start, job.window_date, job.timezone),
+                *tables.rebuild(pk, columns.refs(), columns.hashed(pk, "s.")),
             ),
         )
 

@@ -105,11 +105,23 @@ SCHEMA_CASES = [
     Case("unknown-source-key", sub(STRATEGY, f"{STRATEGY}\n    lod_strategy: x"), says="lod"),
     Case("unknown-extractor-key", sub(PREFIX, f"{PREFIX}\n      bucekt: x"), says="bucekt"),
     Case("unknown-silver-key", sub("      table: CONTACT_TIMESTAMPS", "      tabel: X")),
-    Case("schedule-4-fields", sub(SCHED, '  schedule: "50 6 * *"'), says="cannot be scheduled|cron"),
-    Case("schedule-6-fields", sub(SCHED, '  schedule: "0 50 6 * * *"'), says="cannot be scheduled|cron"),
+    Case(
+        "schedule-4-fields", sub(SCHED, '  schedule: "50 6 * *"'), says="cannot be scheduled|cron"
+    ),
+    Case(
+        "schedule-6-fields",
+        sub(SCHED, '  schedule: "0 50 6 * * *"'),
+        says="cannot be scheduled|cron",
+    ),
     Case("schedule-words", sub(SCHED, '  schedule: "every day"'), says="cannot be scheduled|cron"),
-    Case("schedule-minute-60", sub(SCHED, '  schedule: "60 6 * * *"'), says="cannot be scheduled|cron"),
-    Case("schedule-hour-24", sub(SCHED, '  schedule: "0 24 * * *"'), says="cannot be scheduled|cron"),
+    Case(
+        "schedule-minute-60",
+        sub(SCHED, '  schedule: "60 6 * * *"'),
+        says="cannot be scheduled|cron",
+    ),
+    Case(
+        "schedule-hour-24", sub(SCHED, '  schedule: "0 24 * * *"'), says="cannot be scheduled|cron"
+    ),
     Case("schedule-empty", sub(SCHED, '  schedule: ""'), says="cannot be scheduled|cron"),
     Case("schedule-number", sub(SCHED, "  schedule: 5")),
     Case("timezone-unknown", sub(TZ, '    timezone: "Mars/Olympus"'), says="timezone"),

@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("xoelt.storage", "xoelt.warehouse", "xoelt.sources"),
     (
         "xoelt.strategies",
+        "xoelt.scd2",
         "xoelt.drift",
         "xoelt.casts",
         "xoelt.gold",

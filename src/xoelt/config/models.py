@@ -216,12 +216,21 @@ def _silver_type(value: str) -> str:
     return {"STRING": "VARCHAR", "TEXT": "VARCHAR", "DOUBLE": "FLOAT"}.get(normal, normal)
 
 
+HardDeletes = Literal["invalidate", "ignore", "new_record"]
+
+
 class SilverConfig(StrictModel):
-    """How bronze becomes silver: the table, its key and typed columns (others stay VARCHAR)."""
+    """How bronze becomes silver: the table, its key and typed columns (others stay VARCHAR).
+
+    ``hard_deletes`` (``historical`` only, dbt snapshots' meanings): what a key missing from
+    a window's pull means: ``invalidate`` closes its version at that window, ``ignore``
+    keeps it open, ``new_record`` closes it and adds a deletion record (``IS_DELETED``).
+    """
 
     table: Identifier | None = None
     primary_key: list[Identifier] = []
     columns: dict[Identifier, Annotated[str, AfterValidator(_silver_type)]] = {}
+    hard_deletes: HardDeletes = "invalidate"
 
 
 class SourceConfig(StrictModel):
