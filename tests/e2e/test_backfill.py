@@ -97,3 +97,31 @@ def test_sigterm_starts_no_new_window(project: Project, monkeypatch: pytest.Monk
     ingest = Path(project.home, "objects", "xoelt-ingest", "ingest", "demo", "gladly_demo")
     assert (ingest / "contact_timestamps" / "2026-11-02").is_dir()
     assert not (ingest / "contact_timestamps" / "2026-11-03").exists()
+
+
+def test_a_window_whose_gold_did_not_finish_is_not_done(project: Project) -> None:
+    """Every source transformed but gold failed part-way (as a kill after fct_contacts
+    leaves it): the window is not done, and a backfill runs it again."""
+    project.publish_demo_files()
+    model = project.root / "sql" / "gold" / "demo" / "agg_agent_daily.sql"
+    good = model.read_text(encoding="utf-8")
+    model.write_text("SELECT * FROM no_such_table\n", encoding="utf-8")
+    failed = project.xoelt("run", PIPE, "--date", "2026-11-04")
+    assert failed.returncode == 1 and "agg_agent_daily" in failed.stderr
+    runs = json.loads(project.xoelt("status", PIPE, "--format", "json", check=True).stdout)["runs"]
+    assert {(r["source"], r["status"]) for r in runs if r["stage"] == "transform"} == {
+        (s, "success") for s in ("contact_timestamps", "work_sessions", "agents")
+    }
+    assert [(r["source"], r["status"]) for r in runs if r["stage"] == "gold"] == [
+        ("gold", "failed")
+    ]
+    model.write_text(good, encoding="utf-8")
+
+    args = ("backfill", PIPE, "--start", "2026-11-04", "--end", "2026-11-04", "--format", "json")
+    first = json.loads(project.xoelt(*args, check=True).stdout)
+    assert [w["status"] for w in first] == ["done"]
+    again = json.loads(project.xoelt(*args, check=True).stdout)
+    assert [w["status"] for w in again] == ["skipped"]
+    tables = json.loads(project.xoelt("status", PIPE, "--format", "json", check=True).stdout)
+    rows = {t["table"]: t["rows"] for t in tables["tables"]}
+    assert rows["DEMO_DB.GOLD.AGG_AGENT_DAILY"]
