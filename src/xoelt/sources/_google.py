@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Generator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ from xoelt.sources.http import (
     TransientHTTPError,
     parse_retry_after,
     redact,
+    shared_limiter,
 )
 
 if TYPE_CHECKING:
@@ -80,6 +82,28 @@ class GoogleAuthConfig(StrictModel):
         if value is not None and "@" not in value:
             raise ValueError(f"subject {value!r} must be the email address of the user to act as")
         return value
+
+
+def credential_vars(configured: str | None) -> list[str]:
+    """What a Google source needs set: ``GOOGLE_APPLICATION_CREDENTIALS`` unless
+    ``credentials_file`` names the file."""
+    return [] if configured else [CREDENTIALS_ENV]
+
+
+@contextmanager
+def probe_session(
+    cfg: Any, env: Mapping[str, str], log: Any, name: str, per_minute: int, timeout: float
+) -> Generator[GoogleApiClient]:
+    """An authorised client for one ``doctor`` probe call (``cfg``: a Google source's
+    config with ``credentials_file``, ``scope``, ``subject`` and ``base_url``)."""
+    from xoelt.sources.base import probe_retry
+
+    retry = probe_retry(timeout)
+    path = credentials_path(cfg.credentials_file, env)
+    auth = GoogleAuth(path, [cfg.scope], subject=cfg.subject, retry=retry, log=log)
+    limiter = shared_limiter(f"{name}:{cfg.subject or auth.identity}", per_minute=per_minute)
+    with closing(auth), closing(auth.client(cfg.base_url, limiter=limiter, retry=retry)) as api:
+        yield api
 
 
 def credentials_path(configured: str | None, env: Mapping[str, str]) -> Path:

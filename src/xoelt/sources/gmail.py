@@ -50,7 +50,9 @@ from xoelt.sources._google import (
     GoogleAuthConfig,
     credentials_path,
     describe_credentials,
+    probe_session,
 )
+from xoelt.sources._google import credential_vars as google_credential_vars
 from xoelt.sources.base import CsvSink, Source
 from xoelt.sources.csv_files import CsvFile, CsvFiles
 from xoelt.sources.http import shared_limiter
@@ -300,23 +302,15 @@ class GmailAttachmentsSource(Source[GmailConfig], source_type="gmail_attachments
 
     @classmethod
     def credential_vars(cls, config: GmailConfig) -> list[str]:
-        """``GOOGLE_APPLICATION_CREDENTIALS`` unless ``credentials_file`` names the file."""
-        from xoelt.sources._google import CREDENTIALS_ENV
-
-        return [] if config.credentials_file else [CREDENTIALS_ENV]
+        return google_credential_vars(config.credentials_file)
 
     def probe(self, timeout: float) -> str:
         """``GET users/{userId}/profile``: a token for the scope, and the mailbox readable."""
-        from xoelt.sources.base import probe_retry
-
-        cfg, retry = self.config, probe_retry(timeout)
-        path = credentials_path(cfg.credentials_file, self.ctx.env)
-        auth = GoogleAuth(path, [cfg.scope], subject=cfg.subject, retry=retry, log=self.ctx.log)
-        limiter = shared_limiter(
-            f"gmail:{cfg.subject or auth.identity}", per_minute=CALLS_PER_MINUTE
-        )
+        cfg = self.config
         url = f"{cfg.base_url}/gmail/v1/users/{quote(cfg.user_id, safe='@')}/profile"
-        with closing(auth), closing(auth.client(cfg.base_url, limiter=limiter, retry=retry)) as api:
+        with probe_session(
+            cfg, self.ctx.env, self.ctx.log, "gmail", CALLS_PER_MINUTE, timeout
+        ) as api:
             profile = api.json("GET", url)
         if not isinstance(profile, dict) or "emailAddress" not in profile:
             raise SourceError(f"GET {url}: unexpected answer (no emailAddress)")

@@ -54,7 +54,9 @@ from xoelt.sources._google import (
     GoogleAuthConfig,
     credentials_path,
     describe_credentials,
+    probe_session,
 )
+from xoelt.sources._google import credential_vars as google_credential_vars
 from xoelt.sources.base import CsvSink, Source
 from xoelt.sources.http import shared_limiter
 from xoelt.timewindow import TimeWindow
@@ -300,21 +302,11 @@ class GoogleSheetsSource(Source[GoogleSheetsConfig], source_type="google_sheets"
 
     @classmethod
     def credential_vars(cls, config: GoogleSheetsConfig) -> list[str]:
-        """``GOOGLE_APPLICATION_CREDENTIALS`` unless ``credentials_file`` names the file."""
-        from xoelt.sources._google import CREDENTIALS_ENV
-
-        return [] if config.credentials_file else [CREDENTIALS_ENV]
+        return google_credential_vars(config.credentials_file)
 
     def probe(self, timeout: float) -> str:
         """``values.get`` of the range's first cell: the token works and the sheet is shared."""
-        from xoelt.sources.base import probe_retry
-
-        cfg, retry = self.config, probe_retry(timeout)
-        path = credentials_path(cfg.credentials_file, self.ctx.env)
-        auth = GoogleAuth(path, [cfg.scope], subject=cfg.subject, retry=retry, log=self.ctx.log)
-        limiter = shared_limiter(
-            f"sheets:{cfg.subject or auth.identity}", per_minute=READS_PER_MINUTE
-        )
+        cfg = self.config
         sheet, bang, cells = a1_range(cfg).rpartition("!")
         if not bang:  # a range without "!": cells of the first sheet, or a sheet name alone
             sheet, cells = ("", cells) if _CELLS.match(cells) else (cells, "")
@@ -322,10 +314,9 @@ class GoogleSheetsSource(Source[GoogleSheetsConfig], source_type="google_sheets"
         cell = f"{column_letter(column)}{row}"
         cell = f"{sheet}!{cell}" if sheet else cell
         url = f"{cfg.base_url}/v4/spreadsheets/{cfg.spreadsheet_id}/values/{quote(cell, safe='')}"
-        with (
-            closing(auth),
-            closing(auth.client(cfg.base_url, limiter=limiter, retry=retry)) as api,
-        ):
+        with probe_session(
+            cfg, self.ctx.env, self.ctx.log, "sheets", READS_PER_MINUTE, timeout
+        ) as api:
             body = api.json("GET", url, params={"majorDimension": "ROWS"})
         if not isinstance(body, dict):
             raise SourceError(f"GET {url}: unexpected answer (not a ValueRange)")
