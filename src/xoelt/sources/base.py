@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TextIO, TypeVar, get_a
 from xoelt.config.types import SecretRef, StrictModel
 from xoelt.errors import SourceError
 from xoelt.findings import Finding
+from xoelt.sources.csvio import CsvReader, format_row
 
 if TYPE_CHECKING:
     from xoelt.storage.base import ObjectStore
@@ -62,6 +63,10 @@ class ExtractContext:
 class CsvSink:
     """Streams rows, already in header order, to a local CSV file (constant memory).
 
+    The file follows xoelt's CSV convention (:mod:`xoelt.sources.csvio`): ``None`` is a
+    missing value (an empty unquoted field, NULL in bronze) and ``''`` an empty string
+    (``""``, an empty string in bronze); give each what the source said.
+
     The file is a private temp file; the extract stage publishes it to the ingest store only
     after the extractor returns, so a failed extraction never leaves a partial object behind.
     ``details`` ends up in the ingest manifest (e.g. which upload files were taken).
@@ -99,7 +104,7 @@ class CsvSink:
             raise SourceError(
                 f"row {self.rows + 1} has {len(values)} fields, the header has {len(self.fieldnames)}"
             )
-        self._writer.writerow(values)
+        self._write(values, self.rows + 1)
         self.rows += 1
 
     def write_many_values(self, rows: Sequence[Sequence[Any]]) -> None:
@@ -107,13 +112,34 @@ class CsvSink:
         if self._writer is None or self.fieldnames is None:
             raise SourceError("CsvSink.open(fieldnames) must be called before writing rows")
         width = len(self.fieldnames)
+        plain = width > 1
         for i, values in enumerate(rows):
             if len(values) != width:
                 raise SourceError(
                     f"row {self.rows + i + 1} has {len(values)} fields, the header has {width}"
                 )
-        self._writer.writerows(rows)
+            if plain and "" in values:
+                plain = False
+        if plain:
+            self._writer.writerows(rows)
+        else:
+            for i, values in enumerate(rows):
+                self._write(values, self.rows + i + 1)
         self.rows += len(rows)
+
+    def _write(self, values: Sequence[Any], number: int) -> None:
+        # csv.writer writes '' and None alike (an empty field): rows with an empty string
+        # are formatted by the convention's own writer, on the same buffered file.
+        if "" in values:
+            assert self._file is not None
+            self._file.write(format_row(values))
+        elif len(values) == 1 and values[0] is None:
+            raise SourceError(
+                f"row {number}: a one-column file cannot hold a missing value (the line "
+                "would be blank)"
+            )
+        else:
+            self._writer.writerow(values)
 
     def close(self) -> None:
         """Flush and close the file (safe to call twice, or before :meth:`open`)."""
@@ -131,17 +157,22 @@ def copy_csv_rows(
     columns: Sequence[str] | None = None,
     extra: Sequence[str] = (),
 ) -> None:
-    """Copy the rows left in a ``csv.reader`` (its header already read) into ``sink``.
+    """Copy the rows left in a reader (its header already read) into ``sink``.
 
+    With a :class:`~xoelt.sources.csvio.CsvReader` an empty string (``""``) stays an empty
+    string and an empty unquoted field stays a missing value. A plain ``csv.reader`` cannot
+    tell them apart: every empty field it gives is taken as missing (NULL in bronze).
     Values are mapped by name onto ``columns`` (default: the header itself; a column the
-    file lacks is ``''``) and ``extra`` values are appended. Blank lines are skipped; a row
-    whose width differs from the header is an error naming ``where`` and the line.
+    file lacks is missing, ``None``) and ``extra`` values are appended. Blank lines are
+    skipped; a row whose width differs from the header is an error naming ``where`` and
+    the line.
     """
     columns = list(header) if columns is None else columns
     order = [header.index(c) if c in header else -1 for c in columns]
     same = order == list(range(len(header))) and not extra
     tail = list(extra)
     width = len(header)
+    knows_quotes = isinstance(reader, CsvReader)
     for row in reader:
         if not row:
             continue
@@ -149,7 +180,9 @@ def copy_csv_rows(
             raise SourceError(
                 f"{where} line {reader.line_num}: {len(row)} fields, the header has {width}"
             )
-        sink.write_values(row if same else [row[i] if i >= 0 else "" for i in order] + tail)
+        if not knows_quotes and "" in row:
+            row = [None if value == "" else value for value in row]
+        sink.write_values(row if same else [row[i] if i >= 0 else None for i in order] + tail)
 
 
 def secret_ref(configured: SecretRef | None, var: str, key: str) -> SecretRef:

@@ -54,10 +54,12 @@ COPY_SUFFIX = "__XO_COPY"
 _IDENT = r'"[A-Za-z_][A-Za-z0-9_$]*"'
 _STAGE = re.compile(rf"^@{_IDENT}\.{_IDENT}\.{_IDENT}$")
 
-# The files are written by Python's csv module: ``,`` delimiter, ``"`` quoting with doubled
-# quotes, ``\r\n`` line ends (Snowflake's default record delimiter accepts them), UTF-8.
-# Backslashes are data, so no escape character; an empty unquoted field is NULL (as DuckDB
-# reads it); NULL_IF = () stops the default ``\N`` from turning a real value into NULL.
+# The files follow xoelt's CSV convention (xoelt.sources.csvio): ``,`` delimiter, ``"``
+# quoting with doubled quotes, ``\r\n`` line ends (Snowflake's default record delimiter
+# accepts them), UTF-8. Backslashes are data, so no escape character. An empty unquoted field
+# is a missing value: EMPTY_FIELD_AS_NULL = TRUE loads it as NULL, while a quoted empty field
+# (``""``) loads as an empty string (FIELD_OPTIONALLY_ENCLOSED_BY); NULL_IF = () stops the
+# default ``\N`` from turning a real value into NULL.
 CSV_FORMAT = (
     "TYPE = 'CSV' FIELD_DELIMITER = ',' SKIP_HEADER = 1 FIELD_OPTIONALLY_ENCLOSED_BY = '\"' "
     "ESCAPE = NONE ESCAPE_UNENCLOSED_FIELD = NONE EMPTY_FIELD_AS_NULL = TRUE NULL_IF = () "

@@ -1,0 +1,119 @@
+"""The CSV convention of every extract file: a missing value is not an empty string.
+
+xoelt writes (``CsvSink``) and, for files it re-reads (``s3_upload``, ``gmail_attachments``),
+reads (:class:`CsvReader`) CSV with one rule on top of RFC 4180 / ``csv.QUOTE_MINIMAL``:
+
+- a missing value (Python ``None``, JSON ``null``, a column a file lacks) is an empty
+  **unquoted** field: ``1,,x``;
+- an empty string is a **quoted** empty field: ``1,"",x``;
+- every other value is written as ``csv.writer`` writes it (quoted only when it holds a
+  ``,``, a ``"`` (doubled) or a line break), ``\\r\\n`` line ends, UTF-8.
+
+Both warehouses load it that way, so bronze keeps the distinction: Snowflake with
+``FIELD_OPTIONALLY_ENCLOSED_BY = '"' EMPTY_FIELD_AS_NULL = TRUE NULL_IF = ()`` (``,,`` is
+NULL, ``""`` an empty string), DuckDB with ``read_csv(…, allow_quoted_nulls = false)``.
+
+Why this module exists: Python 3.11's ``csv`` writes ``None`` and ``''`` alike as an empty
+field (``QUOTE_NOTNULL`` arrived in 3.12), and its reader reads ``""`` and an empty field
+alike as ``''``. So a row holding an empty string is formatted here (:func:`format_row`;
+rows without one still go through the C writer), and :class:`CsvReader` re-reads the raw
+text of a record only when the record has an empty field, to see which were quoted.
+
+One thing the convention cannot carry: a missing value in a one-column file (its line would
+be blank). :class:`~xoelt.sources.base.CsvSink` refuses such a row rather than change it.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]').search
+
+
+def format_row(values: Sequence[Any]) -> str:
+    """One record as xoelt writes it: ``None`` empty, ``''`` as ``""``, the rest as
+    ``csv.writer`` (excel dialect, ``QUOTE_MINIMAL``) writes it, ``\\r\\n`` at the end."""
+    out: list[str] = []
+    for value in values:
+        if value is None:
+            out.append("")
+            continue
+        text = value if isinstance(value, str) else str(value)
+        if not text:
+            out.append('""')
+        elif _NEEDS_QUOTES(text):
+            out.append('"' + text.replace('"', '""') + '"')
+        else:
+            out.append(text)
+    return ",".join(out) + "\r\n"
+
+
+class CsvReader:
+    """``csv.reader`` over ``text`` (opened with ``newline=""``), except that an empty field
+    that was not quoted reads as ``None``; a quoted one (``""``) stays ``''``.
+
+    Rows without an empty field cost one C-level ``'' in row`` check more than
+    ``csv.reader``; for the others the record's raw text (kept line by line as the reader
+    pulls it) tells which empty fields were quoted: at once if it holds no ``""``, else
+    split on the delimiter, else (a quoted field holds the delimiter) split by a pattern that follows ``csv``'s own
+    parser (``"`` doubled inside quotes, no escape character, non-strict). ``line_num`` is the number of lines read so far, as on ``csv.reader``.
+    """
+
+    def __init__(self, text: Iterable[str], delimiter: str = ",") -> None:
+        if len(delimiter) != 1 or delimiter in '"\r\n':
+            raise csv.Error(f"unsupported CSV delimiter {delimiter!r}")
+        self.delimiter = delimiter
+        self._lines: list[str] = []
+        self._reader = csv.reader(self._tap(text), delimiter=delimiter)
+        self._rows = self._records()
+        d = re.escape(delimiter)
+        # One field and the delimiter after it (one is appended to the record): a quoted
+        # field (quotes doubled inside, anything csv's non-strict parser keeps after the
+        # closing quote), else everything up to the delimiter. Every position matches, so
+        # findall yields the record's fields back to back.
+        self._fields = re.compile(f'((?:"[^"]*(?:""[^"]*)*"[^{d}]*|[^{d}]*)){d}').findall
+
+    def _tap(self, text: Iterable[str]) -> Iterator[str]:
+        lines = self._lines
+        for line in text:
+            lines.append(line)
+            yield line
+
+    def _records(self) -> Iterator[list[Any]]:
+        lines, delimiter = self._lines, self.delimiter
+        for row in self._reader:
+            if "" in row:
+                raw = (lines[0] if len(lines) == 1 else "".join(lines)).rstrip("\r\n")
+                row = self._missing_as_none(row, raw, delimiter)
+            lines.clear()
+            yield row
+
+    def _missing_as_none(self, row: list[Any], raw: str, delimiter: str) -> list[Any]:
+        # Cheapest test first. A quoted empty field is `""` in the raw text: without one,
+        # every empty field is a missing value.
+        if '""' not in raw:
+            return [value or None for value in row]
+        # With as many delimiters as fields, no quoted field holds one, so the raw pieces
+        # are the fields (a quoted delimiter would add a piece).
+        pieces = raw.split(delimiter)
+        if len(pieces) != len(row):
+            pieces = self._fields(raw + delimiter)
+            if len(pieces) != len(row):
+                raise csv.Error(
+                    f"line {self.line_num}: cannot tell its quoted empty fields from missing "
+                    "ones (malformed quoting)"
+                )
+        return [value if piece else None for value, piece in zip(row, pieces)]
+
+    @property
+    def line_num(self) -> int:
+        return self._reader.line_num
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        return self._rows
+
+    def __next__(self) -> list[Any]:
+        return next(self._rows)
