@@ -105,8 +105,7 @@ def test_sink_writes_missing_bare_and_empty_quoted(tmp_path: Path) -> None:
     sink.write_many_values([["3", 'a "q"', None], ["4", "", ""], ["5", "x,y", True]])
     sink.write_many_values([["6", "plain", 7]])
     assert _written(sink) == (
-        'id,note,n\r\n1,,5\r\n2,"",0.5\r\n3,"a ""q""",\r\n4,"",""\r\n5,"x,y",True\r\n'
-        "6,plain,7\r\n"
+        'id,note,n\r\n1,,5\r\n2,"",0.5\r\n3,"a ""q""",\r\n4,"",""\r\n5,"x,y",True\r\n6,plain,7\r\n'
     )
     assert sink.rows == 6
 
@@ -142,7 +141,7 @@ def test_csv_files_keep_empty_strings_and_missing_columns_missing(tmp_path: Path
         "two.csv": 'id,extra\r\n4,""\r\n',
     }
 
-    def opener(name: str):  # noqa: ANN202 - a context manager of the file's text
+    def opener(name: str):
         return lambda: contextlib.closing(io.StringIO(bodies[name], newline=""))
 
     files = CsvFiles(delimiter=",", allow_empty=False, columns=[], reserved=("_file",))
@@ -152,6 +151,5 @@ def test_csv_files_keep_empty_strings_and_missing_columns_missing(tmp_path: Path
     sink = _sink(tmp_path)
     files.write(sink, nothing="-", noun="files")
     assert _written(sink) == (
-        'id,note,extra,_file\r\n1,"",,one.csv\r\n2,,,one.csv\r\n3,x,,one.csv\r\n'
-        '4,,"",two.csv\r\n'
+        'id,note,extra,_file\r\n1,"",,one.csv\r\n2,,,one.csv\r\n3,x,,one.csv\r\n4,,"",two.csv\r\n'
     )

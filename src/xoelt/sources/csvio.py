@@ -106,7 +106,7 @@ class CsvReader:
                     f"line {self.line_num}: cannot tell its quoted empty fields from missing "
                     "ones (malformed quoting)"
                 )
-        return [value if piece else None for value, piece in zip(row, pieces)]
+        return [value if piece else None for value, piece in zip(row, pieces, strict=True)]
 
     @property
     def line_num(self) -> int:

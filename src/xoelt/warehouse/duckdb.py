@@ -42,6 +42,7 @@ from xoelt.warehouse.base import (
     ddl,
     literal,
     quote,
+    rejected_count,
 )
 
 SHADOW_SUFFIX = "__XO_LOAD"
@@ -148,6 +149,8 @@ class DuckDBWarehouse:
 
     def count_of(self, yields: Yields, answer: Answer) -> Count:
         """DuckDB answers INSERT/UPDATE/DELETE/MERGE with one row of one ``Count`` column."""
+        if yields is Yields.REJECTED:
+            return rejected_count(answer)
         if yields is Yields.AFFECTED and answer.columns == ["Count"]:
             return Count(int(answer.rows[0][0]))
         raise WarehouseError(f"DuckDB gave no {yields.value} row count ({answer.columns})")
