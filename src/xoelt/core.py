@@ -9,6 +9,7 @@ naming stage, source and window, with the cause chained.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
@@ -25,11 +26,15 @@ from xoelt.pipelines import PipelineInvalid, discover, load_pipeline, resolve
 from xoelt.plan import RunPlan, build_plan
 from xoelt.runtime import Runtime
 from xoelt.settings import Settings
-from xoelt.stages import LAST_STAGE, STAGES
+from xoelt.stages import BRONZE_STAGE, LAST_STAGE, STAGES
 from xoelt.stages.transform import gold
 from xoelt.targets import resolve_target
 from xoelt.timewindow import align_to_schedule, parse_run_at
 from xoelt.warehouse.base import count_rows
+
+_ORDER = list(STAGES)
+HOLDS_BRONZE = frozenset(_ORDER[_ORDER.index(BRONZE_STAGE) : _ORDER.index(LAST_STAGE) + 1])
+"""The stages during which a window holds its source's bronze table (load through silver)."""
 
 
 def make_plan(
@@ -131,12 +136,18 @@ def execute(
             report.sources.append(item)
             with _failing_as(wanted[0].name, sp.name, window):
                 lock = rt.lock(sp.name)
-            with lock:
+            with lock, contextlib.ExitStack() as bronze:
+                holding = False
                 for stage in wanted:
                     started = datetime.now(UTC)
                     t0 = time.perf_counter()
                     try:
                         with _failing_as(stage.name, sp.name, window):
+                            if stage.name in HOLDS_BRONZE and not holding:
+                                # from load through silver: no other window's load between
+                                table, what = sp.bronze_table, f"bronze {sp.bronze_table}"
+                                bronze.enter_context(rt.table_lock(table, what, log))
+                                holding = True
                             result = stage.run(rt, sp, log)
                     except StageFailed as exc:
                         _record(
@@ -167,7 +178,10 @@ def execute(
                     )
         if LAST_STAGE in stages and plan.gold:
             log = get_logger(pipeline=plan.name, source="gold", run_id=rt.run_id, window=window)
-            with _failing_as(LAST_STAGE, "gold", window):
+            # One window materialises gold at a time, so the last to run saw every silver.
+            schema = plan.gold[0].table
+            gold_lock = rt.table_lock(schema.with_name("_GOLD"), f"gold {schema.schema_sql}", log)
+            with _failing_as(LAST_STAGE, "gold", window), gold_lock:
                 report.gold = gold(rt, log)
         if rt.warehouse_open:
             report.warehouse_path = rt.warehouse.location(plan.database)
