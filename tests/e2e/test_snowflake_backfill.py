@@ -129,6 +129,7 @@ def _contents(kwargs: dict[str, Any], database: str) -> dict[str, list[tuple[Any
     return out
 
 
+@pytest.mark.slow
 def test_backfill_with_two_workers_gives_the_serial_result(
     project_on_snowflake: Project, fakesnow_kwargs: dict[str, Any]
 ) -> None:

@@ -58,8 +58,9 @@ class CsvReader:
     Rows without an empty field cost one C-level ``'' in row`` check more than
     ``csv.reader``; for the others the record's raw text (kept line by line as the reader
     pulls it) tells which empty fields were quoted: at once if it holds no ``""``, else
-    split on the delimiter, else (a quoted field holds the delimiter) split by a pattern that follows ``csv``'s own
-    parser (``"`` doubled inside quotes, no escape character, non-strict). ``line_num`` is the number of lines read so far, as on ``csv.reader``.
+    split on the delimiter, else (a quoted field holds the delimiter) split by a pattern
+    that follows ``csv``'s own parser (``"`` doubled inside quotes, no escape character,
+    non-strict). ``line_num`` is the number of lines read so far, as on ``csv.reader``.
     """
 
     def __init__(self, text: Iterable[str], delimiter: str = ",") -> None:
