@@ -66,4 +66,4 @@ def test_waiting_backs_off_and_gives_up_at_the_bound_naming_table_and_holder(
 
 
 def test_a_window_holds_bronze_from_load_through_silver_only() -> None:
-    assert HOLDS_BRONZE == {"load", "transform"}
+    assert {"load", "transform"} == HOLDS_BRONZE
