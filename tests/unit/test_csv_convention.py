@@ -88,6 +88,23 @@ def test_reader_examples() -> None:
     assert list(semi) == [["x", "", None, "a;b"]]
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('1,,"x, y"\r\n', ["1", None, "x, y"]),  # no "" at all: every empty is missing
+        ('1,"",x,\r\n', ["1", "", "x", None]),  # as many delimiters as fields
+        ('"a, ""b""",,""\r\n', ['a, "b"', None, ""]),  # a quoted field holds a delimiter
+        # csv's non-strict reading of a quote after the closing one: the exact pattern
+        ('"a"b"c,d","x,y",,""\r\n', ['ab"c', 'd"', "x,y", None, ""]),
+    ],
+)
+def test_each_way_of_telling_quoted_from_bare_agrees_with_csv(
+    line: str, expected: list[str | None]
+) -> None:
+    assert next(CsvReader(io.StringIO(line, newline=""))) == expected
+    assert next(csv.reader(io.StringIO(line, newline=""))) == [v or "" for v in expected]
+
+
 def _sink(tmp_path: Path) -> CsvSink:
     return CsvSink(tmp_path / "out.csv")
 

@@ -81,6 +81,7 @@ class CsvSink:
         self.details: dict[str, Any] = {}
         self._file: TextIO | None = None
         self._writer: Any = None
+        self._single = False
 
     def open(self, fieldnames: Sequence[str]) -> None:
         """Write the header; must be called once, before any row."""
@@ -97,6 +98,7 @@ class CsvSink:
         self._file = self.path.open("w", newline="", encoding="utf-8", buffering=1 << 20)
         self._writer = csv.writer(self._file)
         self._writer.writerow(self.fieldnames)
+        self._single = len(self.fieldnames) == 1
 
     def write_values(self, values: Sequence[Any]) -> None:
         """One row in header order; a row of another width is an error (no silent loss)."""
@@ -106,7 +108,12 @@ class CsvSink:
             raise SourceError(
                 f"row {self.rows + 1} has {len(values)} fields, the header has {len(self.fieldnames)}"
             )
-        self._write(values, self.rows + 1)
+        if "" in values:  # inline, not self._write: this runs once per row of a user file
+            self._text_file.write(format_row(values))
+        elif self._single and values[0] is None:
+            self._write(values, self.rows + 1)  # refuses it
+        else:
+            self._writer.writerow(values)
         self.rows += 1
 
     def write_many_values(self, rows: Sequence[Sequence[Any]]) -> None:
@@ -132,8 +139,7 @@ class CsvSink:
         # csv.writer writes '' and None alike (an empty field): rows with an empty string
         # are formatted by the convention's own writer, on the same buffered file.
         if "" in values:
-            assert self._file is not None
-            self._file.write(format_row(values))
+            self._text_file.write(format_row(values))
         elif len(values) == 1 and values[0] is None:
             raise SourceError(
                 f"row {number}: a one-column file cannot hold a missing value (the line "
@@ -141,6 +147,11 @@ class CsvSink:
             )
         else:
             self._writer.writerow(values)
+
+    @property
+    def _text_file(self) -> TextIO:
+        assert self._file is not None  # open() ran: every writer checks _writer first
+        return self._file
 
     def close(self) -> None:
         """Flush and close the file (safe to call twice, or before :meth:`open`)."""

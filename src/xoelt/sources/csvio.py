@@ -57,10 +57,10 @@ class CsvReader:
 
     Rows without an empty field cost one C-level ``'' in row`` check more than
     ``csv.reader``; for the others the record's raw text (kept line by line as the reader
-    pulls it) tells which empty fields were quoted: at once if it holds no ``""``, else
-    split on the delimiter, else (a quoted field holds the delimiter) split by a pattern
-    that follows ``csv``'s own parser (``"`` doubled inside quotes, no escape character,
-    non-strict). ``line_num`` is the number of lines read so far, as on ``csv.reader``.
+    pulls it) tells which empty fields were quoted: at once if it holds no ``""``, else by
+    splitting it on the delimiter (a field's piece is found by counting the delimiters in
+    the values before it, which can only have come from inside quotes). ``line_num`` is the
+    number of lines read so far, as on ``csv.reader``.
     """
 
     def __init__(self, text: Iterable[str], delimiter: str = ",") -> None:
@@ -70,12 +70,6 @@ class CsvReader:
         self._lines: list[str] = []
         self._reader = csv.reader(self._tap(text), delimiter=delimiter)
         self._rows = self._records()
-        d = re.escape(delimiter)
-        # One field and the delimiter after it (one is appended to the record): a quoted
-        # field (quotes doubled inside, anything csv's non-strict parser keeps after the
-        # closing quote), else everything up to the delimiter. Every position matches, so
-        # findall yields the record's fields back to back.
-        self._fields = re.compile(f'((?:"[^"]*(?:""[^"]*)*"[^{d}]*|[^{d}]*)){d}').findall
 
     def _tap(self, text: Iterable[str]) -> Iterator[str]:
         lines = self._lines
@@ -93,21 +87,33 @@ class CsvReader:
             yield row
 
     def _missing_as_none(self, row: list[Any], raw: str, delimiter: str) -> list[Any]:
-        # Cheapest test first. A quoted empty field is `""` in the raw text: without one,
-        # every empty field is a missing value.
-        if '""' not in raw:
-            return [value or None for value in row]
-        # With as many delimiters as fields, no quoted field holds one, so the raw pieces
-        # are the fields (a quoted delimiter would add a piece).
-        pieces = raw.split(delimiter)
-        if len(pieces) != len(row):
-            pieces = self._fields(raw + delimiter)
-            if len(pieces) != len(row):
+        # A quoted empty field is `""` in the raw text: without one, every empty is missing.
+        quoted = '""' in raw
+        pieces: list[str] = []
+        if quoted:
+            # Every delimiter in a parsed value came from inside quotes (there is no escape
+            # character): the raw text has exactly the delimiters of the values joined, and
+            # field i is the piece after the delimiters of the values before it. That piece
+            # is empty exactly when the field was an empty unquoted one.
+            if raw.count(delimiter) != delimiter.join(row).count(delimiter):
                 raise csv.Error(
                     f"line {self.line_num}: cannot tell its quoted empty fields from missing "
                     "ones (malformed quoting)"
                 )
-        return [value if piece else None for value, piece in zip(row, pieces, strict=True)]
+            pieces = raw.split(delimiter)
+        empty, at = [], -1
+        for _ in range(row.count("")):
+            at = row.index("", at + 1)
+            empty.append(at)
+        if quoted:  # the values before each empty field, joined: its piece's index
+            empty = [
+                i
+                for i in empty
+                if not pieces[delimiter.join(row[:i]).count(delimiter) + 1 if i else 0]
+            ]
+        for i in empty:
+            row[i] = None
+        return row
 
     @property
     def line_num(self) -> int:
