@@ -3,9 +3,12 @@
 Windows come from the pipeline's cron schedule (croniter, in its timezone); fire times that
 resolve to the same window run once. Windows the ledger shows fully transformed are skipped
 unless ``force``. Windows may run in parallel when the warehouse allows concurrent windows
-(Snowflake) and no source's strategy needs its windows in order (SCD2 history). On
-SIGINT/SIGTERM no new window starts and the running ones stop at once (see
-:mod:`xoelt.interrupts`: statements interrupted, rolled back, recorded as ``interrupted``). No failure is lost:
+(Snowflake) and no source's strategy needs its windows in order (SCD2 history); windows of
+one source then queue on its bronze table lock (held from load through silver, see
+:mod:`xoelt.runtime`) while their extract and stage run at once, so the result is the
+serial one. On SIGINT/SIGTERM no new window starts and the running ones stop at once (see
+:mod:`xoelt.interrupts`: statements interrupted, rolled back, recorded as ``interrupted``).
+No failure is lost:
 every window ends with a status, whatever went wrong in it.
 """
 

@@ -9,6 +9,7 @@ naming stage, source and window, with the cause chained.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
@@ -26,11 +27,15 @@ from xoelt.pipelines import PipelineInvalid, discover, load_pipeline, resolve
 from xoelt.plan import RunPlan, build_plan
 from xoelt.runtime import Runtime
 from xoelt.settings import Settings
-from xoelt.stages import LAST_STAGE, STAGES, StageResult
+from xoelt.stages import BRONZE_STAGE, LAST_STAGE, STAGES, Stage, StageResult
 from xoelt.stages.transform import gold
 from xoelt.targets import resolve_target
 from xoelt.timewindow import align_to_schedule, parse_run_at
 from xoelt.warehouse.base import count_rows
+
+_ORDER = list(STAGES)
+HOLDS_BRONZE = frozenset(_ORDER[_ORDER.index(BRONZE_STAGE) : _ORDER.index(LAST_STAGE) + 1])
+"""The stages during which a window holds its source's bronze table (load through silver)."""
 
 
 def make_plan(
@@ -153,12 +158,16 @@ def execute(
             report.sources.append(item)
             with _failing_as(wanted[0].name, sp.name, window):
                 lock = rt.lock(sp.name)
-            with lock:
+            with lock, contextlib.ExitStack() as held:
+                # From load through silver the window holds its bronze table: no other
+                # window's load in between (taken at the first of those stages it runs).
+                bronze = _Once(
+                    held, partial(rt.table_lock, sp.bronze_table, f"bronze {sp.bronze_table}", log)
+                )
                 for stage in wanted:
                     t0 = time.perf_counter()
-                    result = _recorded(
-                        rt, sp.name, stage.name, log, partial(stage.run, rt, sp, log)
-                    )
+                    work = partial(_run_stage, rt, sp, stage, log, bronze)
+                    result = _recorded(rt, sp.name, stage.name, log, work)
                     item.rows[stage.name] = result.rows
                     item.seconds[stage.name] = round(time.perf_counter() - t0, 3)
                     item.findings.extend(result.findings)
@@ -166,13 +175,35 @@ def execute(
             log = get_logger(pipeline=plan.name, source=GOLD, run_id=rt.run_id, window=window)
 
             def materialise() -> StageResult:
-                report.gold = gold(rt, log)
+                # One window materialises gold at a time, so the last to run saw every silver.
+                schema = plan.gold[0].table
+                what = f"gold {schema.schema_sql}"
+                with rt.table_lock(schema.with_name("_GOLD"), what, log):
+                    report.gold = gold(rt, log)
                 return StageResult(sum(report.gold.values()))
 
             _recorded(rt, GOLD, GOLD, log, materialise, failing_as=LAST_STAGE)
         if rt.warehouse_open:
             report.warehouse_path = rt.warehouse.location(plan.database)
         return report
+
+
+class _Once:
+    """Enter a context (a table lock) the first time it is asked for; keep it to the end."""
+
+    def __init__(self, stack: contextlib.ExitStack, make: Callable[[], Any]) -> None:
+        self.stack, self.make, self.entered = stack, make, False
+
+    def __call__(self) -> None:
+        if not self.entered:
+            self.stack.enter_context(self.make())
+            self.entered = True
+
+
+def _run_stage(rt: Runtime, sp: Any, stage: Stage, log: Any, bronze: _Once) -> StageResult:
+    if stage.name in HOLDS_BRONZE:
+        bronze()
+    return stage.run(rt, sp, log)
 
 
 def _recorded(

@@ -1,16 +1,31 @@
-"""Run-time resources for one run: the object store, the warehouse, the run id, the lock.
+"""Run-time resources for one run: the object store, the warehouse, the run id, the locks.
 
 Built from a RunPlan's target; connections open lazily so ``extract`` alone never starts a
 warehouse, and ``plan`` never builds a Runtime at all.
+
+Two kinds of lock, both in the target's object store (``store.lock``):
+
+- the **run lock** (:meth:`Runtime.lock`): one run per pipeline/source/window; a second run
+  of the same window fails at once (LockHeld);
+- **table locks** (:meth:`Runtime.table_lock`): one writer of a shared table at a time,
+  across windows: a window holds its source's bronze table from load through silver (so
+  two windows of one source never share bronze while in flight, and a transform reads only
+  its own window's bronze), and the gold schema while materialising gold. These *wait*
+  (polling with backoff, bounded by ``lock_wait`` seconds, then LockHeld saying how long it
+  waited and who holds it), so a backfill's workers queue on them while extract and stage
+  still run in parallel.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import socket
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Generator, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,15 +33,18 @@ from typing import Any
 
 from xoelt import ledger
 from xoelt.config.env import environment
-from xoelt.errors import StorageError
+from xoelt.errors import LockHeld, StorageError
 from xoelt.plan import RunPlan
 from xoelt.settings import Settings
 from xoelt.storage.base import ObjectStore
-from xoelt.warehouse.base import Warehouse
+from xoelt.warehouse.base import TableRef, Warehouse
 
 # Longer than any run may take (the Helm chart's activeDeadlineSeconds is 3 h): a lock older
 # than this was left by a run that died without releasing it, and may be taken over.
 LOCK_TTL_SECONDS = 6 * 3600
+# How long a window waits for a table another window holds: its load and transform (one
+# window of one source, or one round of gold), with room to spare.
+TABLE_LOCK_WAIT_SECONDS = 3600.0
 
 
 class Runtime:
@@ -46,6 +64,7 @@ class Runtime:
         self._store: ObjectStore | None = None
         self._warehouse: Warehouse | None = None
         self._query_tag = self.query_tag("open", None)
+        self.lock_wait = TABLE_LOCK_WAIT_SECONDS
 
     @property
     def store(self) -> ObjectStore:
@@ -99,9 +118,31 @@ class Runtime:
         """
         plan = self.plan
         key = f"locks/{plan.name}/{source}/{plan.window.tag}.lock"
-        owner = f"{self.run_id} pid={os.getpid()} host={socket.gethostname()}"
-        bucket = plan.pipeline.globals.storage.stage_bucket
-        return self.store.lock(bucket, key, owner, LOCK_TTL_SECONDS)
+        return self.store.lock(self._lock_bucket, key, self._owner, LOCK_TTL_SECONDS)
+
+    def table_lock(
+        self, table: TableRef, what: str, log: Any = None
+    ) -> AbstractContextManager[None]:
+        """Hold ``table`` (named ``what`` in messages) against other windows, waiting for it.
+
+        ``table`` may be a whole schema's stand-in (gold): the key is its qualified name.
+        """
+        key = f"locks/tables/{table.database}/{table.schema}/{table.name}.lock"
+        owner = f"{self._owner} window={self.plan.window.tag}"
+        return wait_for_lock(
+            lambda: self.store.lock(self._lock_bucket, key, owner, LOCK_TTL_SECONDS),
+            what=what,
+            wait=self.lock_wait,
+            log=log,
+        )
+
+    @property
+    def _lock_bucket(self) -> str:
+        return self.plan.pipeline.globals.storage.stage_bucket
+
+    @property
+    def _owner(self) -> str:
+        return f"{self.run_id} pid={os.getpid()} host={socket.gethostname()}"
 
     def scratch(self) -> Path:
         """The run's local scratch directory (``$XOELT_HOME/tmp``), created on first use."""
@@ -127,3 +168,38 @@ class Runtime:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def wait_for_lock(
+    take: Callable[[], AbstractContextManager[None]],
+    *,
+    what: str,
+    wait: float,
+    log: Any = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Generator[None]:
+    """Hold the lock ``take()`` takes (it raises LockHeld while another holds it), retrying
+    with exponential backoff and jitter for up to ``wait`` seconds; then LockHeld naming
+    ``what``, the time waited and the holder."""
+    deadline = clock() + wait
+    delay = 0.05
+    waited = False
+    while True:
+        try:
+            held = take()
+            break
+        except LockHeld as exc:
+            left = deadline - clock()
+            if left <= 0:
+                raise LockHeld(
+                    f"gave up waiting {wait:g}s for {what}: {exc.message}", findings=exc.findings
+                ) from exc
+            if log is not None and not waited:
+                log.info("waiting for lock", what=what, holder=exc.message)
+            waited = True
+            sleep(min(left, delay * random.uniform(0.5, 1.0)))
+            delay = min(delay * 2, 5.0)
+    with held:
+        yield

@@ -101,10 +101,22 @@ def fakesnow_kwargs(moto_endpoint: str) -> Iterator[dict[str, Any]]:
             return execute(self, "SELECT 'Statement executed successfully.' AS status")
         return execute(self, command, *args, **kw)
 
+    read_csv = fs_copy.ReadCSV.read_expression
+
+    def quoted_empty_is_a_string(self: Any, url: str) -> Any:
+        # fakesnow reads CSV with DuckDB's default allow_quoted_nulls=true, so `""` loads as
+        # NULL; Snowflake, with FIELD_OPTIONALLY_ENCLOSED_BY = '"' (and EMPTY_FIELD_AS_NULL
+        # TRUE, its default), loads `""` as an empty string and only `,,` as NULL.
+        call = read_csv(self, url)
+        if self.quote:
+            call.append("expressions", self.make_eq("allow_quoted_nulls", False))
+        return call
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(FakeSnowflakeCursor, "execute", recording_execute)
         mp.setattr(FakeSnowflakeCursor, "_describe_last_sql", describe_last_sql)
         mp.setattr(fs_copy, "_inserts", padded_inserts)
+        mp.setattr(fs_copy.ReadCSV, "read_expression", quoted_empty_is_a_string)
         with _START_FAKESNOW() as kwargs:
             yield kwargs
 

@@ -30,16 +30,20 @@ from tests.integration.snowflake_fixtures import (
 from xoelt.errors import DataError, RunError, WarehouseError
 from xoelt.warehouse.base import (
     METADATA_NAMES,
+    Answer,
     BronzeLoad,
     Count,
     RunStamp,
     TableRef,
+    Yields,
     bronze_mismatch,
     check_count,
     execute,
     load_bronze,
+    rejected,
 )
 from xoelt.warehouse.snowflake import (
+    CHECK_SUFFIX,
     COPY_SUFFIX,
     SnowflakeWarehouse,
     bronze_script,
@@ -89,14 +93,18 @@ def test_production_load_statements_parse_and_have_the_safe_shape() -> None:
     stmts = render(load)
     parsed = [sqlglot.parse_one(s, read="snowflake") for s in stmts]
     kinds = [type(p).__name__ for p in parsed]
-    assert kinds == ["Create", "Create", "Transaction", "TruncateTable", "Copy", "Commit"]
+    assert kinds == [
+        *("Create", "Create", "Copy", "Create"),  # schema, the validation pass, bronze
+        *("Transaction", "TruncateTable", "Copy", "Commit"),
+        "Drop",
+    ]
     assert stmts[0] == 'CREATE SCHEMA IF NOT EXISTS "WBP_DB"."BRONZE"'
-    assert stmts[3] == 'TRUNCATE TABLE "WBP_DB"."BRONZE"."GLADLY_THINGS"'
-    create = parsed[1]
+    assert stmts[5] == 'TRUNCATE TABLE "WBP_DB"."BRONZE"."GLADLY_THINGS"'
+    create = parsed[3]
     assert isinstance(create, exp.Create) and create.args.get("exists")
     assert [c.name for c in create.find_all(exp.ColumnDef)] == ["ID", "NOTE", *METADATA_NAMES]
 
-    copy = parsed[4]
+    copy = parsed[6]
     assert isinstance(copy, exp.Copy)
     assert [c.name for c in copy.this.expressions] == ["ID", "NOTE", *METADATA_NAMES]
     select = copy.args["files"][0].this
@@ -138,6 +146,67 @@ def test_new_columns_are_altered_in_before_begin_and_missing_ones_left_out() -> 
     assert [c.name for c in copy.this.expressions] == ["ID", "EXTRA", *METADATA_NAMES]
 
 
+def test_production_load_first_validates_the_column_count_of_every_row() -> None:
+    """Snowflake ignores ERROR_ON_COLUMN_COUNT_MISMATCH in a COPY with a transformation, so a
+    plain COPY of the file into a temporary table of exactly the header's columns, in
+    VALIDATION_MODE, checks every row before anything changes; its rejects fail the load."""
+    load = spec("WBP_DB", ["ID", "NOTE", "WHEN"])
+    script = bronze_script(load, ["ID", "NOTE", *METADATA_NAMES], RUN)
+    check = TableRef("WBP_DB", SCHEMA, "GLADLY_THINGS" + CHECK_SUFFIX)
+    table, copy = script.prepare[1:3]
+    created = sqlglot.parse_one(table.sql, read="snowflake")
+    assert isinstance(created, exp.Create) and table.ddl
+    assert created.args["properties"].find(exp.TemporaryProperty) is not None
+    assert created.this.this.sql("snowflake") == check.sql
+    assert [c.name for c in created.find_all(exp.ColumnDef)] == ["ID", "NOTE", "WHEN"]
+    validate = sqlglot.parse_one(copy.sql, read="snowflake")
+    assert isinstance(validate, exp.Copy) and copy.yields is Yields.REJECTED
+    assert validate.this.sql("snowflake") == check.sql
+    assert not validate.this.expressions  # no column list: the file maps onto all columns
+    assert validate.args["files"][0].name == '@"WBP_DB"."BRONZE"."XO_STAGE"'  # no SELECT
+    params = copy_params(validate)
+    assert params["FILES"].expression.this == exp.Literal.string(KEY)
+    fmt = {p.name: p.args["value"] for p in params["FILE_FORMAT"].expressions}
+    assert fmt["ERROR_ON_COLUMN_COUNT_MISMATCH"] == exp.Boolean(this=True)
+    assert fmt["SKIP_HEADER"] == exp.Literal.number(1)
+    assert params["VALIDATION_MODE"].expression.name == "RETURN_ERRORS"
+    # before the ALTERs and the transaction; the temporary table is dropped whatever happens
+    assert script.prepare[3].sql.startswith('CREATE TABLE IF NOT EXISTS "WBP_DB"')
+    assert script.prepare[-1].sql.startswith("ALTER TABLE")
+    assert [s.sql for s in script.cleanup] == [f"DROP TABLE IF EXISTS {check.sql}"]
+    # The emulator's plain COPY into its helper table needs no separate pass.
+    emulated = bronze_script(load, None, RUN, copy_transformations=False)
+    assert not any(s.yields is Yields.REJECTED for s in emulated.prepare + emulated.body)
+
+
+def test_rejected_rows_of_the_validation_pass_fail_the_load_naming_line_and_error() -> None:
+    """What RETURN_ERRORS answers for a ragged file, read the way the runner reads it."""
+    columns = ["ERROR", "FILE", "LINE", "CHARACTER", "BYTE_OFFSET", "CATEGORY", "CODE"]
+    error = (
+        "Number of columns in file (3) does not match that of the corresponding table (2), "
+        "use file format option error_on_column_count_mismatch=false to ignore this error"
+    )
+    answer = Answer(
+        [*columns, "REJECTED_RECORD"],
+        [
+            (error, KEY, 3, 1, 17, "parsing", 100080, "2,b,EXTRA"),
+            (error.replace("(3)", "(1)"), KEY, 5, 1, 30, "parsing", 100080, "4"),
+        ],
+    )
+    wh = object.__new__(SnowflakeWarehouse)  # count_of reads the answer only
+    assert wh.count_of(Yields.REJECTED, Answer(columns, [])) == Count(0)
+    count = wh.count_of(Yields.REJECTED, answer)
+    assert count == Count(2, f"line 3: {error}")
+    step = bronze_script(spec("WBP_DB", ["ID", "NOTE"]), None, RUN).prepare[2]
+    err = rejected(step, count)
+    assert err.message == (
+        f"2 row(s) of {KEY} with more or fewer fields than its header (2), first at "
+        f"line 3: {error}; nothing was loaded"
+    )
+    assert "2,b,EXTRA" not in err.message  # the record's data is not quoted
+    assert [(f.kind, f.count, f.severity) for f in err.findings] == [("rejected_rows", 2, "error")]
+
+
 def test_emulator_statements_parse_and_fill_metadata_without_copy_transformations() -> None:
     stmts = render(spec("WBP_DB", ["ID", "NOTE"]), copy_transformations=False)
     parsed = [sqlglot.parse_one(s, read="snowflake") for s in stmts]
@@ -166,9 +235,11 @@ def test_identifiers_and_locations_are_validated_or_quoted() -> None:
         with pytest.raises(ValueError):
             split_location(bad)
     odd = spec("WBP_DB", ["ID"], key="stage/it's/a.csv")
-    copy = sqlglot.parse_one(render(odd)[4], "snowflake")
-    assert isinstance(copy, exp.Copy)
-    assert copy_params(copy)["FILES"].expression.this == exp.Literal.string("stage/it's/a.csv")
+    stmts = render(odd)
+    copies = [sqlglot.parse_one(stmts[i], "snowflake") for i in (2, 6)]  # validation, load
+    for copy in copies:
+        assert isinstance(copy, exp.Copy)
+        assert copy_params(copy)["FILES"].expression.this == exp.Literal.string("stage/it's/a.csv")
 
 
 def test_copy_answers_are_reconciled() -> None:

@@ -47,6 +47,7 @@ from xoelt.config.models import SchemaPolicy, SilverConfig
 from xoelt.errors import DataError, RunError, WarehouseError
 from xoelt.findings import Finding, as_details, from_details
 from xoelt.plan import SourcePlan
+from xoelt.sources.base import CsvSink
 from xoelt.stages import StageResult, transform
 from xoelt.stages.stage import standardise
 from xoelt.timewindow import TimeWindow
@@ -329,6 +330,32 @@ def test_missing_staged_file_fails_and_keeps_bronze(engine: Engine) -> None:
     assert engine.wh.table_columns(engine.helper_table(load)) is None
 
 
+def test_empty_string_and_missing_value_stay_apart_from_file_to_silver(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The extract writer's ``""`` is an empty string and its ``,,`` NULL, in bronze and
+    in silver (an empty string typed as a number is no number: NULL)."""
+    sink = CsvSink(tmp_path / "things.csv")
+    sink.open(["Id", "Note", "Amount"])
+    sink.write_many_values([["1", "", ""], ["2", None, None], ["3", "x", "5"]])
+    sink.close()
+    engine.put(KEY, sink.path.read_bytes())
+    load = engine.bronze_load(["ID", "NOTE", "AMOUNT"])
+    load_bronze(engine.wh, load, stamp("run1", 3), 3)
+    assert engine.bronze_rows(load, '"ID", "NOTE", "AMOUNT"') == [
+        ("1", "", "", 1),
+        ("2", None, None, 2),
+        ("3", "x", "5", 3),
+    ]
+    sp = _source_plan(engine, load, "full_refresh", SilverConfig(columns={"AMOUNT": "FLOAT"}))
+    assert transform.run(_runtime(engine), sp, structlog.get_logger()) == StageResult(3)
+    got = execute(
+        engine.wh,
+        f'SELECT "ID", "NOTE", "NOTE" IS NULL, "AMOUNT" FROM {sp.silver_table.sql} ORDER BY "ID"',
+    )
+    assert got == [("1", "", False, None), ("2", None, True, None), ("3", "x", False, 5.0)]
+
+
 # -- transactions and errors ---------------------------------------------------------------------
 
 
@@ -375,23 +402,9 @@ def test_transform_stage_builds_silver_by_strategy_and_reruns_idempotently(
         primary_key=["ID"] if keyed else [],
         columns={"ID": "NUMBER(38,0)", "AMOUNT": "FLOAT", "CREATED_AT": "TIMESTAMP_NTZ"},
     )
-    sp = SourcePlan(
-        name="things",
-        source_type="test",
-        load_strategy=strategy,
-        ingest_bucket="xoelt-ingest",
-        ingest_key="ingest/things.csv",
-        stage_bucket=STAGE_BUCKET,
-        stage_key=KEY,
-        bronze_table=load.table,
-        silver_table=engine.table("THINGS", "SILVER"),
-        silver=silver,
-        request={},
-        sql={},
-        schema_policy=SchemaPolicy(max_cast_failures=1),  # 'oops' is counted, and allowed
-    )
-    # Only the two attributes silver() reads; the warehouse and SQL underneath are real.
-    rt: Any = types.SimpleNamespace(warehouse=engine.wh, plan=types.SimpleNamespace(window=window))
+    # 'oops' is counted, and allowed
+    sp = _source_plan(engine, load, strategy, silver, SchemaPolicy(max_cast_failures=1))
+    rt = _runtime(engine, window)
     for _ in range(2):  # a rerun replaces the window's rows instead of adding to them
         result = transform.run(rt, sp, structlog.get_logger())
         assert result.rows == 2
@@ -522,6 +535,40 @@ def test_cast_failures_are_counted_exactly_as_silver_nulls_them(engine: Engine) 
             f'SELECT COUNT(*) FROM {load.table.sql} WHERE "{column}" IS NULL OR "{column}" = \'\'',
         )[0][0]
         assert int(in_silver) - int(empty) == counted[column]["failed"], column
+
+
+def _source_plan(
+    engine: Engine,
+    load: BronzeLoad,
+    strategy: str,
+    silver: SilverConfig,
+    policy: SchemaPolicy | None = None,
+) -> SourcePlan:
+    """The plan of source ``things`` whose bronze is ``load``'s table."""
+    return SourcePlan(
+        name="things",
+        source_type="test",
+        load_strategy=strategy,
+        ingest_bucket="xoelt-ingest",
+        ingest_key="ingest/things.csv",
+        stage_bucket=STAGE_BUCKET,
+        stage_key=KEY,
+        bronze_table=load.table,
+        silver_table=engine.table("THINGS", "SILVER"),
+        silver=silver,
+        request={},
+        sql={},
+        schema_policy=policy or SchemaPolicy(),
+    )
+
+
+def _runtime(engine: Engine, window: TimeWindow | None = None) -> Any:
+    """Only the two attributes the transform stage reads; the warehouse under it is real."""
+    if window is None:
+        tz = ZoneInfo("America/New_York")
+        start, end = (dt.datetime.fromisoformat(w).astimezone(tz) for w in WINDOW)
+        window = TimeWindow("daily", start, end, "America/New_York")
+    return types.SimpleNamespace(warehouse=engine.wh, plan=types.SimpleNamespace(window=window))
 
 
 # -- migrations and the run ledger ---------------------------------------------------------------

@@ -359,7 +359,9 @@ def test_snowflake_target_plans_a_copy_from_its_stage_with_run_placeholders(
     plan = make(tmp_path, target="prod")
     assert (plan.target_name, plan.target.type) == ("prod", "snowflake")
     orders = plan.sources[0]
-    copy_stmt = next(s for s in orders.sql["load"] if s.startswith("COPY INTO"))
+    copy_stmt = next(
+        s for s in orders.sql["load"] if s.startswith(f"COPY INTO {orders.bronze_table.sql} ")
+    )
     assert '@"SHOP_DB"."PUBLIC"."SHOP_STAGE"' in copy_stmt
     assert f"FILES = ('{orders.stage_key}')" in copy_stmt
     assert "{run_id}" in copy_stmt and "{loaded_at}" in copy_stmt

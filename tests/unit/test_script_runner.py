@@ -214,6 +214,34 @@ def test_holds_checks_the_tables_row_count_before_commit(wh: DuckDBWarehouse) ->
 # -- failure paths ------------------------------------------------------------------------------
 
 
+def test_a_validation_step_that_rejects_rows_fails_before_the_transaction(
+    wh: DuckDBWarehouse,
+) -> None:
+    """A :attr:`Yields.REJECTED` step's answer rows are bad records: any fails the script
+    at once, quoting the first (line and error, never the record), and nothing is kept."""
+    rec = Recording(wh)
+    check = Step(
+        "SELECT * FROM (VALUES (3, 'Number of columns in file (3) does not match', '1,a,X'),"
+        " (5, 'too few', '2')) AS t(line, error, rejected_record)",
+        Yields.REJECTED,
+        rejects="row(s) of f.csv with more or fewer fields than its header (2)",
+    )
+    s = script(insert(T, 1, reconcile=0), prepare=(CREATE_T, SEED_T, check))
+    with pytest.raises(DataError) as err:
+        run(rec, s, expected=1)
+    assert err.value.message == (
+        "2 row(s) of f.csv with more or fewer fields than its header (2), first at line 3: "
+        "Number of columns in file (3) does not match; nothing was loaded"
+    )
+    assert [(f.kind, f.count) for f in err.value.findings] == [("rejected_rows", 2)]
+    assert "BEGIN" not in rec.log and rows(wh, T) == [(0,)]
+    # A pass that rejects nothing counts for nothing: the script runs, its headline intact.
+    clean = dataclasses.replace(check, sql="SELECT 1 AS line, 'x' AS error WHERE false")
+    s = script(insert(T, 1, reconcile=0), prepare=(CREATE_T, SEED_T, clean))
+    assert run(rec, s, expected=1) == [1]
+    assert rows(wh, T) == [(0,), (0,), (1,)]  # SEED_T ran again in prepare
+
+
 def test_on_failure_steps_run_only_after_a_failure(wh: DuckDBWarehouse) -> None:
     note = step(f"INSERT INTO {AUDIT.sql} VALUES ('failed')")
     prepare = (CREATE_T, ddl(f"CREATE TABLE IF NOT EXISTS {AUDIT.sql} (what VARCHAR)"))

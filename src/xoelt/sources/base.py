@@ -15,6 +15,8 @@ The loader validates a block with ``get_source(t).Config.model_validate(block, c
 from __future__ import annotations
 
 import csv
+import itertools
+import operator
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from pydantic import BaseModel
 from xoelt.config.types import SecretRef, StrictModel
 from xoelt.errors import SourceError
 from xoelt.findings import Finding
+from xoelt.sources.csvio import CsvReader, format_row
 from xoelt.sources.http import RetryConfig
 
 if TYPE_CHECKING:
@@ -69,6 +72,10 @@ class ExtractContext:
 class CsvSink:
     """Streams rows, already in header order, to a local CSV file (constant memory).
 
+    The file follows xoelt's CSV convention (:mod:`xoelt.sources.csvio`): ``None`` is a
+    missing value (an empty unquoted field, NULL in bronze) and ``''`` an empty string
+    (``""``, an empty string in bronze); give each what the source said.
+
     The file is a private temp file; the extract stage publishes it to the ingest store only
     after the extractor returns, so a failed extraction never leaves a partial object behind.
     ``details`` ends up in the ingest manifest (e.g. which upload files were taken).
@@ -81,6 +88,7 @@ class CsvSink:
         self.details: dict[str, Any] = {}
         self._file: TextIO | None = None
         self._writer: Any = None
+        self._single = False
 
     def open(self, fieldnames: Sequence[str]) -> None:
         """Write the header; must be called once, before any row."""
@@ -97,6 +105,7 @@ class CsvSink:
         self._file = self.path.open("w", newline="", encoding="utf-8", buffering=1 << 20)
         self._writer = csv.writer(self._file)
         self._writer.writerow(self.fieldnames)
+        self._single = len(self.fieldnames) == 1
 
     def write_values(self, values: Sequence[Any]) -> None:
         """One row in header order; a row of another width is an error (no silent loss)."""
@@ -106,7 +115,12 @@ class CsvSink:
             raise SourceError(
                 f"row {self.rows + 1} has {len(values)} fields, the header has {len(self.fieldnames)}"
             )
-        self._writer.writerow(values)
+        if "" in values:  # inline, not self._write: this runs once per row of a user file
+            self._text_file.write(format_row(values))
+        elif self._single and values[0] is None:
+            self._write(values, self.rows + 1)  # refuses it
+        else:
+            self._writer.writerow(values)
         self.rows += 1
 
     def write_many_values(self, rows: Sequence[Sequence[Any]]) -> None:
@@ -114,13 +128,37 @@ class CsvSink:
         if self._writer is None or self.fieldnames is None:
             raise SourceError("CsvSink.open(fieldnames) must be called before writing rows")
         width = len(self.fieldnames)
-        for i, values in enumerate(rows):
-            if len(values) != width:
-                raise SourceError(
-                    f"row {self.rows + i + 1} has {len(values)} fields, the header has {width}"
-                )
-        self._writer.writerows(rows)
+        # Both checks iterate in C (map over builtins): a page costs no Python loop per row.
+        if any(n != width for n in set(map(len, rows))):
+            for i, values in enumerate(rows):
+                if len(values) != width:
+                    raise SourceError(
+                        f"row {self.rows + i + 1} has {len(values)} fields, the header has {width}"
+                    )
+        if width > 1 and not any(map(operator.contains, rows, itertools.repeat(""))):
+            self._writer.writerows(rows)
+        else:
+            for i, values in enumerate(rows):
+                self._write(values, self.rows + i + 1)
         self.rows += len(rows)
+
+    def _write(self, values: Sequence[Any], number: int) -> None:
+        # csv.writer writes '' and None alike (an empty field): rows with an empty string
+        # are formatted by the convention's own writer, on the same buffered file.
+        if "" in values:
+            self._text_file.write(format_row(values))
+        elif len(values) == 1 and values[0] is None:
+            raise SourceError(
+                f"row {number}: a one-column file cannot hold a missing value (the line "
+                "would be blank)"
+            )
+        else:
+            self._writer.writerow(values)
+
+    @property
+    def _text_file(self) -> TextIO:
+        assert self._file is not None  # open() ran: every writer checks _writer first
+        return self._file
 
     def close(self) -> None:
         """Flush and close the file (safe to call twice, or before :meth:`open`)."""
@@ -138,17 +176,22 @@ def copy_csv_rows(
     columns: Sequence[str] | None = None,
     extra: Sequence[str] = (),
 ) -> None:
-    """Copy the rows left in a ``csv.reader`` (its header already read) into ``sink``.
+    """Copy the rows left in a reader (its header already read) into ``sink``.
 
+    With a :class:`~xoelt.sources.csvio.CsvReader` an empty string (``""``) stays an empty
+    string and an empty unquoted field stays a missing value. A plain ``csv.reader`` cannot
+    tell them apart: every empty field it gives is taken as missing (NULL in bronze).
     Values are mapped by name onto ``columns`` (default: the header itself; a column the
-    file lacks is ``''``) and ``extra`` values are appended. Blank lines are skipped; a row
-    whose width differs from the header is an error naming ``where`` and the line.
+    file lacks is missing, ``None``) and ``extra`` values are appended. Blank lines are
+    skipped; a row whose width differs from the header is an error naming ``where`` and
+    the line.
     """
     columns = list(header) if columns is None else columns
     order = [header.index(c) if c in header else -1 for c in columns]
     same = order == list(range(len(header))) and not extra
     tail = list(extra)
     width = len(header)
+    knows_quotes = isinstance(reader, CsvReader)
     for row in reader:
         if not row:
             continue
@@ -156,7 +199,9 @@ def copy_csv_rows(
             raise SourceError(
                 f"{where} line {reader.line_num}: {len(row)} fields, the header has {width}"
             )
-        sink.write_values(row if same else [row[i] if i >= 0 else "" for i in order] + tail)
+        if not knows_quotes and "" in row:
+            row = [None if value == "" else value for value in row]
+        sink.write_values(row if same else [row[i] if i >= 0 else None for i in order] + tail)
 
 
 def secret_ref(configured: SecretRef | None, var: str, key: str) -> SecretRef:

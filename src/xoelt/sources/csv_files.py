@@ -5,7 +5,10 @@ attachment), then hands them to :class:`CsvFiles`, which owns what the sources s
 
 - the output header is the union of the files' headers in first-seen order, then the
   ``reserved`` columns xoelt appends itself (provenance), which no file may have;
-- a file lacking a column gets ``''`` in it; a file with a duplicate column is an error;
+- a file lacking a column gets a missing value (NULL in bronze) in it; a file with a
+  duplicate column is an error;
+- each file is re-read with :class:`~xoelt.sources.csvio.CsvReader`, so a quoted empty
+  field (``""``) stays an empty string and an empty unquoted one a missing value;
 - finding no file is an error unless ``allow_empty``, and then ``columns:`` is the header;
 - every file taken is listed with its row count for the ingest manifest.
 """
@@ -21,6 +24,7 @@ from typing import IO, Any
 
 from xoelt.errors import SourceError
 from xoelt.sources.base import CsvSink, copy_csv_rows
+from xoelt.sources.csvio import CsvReader
 
 # What reading a file can raise: a bad encoding, a malformed CSV, a broken or cut gzip stream.
 READ_ERRORS = (UnicodeDecodeError, csv.Error, OSError, EOFError)
@@ -113,7 +117,7 @@ class CsvFiles:
     def _copy(self, file: CsvFile, columns: list[str], sink: CsvSink) -> None:
         try:
             with file.open() as text:
-                rows = csv.reader(text, delimiter=self.delimiter)
+                rows = CsvReader(text, self.delimiter)
                 next(rows)
                 copy_csv_rows(
                     rows, file.header, sink, file.label, columns=columns, extra=file.extra

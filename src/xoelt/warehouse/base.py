@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from xoelt.errors import DataError, WarehouseError
+from xoelt.findings import Finding
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
@@ -95,6 +96,9 @@ class Yields(enum.Enum):
     NOTHING = "nothing"
     AFFECTED = "affected"  # a DML statement's affected rows
     COPIED = "copied"  # a COPY INTO's rows loaded, over the files it processed
+    # A validation pass: one answer row per rejected record. Any at all fails the script
+    # (a DataError saying what the step's ``rejects`` are), before anything is committed.
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -108,12 +112,14 @@ class Count:
 @dataclass(frozen=True)
 class Step:
     """One statement. ``ddl`` marks schema changes; ``reconcile`` (an offset, usually 0) says
-    the step's count must equal the script's expected rows plus that offset."""
+    the step's count must equal the script's expected rows plus that offset; ``rejects``
+    names what a :attr:`Yields.REJECTED` step's answer rows are, for the error."""
 
     sql: str
     yields: Yields = Yields.NOTHING
     ddl: bool = False
     reconcile: int | None = None
+    rejects: str = "rejected row(s)"
 
 
 def ddl(sql: str) -> Step:
@@ -253,6 +259,28 @@ class RunStamp:
     loaded_at: str
 
 
+def rejected_count(answer: Answer) -> Count:
+    """A validation pass's answer: one row per rejected record; the note quotes the first
+    (its ``line`` and ``error`` where the answer has such columns, never the record)."""
+    if not answer.rows:
+        return Count(0)
+    first = dict(zip([c.lower() for c in answer.columns], answer.rows[0], strict=False))
+    error = first.get("error", answer.rows[0])
+    text = " ".join(str(error).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    line = first.get("line")
+    return Count(len(answer.rows), f"line {line}: {text}" if line is not None else text)
+
+
+def rejected(step: Step, count: Count) -> DataError:
+    """The error for a validation step that rejected ``count.rows`` records (none loaded)."""
+    message = f"{count.rows} {step.rejects}, first at {count.note}; nothing was loaded"
+    return DataError(
+        message, findings=[Finding("rejected_rows", message, "error", count=count.rows)]
+    )
+
+
 def check_count(expected: int, got: Count, mismatch: Mismatch) -> None:
     """DataError unless ``got`` is exactly ``expected`` (a note, such as "no file", fails
     any non-zero expectation)."""
@@ -279,7 +307,8 @@ def run_script(
 
     A step marked ``reconcile`` must count ``expected`` (plus its offset) and the ``holds``
     table must hold ``expected`` rows, checked before COMMIT: a mismatch is a DataError and
-    nothing the body did is kept.
+    nothing the body did is kept. A :attr:`Yields.REJECTED` step that rejects anything is a
+    DataError at once (in ``prepare``: before the transaction even starts).
     """
     if not wh.capabilities.transactional_ddl and any(step.ddl for step in script.body):
         raise WarehouseError(
@@ -291,7 +320,11 @@ def run_script(
 
     def run(step: Step) -> None:
         answer = wh.query(step.sql, native=script.native)
-        if step.yields is not Yields.NOTHING:
+        if step.yields is Yields.REJECTED:
+            count = wh.count_of(step.yields, answer)
+            if count.rows:
+                raise rejected(step, count)
+        elif step.yields is not Yields.NOTHING:
             count = wh.count_of(step.yields, answer)
             result.counts.append(count)
             if step.reconcile is not None:

@@ -2,7 +2,10 @@
 
 SQL arrives in Snowflake's dialect and is translated with sqlglot; the few functions sqlglot
 leaves untranslated get DuckDB macros. Bronze loads read the staged CSV with ``read_csv``
-(explicit delimiter, quote, escape, header and column list; every column VARCHAR).
+(explicit delimiter, quote, escape, header and column list; every column VARCHAR), keeping
+xoelt's CSV convention (:mod:`xoelt.sources.csvio`): an empty unquoted field is NULL and a
+quoted one (``""``) an empty string (``allow_quoted_nulls = false``; DuckDB's default reads
+both as NULL). ``strict_mode`` fails a row with more or fewer fields than the header.
 
 Why bronze loads go through a shadow table: DuckDB's CSV reader has no file-row-number
 column, and ``ROW_NUMBER() OVER ()`` serialises the insert (about 1.9x slower on 10 M rows).
@@ -40,6 +43,7 @@ from xoelt.warehouse.base import (
     ddl,
     literal,
     quote,
+    rejected_count,
 )
 
 SHADOW_SUFFIX = "__XO_LOAD"
@@ -158,6 +162,8 @@ class DuckDBWarehouse:
 
     def count_of(self, yields: Yields, answer: Answer) -> Count:
         """DuckDB answers INSERT/UPDATE/DELETE/MERGE with one row of one ``Count`` column."""
+        if yields is Yields.REJECTED:
+            return rejected_count(answer)
         if yields is Yields.AFFECTED and answer.columns == ["Count"]:
             return Count(int(answer.rows[0][0]))
         raise WarehouseError(f"DuckDB gave no {yields.value} row count ({answer.columns})")
@@ -229,7 +235,8 @@ def bronze_script(load: BronzeLoad, existing: Sequence[str] | None, run: RunStam
     insert = (
         f"INSERT INTO {shadow.sql} ({target_cols}) SELECT {select} FROM read_csv("
         f"{literal(load.file_uri)}, header = true, delim = ',', quote = '\"', escape = '\"', "
-        f"all_varchar = true, auto_detect = false, strict_mode = true, columns = {csv_columns})"
+        f"all_varchar = true, auto_detect = false, strict_mode = true, allow_quoted_nulls = false, "
+        f"columns = {csv_columns})"
     )
     drop_shadow = ddl(f"DROP TABLE IF EXISTS {shadow.sql}")
     return Script(

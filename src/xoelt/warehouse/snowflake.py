@@ -13,9 +13,15 @@ The connection settings are :class:`SnowflakeConfig` (``type: snowflake`` in a t
 ``copy_transformations: false`` is an emulator mode for fakesnow, which cannot run
 ``COPY … FROM (SELECT $1, METADATA$FILENAME …)`` (see :func:`bronze_script`).
 
-Known limit of the production COPY: Snowflake ignores ``ERROR_ON_COLUMN_COUNT_MISMATCH`` in a
-COPY with a transformation (``SELECT $1 …``), so a row with too many fields loads its first
-fields and a row with too few loads NULLs. The row-count reconciliation does not catch that.
+Ragged rows: Snowflake ignores ``ERROR_ON_COLUMN_COUNT_MISMATCH`` in a COPY with a
+transformation (``SELECT $1 …``), so such a COPY would load a row with too many fields as its
+first fields and a row with too few padded with NULLs, and the row count would not notice.
+So before it the production load runs a validation pass: a plain COPY (no transformation,
+where the option holds) of the file into a temporary table of exactly the header's columns
+with ``ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE VALIDATION_MODE = RETURN_ERRORS``, which loads
+nothing and answers one row per bad record; any row fails the load before anything changed.
+The pass reads the file once more (warehouse time, not xoelt's). The emulator mode's plain
+COPY into its helper table fails on a ragged row by itself.
 """
 
 from __future__ import annotations
@@ -46,18 +52,24 @@ from xoelt.warehouse.base import (
     ddl,
     literal,
     quote,
+    rejected_count,
 )
 
 COPY_SUFFIX = "__XO_COPY"
 """Suffix of the helper table the emulator mode (``copy_transformations=False``) COPYs into."""
+CHECK_SUFFIX = "__XO_CHECK"
+"""Suffix of the temporary table, exactly the file's columns, that the production load's
+column-count validation pass names (VALIDATION_MODE loads nothing into it)."""
 
 _IDENT = r'"[A-Za-z_][A-Za-z0-9_$]*"'
 _STAGE = re.compile(rf"^@{_IDENT}\.{_IDENT}\.{_IDENT}$")
 
-# The files are written by Python's csv module: ``,`` delimiter, ``"`` quoting with doubled
-# quotes, ``\r\n`` line ends (Snowflake's default record delimiter accepts them), UTF-8.
-# Backslashes are data, so no escape character; an empty unquoted field is NULL (as DuckDB
-# reads it); NULL_IF = () stops the default ``\N`` from turning a real value into NULL.
+# The files follow xoelt's CSV convention (xoelt.sources.csvio): ``,`` delimiter, ``"``
+# quoting with doubled quotes, ``\r\n`` line ends (Snowflake's default record delimiter
+# accepts them), UTF-8. Backslashes are data, so no escape character. An empty unquoted field
+# is a missing value: EMPTY_FIELD_AS_NULL = TRUE loads it as NULL, while a quoted empty field
+# (``""``) loads as an empty string (FIELD_OPTIONALLY_ENCLOSED_BY); NULL_IF = () stops the
+# default ``\N`` from turning a real value into NULL.
 CSV_FORMAT = (
     "TYPE = 'CSV' FIELD_DELIMITER = ',' SKIP_HEADER = 1 FIELD_OPTIONALLY_ENCLOSED_BY = '\"' "
     "ESCAPE = NONE ESCAPE_UNENCLOSED_FIELD = NONE EMPTY_FIELD_AS_NULL = TRUE NULL_IF = () "
@@ -69,6 +81,9 @@ CSV_FORMAT = (
 EMULATOR_CSV_FORMAT = "TYPE = 'CSV' FIELD_DELIMITER = ',' FIELD_OPTIONALLY_ENCLOSED_BY = '\"'"
 COPY_OPTIONS = "FORCE = TRUE ON_ERROR = ABORT_STATEMENT"
 MAX_QUERY_TAG = 2000
+# The validation pass: no transformation, so the column count is checked (default TRUE, said
+# anyway); RETURN_ERRORS loads nothing and answers every bad record.
+CHECK_OPTIONS = "ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE"
 
 
 def capabilities(*, copy_transformations: bool) -> Capabilities:
@@ -355,6 +370,8 @@ class SnowflakeWarehouse:
         return Answer(names, rows)
 
     def count_of(self, yields: Yields, answer: Answer) -> Count:
+        if yields is Yields.REJECTED:  # VALIDATION_MODE = RETURN_ERRORS: a row per error
+            return rejected_count(answer)
         if yields is Yields.COPIED:
             return copy_outcome(answer.columns, answer.rows).count
         return Count(affected_rows(answer.columns, answer.rows))
@@ -461,15 +478,32 @@ def bronze_script(
     files = f"FILES = ({literal(path)})"
     truncate = Step(f"TRUNCATE TABLE {table.sql}")
     if copy_transformations:
+        check = table.with_name(table.name + CHECK_SUFFIX)
+        validate = [
+            ddl(
+                f"CREATE OR REPLACE TEMPORARY TABLE {check.sql} ("
+                + ", ".join(f"{quote(c)} VARCHAR" for c in file_cols)
+                + ")"
+            ),
+            Step(
+                f"COPY INTO {check.sql} FROM {stage} {files} "
+                f"FILE_FORMAT = ({CSV_FORMAT} {CHECK_OPTIONS}) VALIDATION_MODE = RETURN_ERRORS",
+                Yields.REJECTED,
+                rejects=f"row(s) of {path} with more or fewer fields than its header "
+                f"({len(file_cols)})",
+            ),
+        ]
         fields = ", ".join(f"${i}" for i in range(1, len(file_cols) + 1))
         select = f"{fields}, {metadata('METADATA$FILENAME', 'METADATA$FILE_ROW_NUMBER')}"
         copy = (
             f"COPY INTO {table.sql} ({target}) FROM (SELECT {select} FROM {stage}) "
             f"{files} FILE_FORMAT = ({CSV_FORMAT}) {COPY_OPTIONS}"
         )
+        # The check runs first: a ragged file changes nothing, not even bronze's columns.
         return Script(
-            prepare=tuple(prepare),
+            prepare=(prepare[0], *validate, *prepare[1:]),
             body=(truncate, Step(copy, Yields.COPIED, reconcile=0)),
+            cleanup=(ddl(f"DROP TABLE IF EXISTS {check.sql}"),),
             holds=table,
         )
 

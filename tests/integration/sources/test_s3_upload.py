@@ -96,3 +96,27 @@ def test_bad_prefix_template_is_a_config_error(harness: SourceHarness) -> None:
     harness.pipeline("up", source(prefix="../up/{date}/"))
     result = harness.cli("plan", "test/up", "--date", "2026-11-03")
     assert result.exit_code == 2 and "must not contain '..'" in result.output
+
+
+def test_empty_strings_and_missing_values_stay_apart_through_silver(
+    harness: SourceHarness,
+) -> None:
+    """A user's ``""`` is an empty string and ``,,`` (or a column the file lacks) NULL, from
+    the file through the ingest CSV and bronze to silver, on the embedded warehouse."""
+    import duckdb
+
+    harness.pipeline("up", {**source(), "silver": {"table": "T", "columns": {"N": "FLOAT"}}})
+    drop(harness, f"up/{DAY}/a.csv", b'Id,Note,N\r\n1,"",""\r\n2,,\r\n3,x,"4"\r\n')
+    drop(harness, f"up/{DAY}/b.csv", b"Id,N\r\n4,5\r\n")
+    result = harness.cli("run", "test/up", "--date", "2026-11-03")
+    assert result.exit_code == 0, result.output
+    [data] = [p for p in harness.ingest_files() if p.suffix == ".csv"]
+    assert data.read_bytes() == b'Id,Note,N\r\n1,"",""\r\n2,,\r\n3,x,4\r\n4,,5\r\n'
+    con = duckdb.connect(str(harness.home / "warehouse" / "TEST_DB.duckdb"), read_only=True)
+    try:
+        bronze = con.execute('SELECT "ID", "NOTE", "N" FROM "BRONZE"."T_SRC" ORDER BY 1').fetchall()
+        silver = con.execute('SELECT "ID", "NOTE", "N" FROM "SILVER"."T" ORDER BY 1').fetchall()
+    finally:
+        con.close()
+    assert bronze == [("1", "", ""), ("2", None, None), ("3", "x", "4"), ("4", None, "5")]
+    assert silver == [("1", "", None), ("2", None, None), ("3", "x", 4.0), ("4", None, 5.0)]
