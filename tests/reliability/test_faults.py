@@ -251,3 +251,58 @@ def test_a_full_disk_fails_cleanly_and_recovers(tmp_path: Path, spare: float) ->
     finally:
         record("fault", f"full disk, {size} MB for {landing // 2**20} MB landed", ok)
         subprocess.run(["umount", "-l", str(home)], capture_output=True)
+
+
+def test_a_home_with_a_backslash_and_a_quote_works(tmp_path: Path) -> None:
+    """Paths reach DuckDB's own SQL (ATTACH, read_csv) as literals that keep a backslash."""
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "pipelines" / "demo", root / "pipelines" / "demo",
+                    ignore=shutil.ignore_patterns("data"))  # fmt: skip
+    shutil.copytree(REPO / "sql", root / "sql")
+    ok = False
+    try:
+        project = Project(root, tmp_path / "ho\\me's")
+        project.publish_demo_files()
+        project.xoelt("run", PIPE, "--date", DATE, check=True)
+        status = project.xoelt("status", PIPE, "--format", "json", check=True).stdout
+        assert "ho\\\\\\\\me's" in status or "ho\\\\me's" in status
+        ok = True
+    finally:
+        record("bad_input", "XOELT_HOME with a backslash and a quote", ok)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("empty.csv", b"", "empty file (no header)"),
+        ("blank.csv", b"\n\n", "empty file (no header)"),
+        ("cut.csv.gz", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", "cut.csv.gz"),
+    ],
+)
+def test_a_broken_upload_fails_at_extract_naming_the_file(
+    project: Project, name: str, content: bytes, says: str
+) -> None:
+    ok = False
+    try:
+        project.publish_demo_files()
+        landing = project.home / "objects" / "xoelt-landing" / "gladly" / SOURCE / WINDOW_DAY
+        (landing / name).write_bytes(content)
+        proc = project.xoelt("run", PIPE, "--date", DATE)
+        assert proc.returncode == 1, proc.stderr
+        line = proc.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"error: extract failed source={SOURCE} window=["), line
+        assert says in line and name in line, line
+        ok = True
+    finally:
+        record("bad_input", f"upload {name}", ok)
+
+
+def test_a_field_over_128_kb_loads(project: Project) -> None:
+    """Python's csv refuses fields over 128 KB by default; Snowflake takes up to 16 MB."""
+    project.publish_demo_files()
+    landing = project.home / "objects" / "xoelt-landing" / "gladly" / SOURCE / WINDOW_DAY
+    first = next(landing.glob("*.csv"))
+    header = first.read_text(encoding="utf-8").splitlines()[0]
+    wide = "2026-11-03T13:00:00.000Z,CONTACT_CREATED," + "x" * 300_000 + ",cv,cu,SMS,IN,ib,Sales,,"
+    (landing / "wide.csv").write_text(f"{header}\n{wide}\n", encoding="utf-8")
+    project.xoelt("run", PIPE, "--date", DATE, check=True)

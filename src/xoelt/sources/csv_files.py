@@ -74,6 +74,8 @@ class CsvFiles:
     def add(self, file: CsvFile) -> None:
         """Take ``file``; a duplicate or a reserved column name in its header is an error."""
         header = file.header
+        if not header:  # a 0-byte or blank upload: cut short, never silently nothing
+            raise SourceError(f"{file.label}: empty file (no header); re-upload or remove it")
         if len(set(header)) != len(header):
             raise SourceError(f"{file.label}: duplicate column names in header")
         clash = set(header) & set(self.reserved)

@@ -30,6 +30,10 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+# Snowflake takes fields up to 16 MB; Python's csv refuses any over 128 KB by default.
+MAX_FIELD_BYTES = 16 * 1024 * 1024
+csv.field_size_limit(MAX_FIELD_BYTES)
+
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]').search
 
 

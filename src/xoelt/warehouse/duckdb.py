@@ -41,7 +41,6 @@ from xoelt.warehouse.base import (
     TableRef,
     Yields,
     ddl,
-    literal,
     quote,
     rejected_count,
 )
@@ -101,6 +100,13 @@ def to_duckdb(sql: str) -> str:
     return sqlglot.transpile(sql, read="snowflake", write="duckdb")[0]
 
 
+def duckdb_literal(text: str) -> str:
+    """A string literal in DuckDB's own SQL (for ``native`` statements): quotes doubled and
+    nothing else; a backslash is an ordinary character there (``literal`` doubles it, the
+    Snowflake rule sqlglot undoes when it translates)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 @contextlib.contextmanager
 def _mapped(duckdb: Any) -> Generator[None]:
     """DuckDB's errors as WarehouseError; a statement a signal interrupted (DuckDB raises
@@ -133,7 +139,7 @@ class DuckDBWarehouse:
         for db in dict.fromkeys([default_database, *databases]):
             path = directory / f"{db}.duckdb"
             try:
-                self.con.execute(f"ATTACH {literal(str(path))} AS {quote(db)}")
+                self.con.execute(f"ATTACH {duckdb_literal(str(path))} AS {quote(db)}")
             except duckdb.Error as exc:
                 self.con.close()
                 raise WarehouseError(f"cannot open {path}: {str(exc).splitlines()[0]}") from exc
@@ -215,26 +221,26 @@ def bronze_script(load: BronzeLoad, existing: Sequence[str] | None, run: RunStam
         [f"{quote(c)} VARCHAR" for c in cols]
         + [f"{quote(n)} {TYPES[t]}" for n, t in METADATA_COLUMNS]
     )
-    csv_columns = "{" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in load.columns) + "}"
+    csv_columns = "{" + ", ".join(f"{duckdb_literal(c)}: 'VARCHAR'" for c in load.columns) + "}"
     missing = [c for c in cols if c not in load.columns]
-    run_id = "{run_id}" if run is None else literal(run.run_id)
-    loaded_at = "{loaded_at}" if run is None else literal(run.loaded_at)
+    run_id = "{run_id}" if run is None else duckdb_literal(run.run_id)
+    loaded_at = "{loaded_at}" if run is None else duckdb_literal(run.loaded_at)
     select = ", ".join(
         [quote(c) for c in load.columns]
         + [f"NULL AS {quote(c)}" for c in missing]
         + [
             run_id,
-            literal(load.file_uri),
+            duckdb_literal(load.file_uri),
             "NULL",
             f"{loaded_at}::TIMESTAMPTZ",
-            f"{literal(load.window_start)}::TIMESTAMPTZ",
-            f"{literal(load.window_end)}::TIMESTAMPTZ",
+            f"{duckdb_literal(load.window_start)}::TIMESTAMPTZ",
+            f"{duckdb_literal(load.window_end)}::TIMESTAMPTZ",
         ]
     )
     target_cols = ", ".join(quote(c) for c in [*load.columns, *missing, *METADATA_NAMES])
     insert = (
         f"INSERT INTO {shadow.sql} ({target_cols}) SELECT {select} FROM read_csv("
-        f"{literal(load.file_uri)}, header = true, delim = ',', quote = '\"', escape = '\"', "
+        f"{duckdb_literal(load.file_uri)}, header = true, delim = ',', quote = '\"', escape = '\"', "
         f"all_varchar = true, auto_detect = false, strict_mode = true, allow_quoted_nulls = false, "
         f"columns = {csv_columns})"
     )
