@@ -145,6 +145,11 @@ def test_redaction_covers_encodings_and_pairs() -> None:
         basic = base64.b64encode(b"alice@example.com:s3cr3t-value").decode()
         text = f"Basic {basic} Bearer s3cr3t-value {quote('s3cr3t-value')} short"
         assert redact.redact(text) == "Basic *** Bearer *** *** short"
+        # any pair, in either order, and a value inside base64 of a larger text
+        redact.register("tok-third-1234")
+        pair = base64.b64encode(b"tok-third-1234:alice@example.com").decode().rstrip("=")
+        blob = base64.b64encode(b'{"token": "tok-third-1234"}').decode()
+        assert redact.redact(f"x {pair} {blob} aGVsbG8gd29ybGQ=") == "x *** *** aGVsbG8gd29ybGQ="
         redact.register("abc")  # too short to mask safely: ignored
         assert redact.redact("abcdef") == "abcdef"
     finally:

@@ -213,9 +213,9 @@ def _written(sink: CsvSink) -> str:
 
 
 def test_files_combine_by_column_name_in_first_seen_order(tmp_path: Path) -> None:
-    files = CsvFiles(delimiter=",", allow_empty=False, columns=[])
+    files = CsvFiles(delimiter=",", allow_empty=True, columns=[])
     files.add(_file("a.csv", "id,name\n1,x\n"))
-    files.add(_file("empty.csv", ""))
+    files.add(_file("empty.csv", ""))  # allowed: 0 rows, listed
     files.add(_file("b.csv", "extra,id\ne,2\n\n"))
     sink = _sink(tmp_path)
     listing = files.write(sink, nothing="no files", noun="files")
@@ -225,6 +225,12 @@ def test_files_combine_by_column_name_in_first_seen_order(tmp_path: Path) -> Non
         {"key": "empty.csv", "rows": 0},
         {"key": "b.csv", "rows": 1},
     ]
+
+
+def test_an_empty_file_is_refused_unless_allow_empty() -> None:
+    files = CsvFiles(delimiter=",", allow_empty=False, columns=[])
+    with pytest.raises(SourceError, match=r"^empty.csv: empty file \(no header\)"):
+        files.add(_file("empty.csv", ""))
 
 
 def test_files_are_written_in_order_with_reserved_columns(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ attachment), then hands them to :class:`CsvFiles`, which owns what the sources s
   duplicate column is an error;
 - each file is re-read with :class:`~xoelt.sources.csvio.CsvReader`, so a quoted empty
   field (``""``) stays an empty string and an empty unquoted one a missing value;
-- finding no file is an error unless ``allow_empty``, and then ``columns:`` is the header;
+- finding no file, or an empty (0-byte or blank) one, is an error unless ``allow_empty``;
+  with no file at all ``columns:`` is then the header;
 - every file taken is listed with its row count for the ingest manifest.
 """
 
@@ -74,8 +75,11 @@ class CsvFiles:
     def add(self, file: CsvFile) -> None:
         """Take ``file``; a duplicate or a reserved column name in its header is an error."""
         header = file.header
-        if not header:  # a 0-byte or blank upload: cut short, never silently nothing
-            raise SourceError(f"{file.label}: empty file (no header); re-upload or remove it")
+        if not header and not self.allow_empty:  # a 0-byte or blank upload: likely cut short
+            raise SourceError(
+                f"{file.label}: empty file (no header); re-upload or remove it "
+                "(set allow_empty: true if empty files are normal)"
+            )
         if len(set(header)) != len(header):
             raise SourceError(f"{file.label}: duplicate column names in header")
         clash = set(header) & set(self.reserved)

@@ -11,7 +11,8 @@ The window only decides which partition the snapshot fills, so use
 when the snapshot was taken.
 
 Shape rules (Sheets leaves out trailing empty cells and rows):
-- a short row is padded with empty strings to the header's width;
+- a short row is padded to the header's width; a blank cell (answered as ``""`` between
+  values, left out at the end of a row) is written as a missing value, NULL in bronze;
 - a row with a value beyond the header's last column is an error naming the row and cell
   (inventing column names would change the table's schema silently);
 - a row with no values at all (a blank spacer row) is skipped and counted in the manifest;
@@ -224,7 +225,10 @@ class GoogleSheetsSource(Source[GoogleSheetsConfig], source_type="google_sheets"
                         f"{returned}: row {first_row + offset} has a value in {cell}, beyond the "
                         f"header's {len(header)} columns (add a header cell or narrow the range)"
                     )
-            sink.write_values(cells[: len(header)] + [""] * (len(header) - len(cells)))
+            cells = cells[: len(header)] + [""] * (len(header) - len(cells))
+            # A blank cell is no value (NULL), not an empty string: the values API answers
+            # "" for a blank cell between values and nothing for trailing ones.
+            sink.write_values([c if c != "" else None for c in cells])
         sink.details.update(
             spreadsheet_id=cfg.spreadsheet_id,
             range_requested=a1_range(cfg),
