@@ -178,12 +178,11 @@ class FullRefresh(LoadStrategy):
         return Script(
             prepare=_silver_ddl(table, columns),
             body=(
-                Step(
-                    f"DELETE FROM {table.sql} WHERE {quote('_XO_WINDOW_START')} = "
-                    f"{literal(job.window_start)}::TIMESTAMP_TZ"
-                ),
+                Step(f"DELETE FROM {table.sql} WHERE {_in_window(job)}"),
                 Step(f"INSERT INTO {table.sql} ({names}) {select}", Yields.AFFECTED, reconcile=0),
             ),
+            holds=table,
+            holds_where=_in_window(job),
         )
 
 
@@ -275,7 +274,7 @@ class Historical(LoadStrategy):
                 f"source columns {', '.join(clash)} have the names of {job.silver_table}'s "
                 "SCD2 columns; rename them in the source (or use another hard_deletes mode)"
             )
-        ws, fr = quote("_XO_WINDOW_START"), quote("_XO_FILE_ROW_NUMBER")
+        fr = quote("_XO_FILE_ROW_NUMBER")
         # Deduplicated on the typed key: keys that differ only as text are one key.
         snapshot = (
             f"INSERT INTO {tables.snapshots.sql} ({', '.join([*columns.refs(), *_META_NAMES])}) "
@@ -290,15 +289,19 @@ class Historical(LoadStrategy):
                 _column_defs([*columns.typed, *tables.meta]),
             ),
             body=(
-                Step(
-                    f"DELETE FROM {tables.snapshots.sql} WHERE {ws} = "
-                    f"{literal(job.window_start)}::TIMESTAMP_TZ"
-                ),
+                Step(f"DELETE FROM {tables.snapshots.sql} WHERE {_in_window(job)}"),
                 Step(snapshot, Yields.AFFECTED, reconcile=0),
                 *tables.record_window(job.window_start, job.window_date, job.timezone),
                 *tables.rebuild(pk, columns.refs(), columns.hashed(pk, "s.")),
             ),
+            holds=tables.snapshots,
+            holds_where=_in_window(job),
         )
+
+
+def _in_window(job: SilverJob) -> str:
+    """The condition selecting the window's partition of a silver (or snapshots) table."""
+    return f"{quote('_XO_WINDOW_START')} = {literal(job.window_start)}::TIMESTAMP_TZ"
 
 
 STRATEGIES: dict[str, LoadStrategy] = {

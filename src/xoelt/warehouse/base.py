@@ -131,7 +131,10 @@ def ddl(sql: str) -> Step:
 class Script:
     """What a load or transform runs, in order: prepare, BEGIN, body, COMMIT, cleanup.
 
-    ``holds``: before COMMIT this table must hold exactly the expected rows. ``on_failure``
+    ``holds``: before COMMIT this table (its rows matching ``holds_where``, a condition, if
+    set) must hold exactly the expected rows — what the statements' own counts say is then
+    checked against the table itself, so a statement that ran twice (a retried request whose
+    first answer was lost) cannot commit duplicates. ``on_failure``
     steps run (best effort) after a failure, e.g. dropping a half-filled shadow table.
     ``begin`` is how the engine spells BEGIN, for :meth:`statements`.
     """
@@ -141,6 +144,7 @@ class Script:
     cleanup: tuple[Step, ...] = ()
     on_failure: tuple[Step, ...] = ()
     holds: TableRef | None = None
+    holds_where: str | None = None
     begin: str = "BEGIN"
     native: bool = False  # written in the engine's own dialect (else Snowflake's, translated)
 
@@ -228,9 +232,10 @@ def execute(wh: Warehouse, sql: str) -> list[tuple[Any, ...]]:
     return wh.query(sql).rows
 
 
-def count_rows(wh: Warehouse, table: TableRef) -> int:
-    """Rows in ``table``."""
-    return int(wh.query(f"SELECT COUNT(*) FROM {table.sql}").rows[0][0])
+def count_rows(wh: Warehouse, table: TableRef, where: str | None = None) -> int:
+    """Rows in ``table`` (those matching the condition ``where``, if given)."""
+    condition = f" WHERE {where}" if where else ""
+    return int(wh.query(f"SELECT COUNT(*) FROM {table.sql}{condition}").rows[0][0])
 
 
 @dataclass(frozen=True)
@@ -344,7 +349,8 @@ def run_script(
                             expected, Count(max(count.rows - offset, 0), count.note), mismatch
                         )
                     if script.holds is not None:
-                        check_count(expected, Count(count_rows(wh, script.holds)), mismatch)
+                        held = count_rows(wh, script.holds, script.holds_where)
+                        check_count(expected, Count(held), mismatch)
         except BaseException:
             for step in script.on_failure:
                 with contextlib.suppress(WarehouseError):
