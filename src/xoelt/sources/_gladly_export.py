@@ -121,9 +121,10 @@ def choose_jobs(
 
 
 def flatten(
-    obj: dict[str, Any], prefix: str = "", out: dict[str, str] | None = None
-) -> dict[str, str]:
-    """Nested objects become dotted keys (``initiator.id``); lists and scalars become JSON text."""
+    obj: dict[str, Any], prefix: str = "", out: dict[str, str | None] | None = None
+) -> dict[str, str | None]:
+    """Nested objects become dotted keys (``initiator.id``); lists and scalars become JSON
+    text; a JSON ``null`` is a missing value (``None``: NULL in bronze), not an empty string."""
     out = {} if out is None else out
     for key, value in obj.items():
         name = f"{prefix}{key}"
@@ -133,7 +134,7 @@ def flatten(
         if name in out:
             raise ValueError(f"key {name!r} occurs twice once flattened")
         if value is None:
-            out[name] = ""
+            out[name] = None
         elif isinstance(value, str):
             out[name] = value
         else:
@@ -228,8 +229,8 @@ class ConversationExport(GladlyKind):
             if where == KEEP:
                 columns.update(dict.fromkeys(row))
             elif where == OTHER_SEGMENT:
-                if row.get("id"):
-                    strays.setdefault(row["id"], row.get(self.config.time_field or "", ""))
+                if item := row.get("id"):
+                    strays.setdefault(item, row.get(self.config.time_field or "") or "")
                 else:
                     unnamed += 1
         header = list(columns) or EMPTY_EXPORT_COLUMNS.get(name, ["id"])
@@ -239,13 +240,13 @@ class ConversationExport(GladlyKind):
         pending: list[tuple[_Tally, str]] = []
         for row, where, tally in self._rows(parts, window, tallies):
             if where == KEEP:
-                sink.write_values([row.get(c, "") for c in header])
-                if strays and row.get("id") in strays:
-                    supplied.add(row["id"])
+                sink.write_values([row.get(c) for c in header])  # absent: missing (NULL)
+                if strays and (item := row.get("id")) and item in strays:
+                    supplied.add(item)
             elif where == OUTSIDE_WINDOW:
                 tally.outside += 1
             else:
-                pending.append((tally, row.get("id", "")))
+                pending.append((tally, row.get("id") or ""))
         for tally, item in pending:
             if item and item in supplied:
                 tally.supplied_elsewhere += 1
@@ -302,7 +303,7 @@ class ConversationExport(GladlyKind):
 
     def _rows(
         self, parts: list[Part], window: TimeWindow, tallies: dict[str, _Tally]
-    ) -> Iterator[tuple[dict[str, str], str, _Tally]]:
+    ) -> Iterator[tuple[dict[str, str | None], str, _Tally]]:
         """Every line of the chosen jobs' files, flattened, with where it belongs (KEEP...)."""
         field = self.config.time_field
         lo, hi = window.start.astimezone(UTC), window.end.astimezone(UTC)

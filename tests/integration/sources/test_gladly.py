@@ -25,6 +25,7 @@ from tests.fakes import FakeApis, Fault
 from tests.fakes.gladly import WS_COLUMNS, FakeGladly, csv_text
 from tests.integration.sources.conftest import SourceHarness
 from xoelt.cli import cli
+from xoelt.sources.csvio import CsvReader
 
 USER, TOKEN = "api.robot@example.com", "gl-tok-5ecret-0a1b2c3d"
 FAST = {"max_attempts": 4, "initial_backoff": 0.01, "max_backoff": 0.05, "timeout_seconds": 5}
@@ -639,6 +640,12 @@ def test_export_flattens_the_jobs_covering_the_local_day(
     assert (got[2]["content.recordingDuration"], got[2]["content.answered"]) == ("11", "true")
     assert (got[2]["content.meta"], got[2]["content.note"]) == ("{}", "")
     assert got[3]["content.addedTopicIds"] == '["t1"]'
+    # An absent key and a JSON null are missing values (bare empty: NULL in bronze), never
+    # the empty string (read with the CSV convention's reader, which tells them apart).
+    data = next(p for p in harness.ingest_files() if p.suffix == ".csv")
+    with data.open(newline="", encoding="utf-8") as fh:
+        exact = [dict(zip(EXPORT_HEADER, r, strict=True)) for r in list(CsvReader(fh))[1:]]
+    assert exact[0]["responder.id"] is None and exact[2]["content.note"] is None
     assert manifest["rows"] == 4
     jobs = manifest["details"]["jobs"]
     assert [(j["id"], j["rows"], j["outside"]) for j in jobs] == [("j-day", 3, 1), ("j-next", 1, 1)]
