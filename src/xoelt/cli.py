@@ -41,6 +41,8 @@ class XoeltGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own ends (`--help`, `--version`, a prompt aborted): click handles them
         except Exception as exc:  # a bug: still one line (the traceback with --debug)
             from xoelt.redact import redact
 

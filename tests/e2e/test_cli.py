@@ -342,3 +342,16 @@ def test_validate_and_helm_values_refuse_what_kubernetes_refuses(
         assert "pipelines/demo/gladly_demo.yaml:7 dag.schedule: " in line, (command, line)
         assert reason in line, (command, line)
         assert "pipelines:" not in proc.stdout
+
+
+def test_help_of_every_command_exits_0(project: Project) -> None:
+    """click's own exits (``--help``, ``--version``) are not errors of ours."""
+    from xoelt.cli import cli
+
+    commands = sorted(cli.commands)
+    assert "run" in commands
+    for args in (["--help"], ["--version"], *([c, "--help"] for c in commands)):
+        proc = project.xoelt(*args)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert "error" not in proc.stderr, (args, proc.stderr)
+        assert proc.stdout.strip(), args
