@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from xoelt.alerts.message import Alert
 from xoelt.config.alerts import AlertsConfig, Event, effective_alerts
@@ -26,9 +26,19 @@ from xoelt.findings import Finding
 from xoelt.redact import redact
 
 if TYPE_CHECKING:
-    from xoelt.core import RunReport
     from xoelt.errors import StageFailed
     from xoelt.plan import RunPlan
+
+
+class RunReport(Protocol):
+    """What :func:`after_run` reads of :class:`xoelt.core.RunReport` (core sits above)."""
+
+    run_id: str
+    plan: RunPlan
+    sources: list[Any]  # SourceReport: name, rows per stage, findings
+    gold: dict[str, int]
+    gold_findings: list[Finding]
+
 
 DATA_TEST = "data_test"
 SEVERITY_EVENT: dict[str, Event] = {"error": "test_failed", "warn": "test_warned"}
@@ -40,7 +50,7 @@ def alerts_for(plan: RunPlan) -> AlertsConfig:
     return effective_alerts(plan.pipeline.globals.alerts, plan.target.alerts)
 
 
-def test_events(findings: Iterable[Finding]) -> list[Event]:
+def data_test_events(findings: Iterable[Finding]) -> list[Event]:
     """``test_failed`` for an error-severity data test finding, ``test_warned`` for a warn."""
     events: list[Event] = []
     for f in findings:
@@ -57,7 +67,7 @@ def run_events(
 ) -> list[Event]:
     """Every event a run's outcome raises (see the module docstring)."""
     events: list[Event] = ["run_failed"] if failed else []
-    events += test_events(findings)
+    events += data_test_events(findings)
     if not failed and previous_failed:
         events.append("recovered")
     return events
