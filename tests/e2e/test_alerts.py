@@ -208,3 +208,38 @@ def test_bad_alert_config_is_refused_naming_the_key(
     assert done.returncode == 2
     assert "targets.yaml" in done.stderr and "local.alerts.channels" in done.stderr
     assert message in done.stderr and "literal-password" not in done.stderr
+
+
+def test_backfill_sends_one_message_per_window(project: Project) -> None:
+    with serve(AlertSink()) as sink:
+        _targets(project, [{"type": "webhook", "url": "${HOOK_URL}"}])
+        env = {"HOOK_URL": f"{sink.url}/hook/{TOKEN}"}
+        done = project.xoelt(
+            "backfill", PIPE, "--start", "2026-11-03", "--end", "2026-11-04", "--keep-going",
+            env=env,
+        )  # fmt: skip
+        bodies = sink.bodies("hook")
+    assert done.returncode == 1
+    assert [(b["event"], b["command"]) for b in bodies] == [
+        ("run_failed", f"xoelt run {PIPE} --date 2026-11-03"),
+        ("run_failed", f"xoelt run {PIPE} --date 2026-11-04"),
+    ]
+
+
+def test_relay_refusing_the_login_is_a_warning(project: Project, tmp_path: Path) -> None:
+    baseline = project.xoelt("run", PIPE, "--date", DATE)
+    with smtp_relay(tmp_path, "xoelt", SMTP_PASSWORD) as box:
+        channel = {
+            "type": "email", "host": box.host, "port": box.port, "from": "x@example.com",
+            "to": ["y@example.com"], "user": "${SMTP_USER}", "password": "${SMTP_PASSWORD}",
+            "ca_file": str(box.ca_file), "name": "relay",
+        }  # fmt: skip
+        _targets(project, [channel])
+        env = {"SMTP_USER": "xoelt", "SMTP_PASSWORD": "wrong-password-123"}
+        failed = project.xoelt("run", PIPE, "--date", DATE, env=env)
+    assert failed.returncode == 1
+    assert _error_line(failed.stderr) == _error_line(baseline.stderr)
+    (warning,) = _warnings(failed.stderr)
+    assert warning["channel"] == "relay" and warning["error"].startswith("SMTP 535")
+    assert box.messages == [] and box.logins == []
+    assert "wrong-password-123" not in failed.stderr

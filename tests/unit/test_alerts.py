@@ -125,3 +125,23 @@ def test_every_rendering_is_redacted(tmp_path: Path) -> None:
             assert secret not in text and "***" in text
     finally:
         redact.forget_all()
+
+
+def test_429_is_retried_after_retry_after_and_4xx_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes.api import Fault
+
+    plan = _plan(tmp_path)
+    alert = build_run_alert(RunReport("r", plan), None, previous_failed=True)
+    assert alert is not None
+    config = AlertsConfig.model_validate({"channels": [{"type": "slack", "url": "${S}"}]})
+    with serve(AlertSink()) as sink:
+        monkeypatch.setenv("S", f"{sink.url}/slack/x")
+        sink.fault("slack", Fault(status=429, headers={"Retry-After": "0"}))
+        assert deliver(config, alert, get_logger()) == 1
+        assert len(sink.requests("slack")) == 2
+        sink.reset()
+        sink.fault("slack", Fault(status=404, body="no_service"))
+        assert deliver(config, alert, get_logger()) == 0
+        assert len(sink.requests("slack")) == 1  # a 404 is not worth a second try
