@@ -145,3 +145,5 @@ def test_429_is_retried_after_retry_after_and_4xx_is_not(
         sink.fault("slack", Fault(status=404, body="no_service"))
         assert deliver(config, alert, get_logger()) == 0
         assert len(sink.requests("slack")) == 1  # a 404 is not worth a second try
+    monkeypatch.setenv("S", "hooks.slack.example/services/x")  # no scheme: refused at once
+    assert deliver(config, alert, get_logger()) == 0

@@ -47,6 +47,8 @@ def send(channel: AnyChannel, alert: Alert) -> None:
         "webhook": webhook_body,
     }[channel.type](alert)
     url = channel.url.resolve().get_secret_value()  # registered for redaction on resolve
+    if not url.startswith(("https://", "http://")):
+        raise ChannelFailed(f"${{{channel.url.var}}} is not an http(s) URL", transient=False)
     _post(channel, url, body)
 
 
