@@ -330,6 +330,46 @@ def migrate(target: str | None, database: str | None, dry_run: bool, fmt: str) -
         console.render_migrate(report)
 
 
+@cli.command()
+@click.argument("pipelines", nargs=-1)
+@click.option(
+    "--deadline",
+    default="2h",
+    show_default=True,
+    help="How long after its scheduled time a window may take (2h, 90m, 1d).",
+)
+@TARGET
+@click.option(
+    "--now", default=None, help="Check as of this instant (ISO with offset); default now."
+)
+@FORMAT
+def watchdog(
+    pipelines: tuple[str, ...], deadline: str, target: str | None, now: str | None, fmt: str
+) -> None:
+    """Exit 1 (and alert) when a pipeline's latest scheduled window did not succeed in time."""
+    from datetime import datetime
+
+    from xoelt import console
+    from xoelt.errors import InputError
+    from xoelt.watchdog import parse_deadline
+    from xoelt.watchdog import watchdog as run_watchdog
+
+    try:
+        moment = datetime.fromisoformat(now) if now else None
+    except ValueError:
+        raise InputError(f"--now {now!r} is not an ISO datetime (2026-11-04T09:00-05:00)") from None
+    report = run_watchdog(pipelines, parse_deadline(deadline), target, now=moment)
+    if fmt == "json":
+        console.print_json(report.as_dict())
+    else:
+        console.render_watchdog(report)
+    for w in report.missed:
+        click.echo(
+            f"error: {w.pipeline}: window {w.plan.window.label} missed: {w.detail}", err=True
+        )
+    sys.exit(report.exit_code)
+
+
 def _stage_command(name: str, help_text: str) -> None:
     @cli.command(name=name, help=help_text)
     @_common

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from xoelt.listing import ListReport
     from xoelt.migrate import MigrateReport
     from xoelt.plan import RunPlan
+    from xoelt.watchdog import WatchdogReport
 
 
 def _console() -> Any:
@@ -258,3 +259,28 @@ def render_migrate(report: MigrateReport) -> None:
         c.print(table)
     changed = sum(1 for s in report.steps if s.action in ("apply", "applied"))
     c.print(f"{changed} script(s) {verb}; change scripts from {report.folder}")
+
+
+_WATCH_STYLE = {"ok": "green", "late": "yellow", "pending": "dim", "missed": "bold red"}
+
+
+def render_watchdog(report: WatchdogReport) -> None:
+    """One row per pipeline: scheduled at, window, status; then a count line."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title=f"xoelt watchdog: deadline {report.deadline}, now {report.now.isoformat()}",
+        title_justify="left",
+    )
+    for col in ("pipeline", "scheduled at", "window", "status", "detail"):
+        table.add_column(col, overflow="fold")
+    for w in report.windows:
+        status = Text(w.status, style=_WATCH_STYLE.get(w.status, ""))
+        table.add_row(
+            w.pipeline, w.scheduled_at.isoformat(), w.plan.window.label, status, Text(w.detail)
+        )
+    c = _console()
+    c.print(table)
+    counts = {k: sum(1 for w in report.windows if w.status == k) for k in _WATCH_STYLE}
+    c.print(", ".join(f"{n} {k}" for k, n in counts.items()))

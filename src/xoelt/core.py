@@ -80,6 +80,7 @@ class RunReport:
     plan: RunPlan
     sources: list[SourceReport] = field(default_factory=list)
     gold: dict[str, int] = field(default_factory=dict)
+    gold_findings: list[Finding] = field(default_factory=list)
     warehouse_path: str | None = None
     exit_code: int = 0
 
@@ -145,47 +146,88 @@ def execute(
     settings = settings or Settings.from_env()
     selected = plan.select(source)
     wanted = [STAGES[name] for name in STAGES if name in stages]
-    window = plan.window.label
     with Runtime(plan, settings, run_id) as rt:
         report = RunReport(rt.run_id, plan)
-        needing = [s for s in wanted if s.needs_warehouse]
-        if needing:  # open (and migrate) up front so every stage is in the ledger
-            with _failing_as(needing[0].name, ", ".join(sp.name for sp in selected), window):
-                _ = rt.warehouse
-        for sp in selected:
-            log = get_logger(pipeline=plan.name, source=sp.name, run_id=rt.run_id, window=window)
-            item = SourceReport(sp.name)
-            report.sources.append(item)
-            with _failing_as(wanted[0].name, sp.name, window):
-                lock = rt.lock(sp.name)
-            with lock, contextlib.ExitStack() as held:
-                # From load through silver the window holds its bronze table: no other
-                # window's load in between (taken at the first of those stages it runs).
-                bronze = _Once(
-                    held, partial(rt.table_lock, sp.bronze_table, f"bronze {sp.bronze_table}", log)
-                )
-                for stage in wanted:
-                    t0 = time.perf_counter()
-                    work = partial(_run_stage, rt, sp, stage, log, bronze)
-                    result = _recorded(rt, sp.name, stage.name, log, work)
-                    item.rows[stage.name] = result.rows
-                    item.seconds[stage.name] = round(time.perf_counter() - t0, 3)
-                    item.findings.extend(result.findings)
-        if LAST_STAGE in stages and plan.gold:
-            log = get_logger(pipeline=plan.name, source=GOLD, run_id=rt.run_id, window=window)
-
-            def materialise() -> StageResult:
-                # One window materialises gold at a time, so the last to run saw every silver.
-                schema = plan.gold[0].table
-                what = f"gold {schema.schema_sql}"
-                with rt.table_lock(schema.with_name("_GOLD"), what, log):
-                    report.gold = gold(rt, log)
-                return StageResult(sum(report.gold.values()))
-
-            _recorded(rt, GOLD, GOLD, log, materialise, failing_as=LAST_STAGE)
-        if rt.warehouse_open:
-            report.warehouse_path = rt.warehouse.location(plan.database)
+        try:
+            _execute(rt, report, selected, wanted, stages)
+        except StageFailed as exc:
+            _announce(rt, report, exc)
+            raise
+        _announce(rt, report, None)
         return report
+
+
+def _execute(
+    rt: Runtime,
+    report: RunReport,
+    selected: Sequence[Any],
+    wanted: Sequence[Stage],
+    stages: Sequence[str],
+) -> None:
+    """The body of :func:`execute`: the stages, then gold, filling ``report`` as they go."""
+    plan = rt.plan
+    window = plan.window.label
+    needing = [s for s in wanted if s.needs_warehouse]
+    if needing:  # open (and migrate) up front so every stage is in the ledger
+        with _failing_as(needing[0].name, ", ".join(sp.name for sp in selected), window):
+            _ = rt.warehouse
+    for sp in selected:
+        log = get_logger(pipeline=plan.name, source=sp.name, run_id=rt.run_id, window=window)
+        item = SourceReport(sp.name)
+        report.sources.append(item)
+        with _failing_as(wanted[0].name, sp.name, window):
+            lock = rt.lock(sp.name)
+        with lock, contextlib.ExitStack() as held:
+            # From load through silver the window holds its bronze table: no other
+            # window's load in between (taken at the first of those stages it runs).
+            bronze = _Once(
+                held, partial(rt.table_lock, sp.bronze_table, f"bronze {sp.bronze_table}", log)
+            )
+            for stage in wanted:
+                t0 = time.perf_counter()
+                work = partial(_run_stage, rt, sp, stage, log, bronze)
+                result = _recorded(rt, sp.name, stage.name, log, work)
+                item.rows[stage.name] = result.rows
+                item.seconds[stage.name] = round(time.perf_counter() - t0, 3)
+                item.findings.extend(result.findings)
+    if LAST_STAGE in stages and plan.gold:
+        log = get_logger(pipeline=plan.name, source=GOLD, run_id=rt.run_id, window=window)
+
+        def materialise() -> StageResult:
+            # One window materialises gold at a time, so the last to run saw every silver.
+            schema = plan.gold[0].table
+            what = f"gold {schema.schema_sql}"
+            with rt.table_lock(schema.with_name("_GOLD"), what, log):
+                report.gold = gold(rt, log)
+            return StageResult(sum(report.gold.values()))
+
+        result = _recorded(rt, GOLD, GOLD, log, materialise, failing_as=LAST_STAGE)
+        report.gold_findings.extend(result.findings)
+    if rt.warehouse_open:
+        report.warehouse_path = rt.warehouse.location(plan.database)
+
+
+def _announce(rt: Runtime, report: RunReport, error: StageFailed | None) -> None:
+    """Alerts for the run's outcome (when the pipeline or target has channels). Nothing
+    here may change the outcome: any failure is a warning."""
+    from xoelt.config.alerts import effective_alerts
+
+    plan = rt.plan
+    if not effective_alerts(plan.pipeline.globals.alerts, plan.target.alerts).channels:
+        return
+    log = get_logger(pipeline=plan.name, run_id=rt.run_id, window=plan.window.label)
+
+    def previous_failed() -> bool | None:
+        if not rt.warehouse_open:
+            return None
+        return ledger.previous_run_failed(rt.warehouse, plan.database, plan.name, rt.run_id)
+
+    try:
+        from xoelt import alerts
+
+        alerts.after_run(report, error, previous_failed, log)
+    except Exception as exc:
+        log.warning("alerts failed", error=str(exc)[:300])
 
 
 class _Once:

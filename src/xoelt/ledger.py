@@ -190,6 +190,45 @@ def window_complete(
     return bool(rows) and not failed and set(required) <= succeeded
 
 
+def previous_run_failed(
+    warehouse: Warehouse, database: str, pipeline: str, run_id: str
+) -> bool | None:
+    """Whether the pipeline's latest run other than ``run_id`` has a failed row (None: no
+    earlier run). What makes a successful run a *recovery*."""
+    table = _table(database)
+    name, this = literal(pipeline), literal(run_id)
+    try:
+        rows = execute(
+            warehouse,
+            f'SELECT "STATUS" FROM {table} WHERE "PIPELINE" = {name} AND "RUN_ID" = '
+            f'(SELECT "RUN_ID" FROM {table} WHERE "PIPELINE" = {name} AND "RUN_ID" <> {this} '
+            f'ORDER BY "FINISHED_AT" DESC LIMIT 1)',
+        )
+    except WarehouseError as exc:
+        raise _reading(database, exc) from exc
+    if not rows:
+        return None
+    return any(r[0] == "failed" for r in rows)
+
+
+def window_runs(
+    warehouse: Warehouse, database: str, pipeline: str, window_start: str
+) -> list[tuple[str, str, str, str, datetime]]:
+    """Every ledger row of this window: (run id, source, stage, status, finished at), in
+    the order they finished."""
+    table = _table(database)
+    try:
+        rows = execute(
+            warehouse,
+            f'SELECT "RUN_ID", "SOURCE", "STAGE", "STATUS", "FINISHED_AT" FROM {table} '
+            f'WHERE "PIPELINE" = {literal(pipeline)} '
+            f'AND "WINDOW_START" = {literal(window_start)}::TIMESTAMP_TZ ORDER BY "FINISHED_AT"',
+        )
+    except WarehouseError as exc:
+        raise _reading(database, exc) from exc
+    return [(str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4]) for r in rows]
+
+
 def latest_run(warehouse: Warehouse, database: str, pipeline: str) -> list[dict[str, Any]]:
     """The ledger rows of the pipeline's most recent run, in the order they finished."""
     table = _table(database)

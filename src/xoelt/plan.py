@@ -94,6 +94,7 @@ class RunPlan:
     window: TimeWindow
     sources: list[SourcePlan]
     gold: list[GoldModel] = field(default_factory=list)
+    run_at: date | datetime | None = None  # the run date or instant the window came from
 
     @property
     def name(self) -> str:
@@ -200,4 +201,4 @@ def build_plan(
     gold = load_models(
         dag.domain, sf.database, sf.gold_schema, pipeline.transform.gold_models, sql_root
     )
-    return RunPlan(pipeline, target_name, target, window, plans, gold)
+    return RunPlan(pipeline, target_name, target, window, plans, gold, run_at)

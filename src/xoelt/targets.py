@@ -17,6 +17,7 @@ from typing import Annotated, Literal, Protocol, get_args
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from xoelt.config.alerts import AlertsConfig
 from xoelt.config.env import environment
 from xoelt.config.types import StrictModel
 from xoelt.config.yamlpos import line_for, load_yaml_with_lines
@@ -60,12 +61,13 @@ class LocalTarget(StrictModel):
 
     type: Literal["local"] = "local"
     home: str | None = None
+    alerts: AlertsConfig | None = None
 
     def bind(self, settings: Settings) -> BoundTarget:
         home = Path(self.home) if self.home else settings.home
         store = LocalStoreConfig(root=str(home / "objects"))
         warehouse = DuckDBConfig(directory=str(home / "warehouse"))
-        return BoundTarget(self.type, home, store, warehouse, store.local_path)
+        return BoundTarget(self.type, home, store, warehouse, store.local_path, self.alerts)
 
 
 class SnowflakeTarget(SnowflakeConfig):
@@ -73,6 +75,7 @@ class SnowflakeTarget(SnowflakeConfig):
 
     home: str | None = None
     s3: S3StoreConfig = S3StoreConfig()
+    alerts: AlertsConfig | None = None
 
     def bind(self, settings: Settings) -> BoundTarget:
         home = Path(self.home) if self.home else settings.home
@@ -81,20 +84,21 @@ class SnowflakeTarget(SnowflakeConfig):
             # the stage's URL is the stage bucket, so ``bucket`` is implied by the stage
             return self.file_location(key)
 
-        return BoundTarget(self.type, home, self.s3, self, location)
+        return BoundTarget(self.type, home, self.s3, self, location, self.alerts)
 
 
 @dataclass(frozen=True)
 class BoundTarget:
     """A target with its home resolved: a store config, a warehouse config, and how the
     warehouse reads a staged object (``file_location(bucket, key)``: a path for DuckDB,
-    ``@stage/key`` for Snowflake's COPY)."""
+    ``@stage/key`` for Snowflake's COPY), and the target's ``alerts:`` block."""
 
     type: str
     home: Path
     store: StoreConfig
     warehouse: WarehouseConfig
     file_location: Callable[[str, str], str]
+    alerts: AlertsConfig | None = None
 
 
 AnyTarget = LocalTarget | SnowflakeTarget

@@ -390,3 +390,57 @@ def test_helm_reads_the_schedule_pattern_as_python_does(chart: helm.Chart) -> No
 
     assert [s for s in ACCEPTED if not takes(s)] == []
     assert [s for s in REFUSED if takes(s)] == []
+
+
+WATCHDOG = {"watchdog": {"enabled": True, "schedule": "15,45 * * * *", "deadline": "90m"}}
+
+
+def test_watchdog_is_off_by_default(defaults: list[dict[str, Any]]) -> None:
+    assert all(d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "pipeline"
+               for d in defaults)  # fmt: skip
+
+
+def test_watchdog_cronjob_watches_the_scheduled_pipelines(chart: helm.Chart) -> None:
+    docs = render(chart, {**OVERRIDES, **WATCHDOG})
+    (watchdog,) = [d for d in docs if d["metadata"]["name"] == "xoelt-watchdog"]
+    assert watchdog["kind"] == "CronJob"
+    assert watchdog["metadata"]["labels"]["app.kubernetes.io/component"] == "watchdog"
+    spec = watchdog["spec"]
+    assert (spec["schedule"], spec["timeZone"]) == ("15,45 * * * *", "UTC")
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["jobTemplate"]["spec"]["backoffLimit"] == 0  # a retry would repeat the alert
+    c = container(watchdog)
+    # sales/orders_daily is suspended by pipelineOverrides: not watched
+    assert c["args"] == ["watchdog", "--deadline", "90m", LONG, LONG + "2"]
+    assert c["image"] == "ghcr.io/wp/xoelt:1.4.2"
+    env = env_of(watchdog)
+    assert env["XOELT_TARGET"] == "prod" and env["XOELT_TARGETS"] == "/etc/xoelt/targets.yaml"
+    assert c["envFrom"] == [{"secretRef": {"name": "wp-prod-env"}}]
+    assert c["resources"] == chart.values["watchdog"]["resources"]
+    assert pod(watchdog)["securityContext"]["runAsNonRoot"] is True
+    for version in KUBE_VERSIONS:
+        kubernetes_validate.validate(watchdog, version, strict=True)
+    report = helm.lint(CHART, {**OVERRIDES, **WATCHDOG}, strict=True,
+                       kube_version=f"v{KUBE_VERSIONS[0]}")  # fmt: skip
+    assert not report["errors"], report["errors"]
+
+
+def test_watchdog_with_nothing_scheduled_renders_nothing(chart: helm.Chart) -> None:
+    values = {**WATCHDOG, "suspend": True}
+    assert not [d for d in render(chart, values) if d["metadata"]["name"].endswith("-watchdog")]
+
+
+@pytest.mark.parametrize(
+    ("watchdog", "message"),
+    [
+        ({"deadline": "2 hours"}, "'/watchdog/deadline': '2 hours' does not match"),
+        ({"deadline": "30m2h"}, "'/watchdog/deadline': '30m2h' does not match"),
+        ({"schedule": "0 6 * * 7"}, "'/watchdog/schedule': '0 6 * * 7' does not match"),
+        ({"enabeld": True}, "additional properties 'enabeld' not allowed"),
+    ],
+)
+def test_watchdog_values_are_checked(
+    chart: helm.Chart, watchdog: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm.HelmValuesError, match=re.escape(message)):
+        chart.render({"watchdog": {"enabled": True, **watchdog}})

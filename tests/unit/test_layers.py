@@ -40,8 +40,15 @@ LAYERS: list[tuple[str, ...]] = [
         "xoelt.pipelines",
     ),
     ("xoelt.plan",),
-    ("xoelt.ledger", "xoelt.runtime", "xoelt.stages"),
-    ("xoelt.core", "xoelt.backfill", "xoelt.doctor", "xoelt.listing", "xoelt.migrate"),
+    ("xoelt.ledger", "xoelt.runtime", "xoelt.stages", "xoelt.alerts"),
+    (
+        "xoelt.core",
+        "xoelt.backfill",
+        "xoelt.doctor",
+        "xoelt.listing",
+        "xoelt.migrate",
+        "xoelt.watchdog",
+    ),
     ("xoelt.console", "xoelt.deploy", "xoelt.cli", "xoelt.__main__"),
 ]
 

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from xoelt.config.alerts import AlertsConfig
 from xoelt.config.cron import kubernetes_schedule_problem, kubernetes_zone_problem
 from xoelt.config.types import Bucket, Identifier, Name, SourceName, StrictModel
 
@@ -201,6 +202,7 @@ class Globals(StrictModel):
     snowflake: SnowflakeGlobals
     storage: StorageGlobals = StorageGlobals()
     schema_policy: SchemaPolicy = SchemaPolicy()
+    alerts: AlertsConfig | None = None  # replaces the target's alerts for this pipeline
 
 
 class SourceSnowflake(StrictModel):
