@@ -3,8 +3,9 @@
 ``local`` (built in, the embedded default) is a directory store and DuckDB files under the
 home directory. Other targets are named in ``targets.yaml`` (``$XOELT_TARGETS``) and chosen
 with ``--target`` or ``$XOELT_TARGET``; ``type: snowflake`` is the production preset (S3 plus
-Snowflake, the account keys at the top level and the store under ``s3:``). Credentials in
-that file are ``${VAR}`` references. Each store and warehouse config builds its own adapter.
+Snowflake, the account keys at the top level and the store under ``s3:``). Either may name a
+``metrics:`` endpoint (see :mod:`xoelt.metrics`). Credentials in that file are ``${VAR}``
+references. Each store and warehouse config builds its own adapter.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from xoelt.config.env import environment
 from xoelt.config.types import StrictModel
 from xoelt.config.yamlpos import line_for, load_yaml_with_lines
 from xoelt.errors import ConfigError, InputError
+from xoelt.metrics import MetricsConfig
 from xoelt.settings import Settings
 from xoelt.storage.base import ObjectStore
 from xoelt.storage.local import LocalStoreConfig
@@ -60,12 +62,13 @@ class LocalTarget(StrictModel):
 
     type: Literal["local"] = "local"
     home: str | None = None
+    metrics: MetricsConfig | None = None
 
     def bind(self, settings: Settings) -> BoundTarget:
         home = Path(self.home) if self.home else settings.home
         store = LocalStoreConfig(root=str(home / "objects"))
         warehouse = DuckDBConfig(directory=str(home / "warehouse"))
-        return BoundTarget(self.type, home, store, warehouse, store.local_path)
+        return BoundTarget(self.type, home, store, warehouse, store.local_path, self.metrics)
 
 
 class SnowflakeTarget(SnowflakeConfig):
@@ -73,6 +76,7 @@ class SnowflakeTarget(SnowflakeConfig):
 
     home: str | None = None
     s3: S3StoreConfig = S3StoreConfig()
+    metrics: MetricsConfig | None = None
 
     def bind(self, settings: Settings) -> BoundTarget:
         home = Path(self.home) if self.home else settings.home
@@ -81,20 +85,21 @@ class SnowflakeTarget(SnowflakeConfig):
             # the stage's URL is the stage bucket, so ``bucket`` is implied by the stage
             return self.file_location(key)
 
-        return BoundTarget(self.type, home, self.s3, self, location)
+        return BoundTarget(self.type, home, self.s3, self, location, self.metrics)
 
 
 @dataclass(frozen=True)
 class BoundTarget:
     """A target with its home resolved: a store config, a warehouse config, and how the
     warehouse reads a staged object (``file_location(bucket, key)``: a path for DuckDB,
-    ``@stage/key`` for Snowflake's COPY)."""
+    ``@stage/key`` for Snowflake's COPY), and where run metrics go (None: nowhere)."""
 
     type: str
     home: Path
     store: StoreConfig
     warehouse: WarehouseConfig
     file_location: Callable[[str, str], str]
+    metrics: MetricsConfig | None = None
 
 
 AnyTarget = LocalTarget | SnowflakeTarget
