@@ -14,8 +14,9 @@ its outcome is known (:func:`xoelt.core.execute`). The metrics, all gauges (each
 latest value, not a running total):
 
 ============================================  =====================================================
-``xoelt_rows{pipeline,source,stage}``          rows out of each stage this run (``stage="gold"``
-                                               and ``source="gold"`` for the gold models together)
+``xoelt_rows{pipeline,source,stage}``          rows out of each stage this run, 0 for the one that
+                                               failed (``stage="gold"`` and ``source="gold"`` for
+                                               the gold models together)
 ``xoelt_stage_duration_seconds{…same…}``       wall time of each stage, failed ones included
 ``xoelt_run_success{pipeline}``                1 if the run ended without an error, else 0
 ``xoelt_last_success_timestamp_seconds``       Unix time a source last finished its window
@@ -29,8 +30,10 @@ no ``_total`` on gauges). Pushgateway: one group per source (grouping key ``pipe
 ``source``) and one for the pipeline (``pipeline``), job ``xoelt``, each pushed with POST
 (``pushadd_to_gateway``): a push replaces only the metric names it carries, so a failed run,
 which pushes no ``last_success``, leaves the previous success timestamp in place for alerting
-(``time() - xoelt_last_success_timestamp_seconds > …``). The grouping labels are not repeated on
-the samples; the gateway adds them.
+(``time() - xoelt_last_success_timestamp_seconds > …``). A source the run never reached (after
+an earlier one failed) keeps its earlier values: the gateway's own ``push_time_seconds`` per
+group says when they were pushed. The grouping labels are not repeated on the samples; the
+gateway adds them.
 
 OTLP: the body is built here as OTLP/HTTP JSON (``POST {endpoint}/v1/metrics``,
 ``application/json``, proto3 JSON mapping: lowerCamelCase keys, 64-bit integers as strings)
@@ -73,7 +76,7 @@ HELP = {
 UNIT = {  # UCUM units for OTLP (the Prometheus names already carry theirs)
     "xoelt_rows": "{row}",
     "xoelt_stage_duration_seconds": "s",
-    "xoelt_run_success": "1",
+    "xoelt_run_success": "",  # not "1": a collector's Prometheus exporter would add _ratio
     "xoelt_last_success_timestamp_seconds": "s",
     "xoelt_data_test_findings": "{finding}",
 }
@@ -175,7 +178,9 @@ def collect(
     pipeline = report.pipeline
     groups: list[Group] = []
     for src in report.sources:
-        samples = [Sample("xoelt_rows", rows, {"stage": st}) for st, rows in src.rows.items()]
+        # A stage that failed delivered nothing: 0, so no earlier run's count stays behind
+        # in the gateway's group (a push replaces a metric's every series, or none).
+        samples = [Sample("xoelt_rows", src.rows.get(st, 0), {"stage": st}) for st in src.seconds]
         samples += [
             Sample("xoelt_stage_duration_seconds", sec, {"stage": st})
             for st, sec in src.seconds.items()
@@ -185,9 +190,13 @@ def collect(
             samples.append(Sample("xoelt_last_success_timestamp_seconds", finished_at))
         groups.append(Group({"pipeline": pipeline, "source": src.name}, tuple(samples)))
     if report.gold_seconds is not None:
-        gold = [Sample("xoelt_stage_duration_seconds", report.gold_seconds, {"stage": "gold"})]
+        gold = [
+            Sample("xoelt_stage_duration_seconds", report.gold_seconds, {"stage": "gold"}),
+            Sample(
+                "xoelt_rows", sum(report.gold.values()) if error is None else 0, {"stage": "gold"}
+            ),
+        ]
         if error is None:
-            gold.append(Sample("xoelt_rows", sum(report.gold.values()), {"stage": "gold"}))
             gold.append(Sample("xoelt_last_success_timestamp_seconds", finished_at))
         groups.append(Group({"pipeline": pipeline, "source": "gold"}, tuple(gold)))
     findings = [f for s in report.sources for f in s.findings] + list(report.gold_findings)

@@ -169,7 +169,7 @@ def test_failed_run_pushes_failure_and_keeps_last_success(
     assert pushed[""]["xoelt_run_success"] == [({}, 0.0)]
     source = pushed["contact_timestamps"]
     assert "xoelt_last_success_timestamp_seconds" not in source  # the old value stays
-    assert "xoelt_rows" not in source  # no stage finished
+    assert source["xoelt_rows"] == [({"stage": "extract"}, 0.0)]  # no stale count left behind
     [(labels, seconds)] = source["xoelt_stage_duration_seconds"]
     assert labels == {"stage": "extract"} and seconds >= 0
 

@@ -82,7 +82,10 @@ def test_a_failed_run_has_no_last_success_for_what_did_not_finish() -> None:
     names = {s.name for s in by_source["orders"].samples}
     assert names == {"xoelt_rows", "xoelt_stage_duration_seconds"}
     load = [s for s in by_source["orders"].samples if s.labels == {"stage": "load"}]
-    assert load == [Sample("xoelt_stage_duration_seconds", 2, {"stage": "load"})]  # time only
+    assert load == [  # the failed stage: its time, and 0 rows delivered
+        Sample("xoelt_rows", 0, {"stage": "load"}),
+        Sample("xoelt_stage_duration_seconds", 2, {"stage": "load"}),
+    ]
     assert Sample("xoelt_run_success", 0.0) in by_source[None].samples
     assert Sample("xoelt_data_test_findings", 1, {"severity": "error"}) in by_source[None].samples
 
