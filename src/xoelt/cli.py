@@ -141,7 +141,9 @@ def _run(
     from xoelt import console
     from xoelt.core import execute, make_plan
 
-    report = execute(make_plan(pipeline, when, target), stages=stages, source=source)
+    run_plan = make_plan(pipeline, when, target)
+    with console.extract_progress(enabled=fmt == "text" and "extract" in stages) as listener:
+        report = execute(run_plan, stages=stages, source=source, progress=listener)
     if fmt == "json":
         console.print_json(report.as_dict())
     else:

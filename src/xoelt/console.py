@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from xoelt.listing import ListReport
     from xoelt.migrate import MigrateReport
     from xoelt.plan import RunPlan
+    from xoelt.progress import ExtractCounts, ProgressListener
     from xoelt.watchdog import WatchdogReport
 
 
@@ -178,6 +179,47 @@ def backfill_progress(total: int, enabled: bool) -> Generator[Callable[[Any], No
             )
 
         yield advance
+
+
+@contextmanager
+def extract_progress(enabled: bool) -> Generator[ProgressListener | None]:
+    """A rich bar per source while it extracts (rows, bytes of CSV, API pages), on stderr.
+
+    Only when ``enabled`` (text output, an extract in the run), stderr is a TTY and logs
+    are not JSON; otherwise None, and nothing extra is written anywhere.
+    """
+    import sys
+
+    from xoelt.logging import json_mode
+
+    if not enabled or not sys.stderr.isatty() or json_mode():
+        yield None
+        return
+    from rich.console import Console
+    from rich.filesize import decimal
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("extract {task.description}"), BarColumn(),
+        TextColumn("{task.fields[rows]:>12,} rows"), TextColumn("{task.fields[size]:>9}"),
+        TextColumn("{task.fields[pages]:>6,} pages"), TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as progress:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def listener(counts: ExtractCounts) -> None:
+            rows, size, pages = counts.rows, decimal(counts.bytes), counts.pages
+            if counts.source not in tasks:  # total unknown: the bar pulses until done
+                tasks[counts.source] = progress.add_task(
+                    counts.source, total=None, rows=rows, size=size, pages=pages
+                )
+            task = tasks[counts.source]
+            if counts.done:  # the bar fills
+                progress.update(task, total=1, completed=1, rows=rows, size=size, pages=pages)
+            else:
+                progress.update(task, rows=rows, size=size, pages=pages)
+
+        yield listener
 
 
 def render_backfill(outcomes: list[Any], fmt: str) -> None:

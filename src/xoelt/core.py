@@ -19,12 +19,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from xoelt import interrupts, ledger
+from xoelt import interrupts, ledger, metrics
 from xoelt.errors import InputError, StageFailed, XoeltError
 from xoelt.findings import Finding, as_details, from_details
 from xoelt.logging import get_logger
 from xoelt.pipelines import PipelineInvalid, discover, load_pipeline, resolve
 from xoelt.plan import RunPlan, build_plan
+from xoelt.progress import ProgressListener
 from xoelt.runtime import Runtime
 from xoelt.settings import Settings
 from xoelt.stages import BRONZE_STAGE, LAST_STAGE, STAGES, Stage, StageResult
@@ -74,15 +75,22 @@ class SourceReport:
 
 @dataclass
 class RunReport:
-    """What a run did: rows and seconds per source and stage, gold rows, where the data is."""
+    """What a run did: rows and seconds per source and stage, gold rows (and seconds, and
+    findings), where the data is. ``stages`` are the stages the run was asked for."""
 
     run_id: str
     plan: RunPlan
     sources: list[SourceReport] = field(default_factory=list)
     gold: dict[str, int] = field(default_factory=dict)
-    gold_findings: list[Finding] = field(default_factory=list)
     warehouse_path: str | None = None
     exit_code: int = 0
+    stages: tuple[str, ...] = tuple(STAGES)
+    gold_seconds: float | None = None
+    gold_findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def pipeline(self) -> str:
+        return self.plan.name
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -138,31 +146,42 @@ def execute(
     source: str | None = None,
     run_id: str | None = None,
     settings: Settings | None = None,
+    progress: ProgressListener | None = None,
 ) -> RunReport:
     """Run ``stages`` (in order) for the selected sources, then gold if transforming.
 
-    Every stage, and gold, leaves one ledger row: success, failed or interrupted.
+    Every stage, and gold, leaves one ledger row: success, failed or interrupted. This is
+    where a run's outcome is known, so its alerts go out here (when channels are configured)
+    and its metrics are pushed here (when the target names an endpoint), success or
+    failure, after the locks are released; a failing channel or push is only a warning. ``progress`` hears the extract stage's rows, bytes and pages as they come.
     """
     settings = settings or Settings.from_env()
-    selected = plan.select(source)
     wanted = [STAGES[name] for name in STAGES if name in stages]
-    with Runtime(plan, settings, run_id) as rt:
-        report = RunReport(rt.run_id, plan)
-        try:
-            _execute(rt, report, selected, wanted, stages)
-        except StageFailed as exc:
-            _announce(rt, report, exc)
-            raise
-        _announce(rt, report, None)
-        return report
+    selected = plan.select(source)
+    report = RunReport(run_id or "", plan, stages=tuple(s.name for s in wanted))
+    error: BaseException | None = None
+    try:
+        with Runtime(plan, settings, run_id) as rt:
+            report.run_id = rt.run_id
+            rt.progress = progress
+            try:
+                _execute(rt, report, selected, wanted)
+            except StageFailed as exc:
+                _announce(rt, report, exc)
+                raise
+            _announce(rt, report, None)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if plan.target.metrics is not None:
+            log = get_logger(pipeline=plan.name, run_id=report.run_id, window=plan.window.label)
+            metrics.publish(plan.target.metrics, report, error, log, last_stage=LAST_STAGE)
+    return report
 
 
 def _execute(
-    rt: Runtime,
-    report: RunReport,
-    selected: Sequence[Any],
-    wanted: Sequence[Stage],
-    stages: Sequence[str],
+    rt: Runtime, report: RunReport, selected: Sequence[Any], wanted: Sequence[Stage]
 ) -> None:
     """The body of :func:`execute`: the stages, then gold, filling ``report`` as they go."""
     plan = rt.plan
@@ -186,11 +205,16 @@ def _execute(
             for stage in wanted:
                 t0 = time.perf_counter()
                 work = partial(_run_stage, rt, sp, stage, log, bronze)
-                result = _recorded(rt, sp.name, stage.name, log, work)
+                try:
+                    result = _recorded(rt, sp.name, stage.name, log, work)
+                except StageFailed as exc:  # what the failing stage noticed is counted too
+                    item.findings.extend(exc.findings)
+                    raise
+                finally:  # a failed stage's time is reported as well
+                    item.seconds[stage.name] = round(time.perf_counter() - t0, 3)
                 item.rows[stage.name] = result.rows
-                item.seconds[stage.name] = round(time.perf_counter() - t0, 3)
                 item.findings.extend(result.findings)
-    if LAST_STAGE in stages and plan.gold:
+    if LAST_STAGE in report.stages and plan.gold:
         log = get_logger(pipeline=plan.name, source=GOLD, run_id=rt.run_id, window=window)
 
         def materialise() -> StageResult:
@@ -201,8 +225,15 @@ def _execute(
                 report.gold = gold(rt, log)
             return StageResult(sum(report.gold.values()))
 
-        result = _recorded(rt, GOLD, GOLD, log, materialise, failing_as=LAST_STAGE)
-        report.gold_findings.extend(result.findings)
+        t0 = time.perf_counter()
+        try:
+            result = _recorded(rt, GOLD, GOLD, log, materialise, failing_as=LAST_STAGE)
+            report.gold_findings.extend(result.findings)
+        except StageFailed as exc:
+            report.gold_findings.extend(exc.findings)
+            raise
+        finally:
+            report.gold_seconds = round(time.perf_counter() - t0, 3)
     if rt.warehouse_open:
         report.warehouse_path = rt.warehouse.location(plan.database)
 

@@ -26,12 +26,18 @@ def configure(*, debug: bool = False, json: bool | None = None) -> None:
     _CONFIGURED = False
 
 
+def json_mode() -> bool:
+    """Whether log lines are JSON: asked for (``--log-format json``), or stderr is no TTY."""
+    json = _SETTINGS["json"]
+    return (not sys.stderr.isatty()) if json is None else bool(json)
+
+
 def _setup() -> None:
     global _CONFIGURED
     import structlog
 
-    debug, json = _SETTINGS["debug"], _SETTINGS["json"]
-    as_json = (not sys.stderr.isatty()) if json is None else json
+    debug = _SETTINGS["debug"]
+    as_json = json_mode()
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -35,6 +35,7 @@ from xoelt import ledger
 from xoelt.config.env import environment
 from xoelt.errors import LockHeld, StorageError
 from xoelt.plan import RunPlan
+from xoelt.progress import ProgressListener
 from xoelt.settings import Settings
 from xoelt.storage.base import ObjectStore
 from xoelt.warehouse.base import TableRef, Warehouse
@@ -65,6 +66,7 @@ class Runtime:
         self._warehouse: Warehouse | None = None
         self._query_tag = self.query_tag("open", None)
         self.lock_wait = TABLE_LOCK_WAIT_SECONDS
+        self.progress: ProgressListener | None = None  # hears extraction progress (a TTY bar)
 
     @property
     def store(self) -> ObjectStore:

@@ -3,8 +3,9 @@
 ``local`` (built in, the embedded default) is a directory store and DuckDB files under the
 home directory. Other targets are named in ``targets.yaml`` (``$XOELT_TARGETS``) and chosen
 with ``--target`` or ``$XOELT_TARGET``; ``type: snowflake`` is the production preset (S3 plus
-Snowflake, the account keys at the top level and the store under ``s3:``). Credentials in
-that file are ``${VAR}`` references. Each store and warehouse config builds its own adapter.
+Snowflake, the account keys at the top level and the store under ``s3:``). Either may name a
+``metrics:`` endpoint (see :mod:`xoelt.metrics`). Credentials in that file are ``${VAR}``
+references. Each store and warehouse config builds its own adapter.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from xoelt.config.env import environment
 from xoelt.config.types import StrictModel
 from xoelt.config.yamlpos import line_for, load_yaml_with_lines
 from xoelt.errors import ConfigError, InputError
+from xoelt.metrics import MetricsConfig
 from xoelt.settings import Settings
 from xoelt.storage.base import ObjectStore
 from xoelt.storage.local import LocalStoreConfig
@@ -62,12 +64,15 @@ class LocalTarget(StrictModel):
     type: Literal["local"] = "local"
     home: str | None = None
     alerts: AlertsConfig | None = None
+    metrics: MetricsConfig | None = None
 
     def bind(self, settings: Settings) -> BoundTarget:
         home = Path(self.home) if self.home else settings.home
         store = LocalStoreConfig(root=str(home / "objects"))
         warehouse = DuckDBConfig(directory=str(home / "warehouse"))
-        return BoundTarget(self.type, home, store, warehouse, store.local_path, self.alerts)
+        return BoundTarget(
+            self.type, home, store, warehouse, store.local_path, self.alerts, self.metrics
+        )
 
 
 class SnowflakeTarget(SnowflakeConfig):
@@ -76,6 +81,7 @@ class SnowflakeTarget(SnowflakeConfig):
     home: str | None = None
     s3: S3StoreConfig = S3StoreConfig()
     alerts: AlertsConfig | None = None
+    metrics: MetricsConfig | None = None
 
     def bind(self, settings: Settings) -> BoundTarget:
         home = Path(self.home) if self.home else settings.home
@@ -84,14 +90,15 @@ class SnowflakeTarget(SnowflakeConfig):
             # the stage's URL is the stage bucket, so ``bucket`` is implied by the stage
             return self.file_location(key)
 
-        return BoundTarget(self.type, home, self.s3, self, location, self.alerts)
+        return BoundTarget(self.type, home, self.s3, self, location, self.alerts, self.metrics)
 
 
 @dataclass(frozen=True)
 class BoundTarget:
     """A target with its home resolved: a store config, a warehouse config, and how the
     warehouse reads a staged object (``file_location(bucket, key)``: a path for DuckDB,
-    ``@stage/key`` for Snowflake's COPY), and the target's ``alerts:`` block."""
+    ``@stage/key`` for Snowflake's COPY), the target's ``alerts:`` block, and where run
+    metrics go (None: nowhere)."""
 
     type: str
     home: Path
@@ -99,6 +106,7 @@ class BoundTarget:
     warehouse: WarehouseConfig
     file_location: Callable[[str, str], str]
     alerts: AlertsConfig | None = None
+    metrics: MetricsConfig | None = None
 
 
 AnyTarget = LocalTarget | SnowflakeTarget

@@ -53,7 +53,7 @@ def test_plan_imports_no_heavy_modules(project: Project) -> None:
         f"    cli(['plan', '{PIPE}', '--date', '2026-11-03', '--format', 'json'])\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = sorted(m for m in ('duckdb', 'boto3', 'snowflake', 'httpx', 'google.auth', 'structlog') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('duckdb', 'boto3', 'snowflake', 'httpx', 'google.auth', 'structlog', 'prometheus_client') if m in sys.modules)\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     import subprocess

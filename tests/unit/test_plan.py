@@ -441,7 +441,16 @@ def test_build_plan_touches_no_store_and_writes_nothing_but_the_parse_cache(
     assert not (tmp_path / "h").exists()  # no objects/ or warehouse/ under the home
 
 
-HEAVY = ("duckdb", "boto3", "botocore", "s3transfer", "snowflake", "httpx", "google")
+HEAVY = (
+    "duckdb",
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "snowflake",
+    "httpx",
+    "google",
+    "prometheus_client",
+)
 
 
 def test_planning_imports_no_engine_cloud_or_http_library(tmp_path: Path) -> None:

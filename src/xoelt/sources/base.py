@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from xoelt.config.types import SecretRef, StrictModel
 from xoelt.errors import SourceError
 from xoelt.findings import Finding
+from xoelt.progress import ExtractProgress, ProgressListener, Reporter
 from xoelt.sources.csvio import CsvReader, format_row
 from xoelt.sources.http import RetryConfig
 
@@ -47,7 +48,8 @@ class ExtractContext:
 
     ``note`` records a :class:`~xoelt.findings.Finding` (an answer split at a cap, items
     left out): it goes to the ingest manifest and the extract stage's ledger row.
-    ``typed_columns``: the silver columns given a type other than VARCHAR, by their
+    ``progress`` counts rows, bytes and pages for whoever listens (``on_progress``: the CLI's
+    bar on a TTY). ``typed_columns``: the silver columns given a type other than VARCHAR, by their
     warehouse names (what :func:`xoelt.columns.standardise` makes of a header), for a
     source whose values depend on it (Google Sheets reads those unformatted).
     """
@@ -61,6 +63,18 @@ class ExtractContext:
     workdir: Path
     findings: list[Finding] = field(default_factory=list)
     typed_columns: frozenset[str] = frozenset()
+    on_progress: ProgressListener | None = None
+
+    def __post_init__(self) -> None:
+        self.tracker = ExtractProgress(self.source, self.on_progress)
+
+    def progress(self, *, rows: int = 0, bytes: int = 0, pages: int = 0) -> None:
+        """Count rows written, bytes of CSV and API pages (see :mod:`xoelt.progress`).
+
+        The sink and the HTTP client call this; a source needs to only for work neither
+        sees (pages read some other way).
+        """
+        self.tracker.add(rows=rows, bytes=bytes, pages=pages)
 
     def note(self, finding: Finding) -> None:
         """Keep ``finding`` for the ledger (and log it, at its severity)."""
@@ -79,10 +93,14 @@ class CsvSink:
     The file is a private temp file; the extract stage publishes it to the ingest store only
     after the extractor returns, so a failed extraction never leaves a partial object behind.
     ``details`` ends up in the ingest manifest (e.g. which upload files were taken).
+    ``progress`` (the extraction's :meth:`ExtractContext.progress`) hears rows and bytes
+    written: after each page, every 4,096 single rows, and at :meth:`close`.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, progress: Reporter | None = None) -> None:
         self.path = path
+        self.progress = progress
+        self._reported = (0, 0)  # rows, bytes already reported
         self.rows = 0
         self.fieldnames: list[str] | None = None
         self.details: dict[str, Any] = {}
@@ -122,6 +140,8 @@ class CsvSink:
         else:
             self._writer.writerow(values)
         self.rows += 1
+        if not self.rows & 0xFFF and self.progress is not None:
+            self._report()
 
     def write_many_values(self, rows: Sequence[Sequence[Any]]) -> None:
         """Rows in header order, written in one call (a page of API results)."""
@@ -141,6 +161,16 @@ class CsvSink:
             for i, values in enumerate(rows):
                 self._write(values, self.rows + i + 1)
         self.rows += len(rows)
+        if self.progress is not None:
+            self._report()
+
+    def _report(self) -> None:
+        """Tell ``progress`` the rows and bytes written since it last heard."""
+        assert self.progress is not None and self._file is not None
+        size = self._file.tell()  # flushes the text layer into the 1 MB buffer, not to disk
+        rows, written = self._reported
+        self._reported = (self.rows, size)
+        self.progress(rows=self.rows - rows, bytes=size - written)
 
     def _write(self, values: Sequence[Any], number: int) -> None:
         # csv.writer writes '' and None alike (an empty field): rows with an empty string
@@ -163,6 +193,8 @@ class CsvSink:
     def close(self) -> None:
         """Flush and close the file (safe to call twice, or before :meth:`open`)."""
         if self._file is not None:
+            if self.progress is not None:
+                self._report()
             self._file.close()
             self._file = None
 

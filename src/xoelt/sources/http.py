@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import Field
 
-from xoelt import __version__
+from xoelt import __version__, progress
 from xoelt.config.types import StrictModel
 from xoelt.errors import SourceError
 from xoelt.redact import redact as redact_all
@@ -224,10 +224,15 @@ class HttpClient:
     # -- public -----------------------------------------------------------------------------
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send with retries; return the (fully read) successful response."""
-        return self._with_retries(
+        """Send with retries; return the (fully read) successful response.
+
+        Each successful answer counts as one page of the extraction's progress.
+        """
+        response = self._with_retries(
             method, url, lambda budget: self._once(method, url, budget, kwargs)
         )
+        progress.report(pages=1)
+        return response
 
     def json(self, method: str, url: str, **kwargs: Any) -> Any:
         """Send with retries and decode a JSON body; a malformed body is a clear error."""
@@ -255,7 +260,9 @@ class HttpClient:
                         fh.write(chunk)
                 return response
 
-        return self._with_retries(method, url, attempt)
+        response = self._with_retries(method, url, attempt)
+        progress.report(pages=1)
+        return response
 
     # -- internals --------------------------------------------------------------------------
 

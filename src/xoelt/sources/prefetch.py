@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Iterator
@@ -25,7 +26,12 @@ class Prefetch(Generic[PageT]):
         self._pages = pages
         self._queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(depth)
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        # The thread runs in a copy of this context: progress reports (xoelt.progress) reach
+        # the extraction that started it.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name=name, daemon=True
+        )
         self._thread.start()
 
     def _put(self, item: Any, error: BaseException | None = None) -> None:

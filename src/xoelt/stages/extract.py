@@ -9,6 +9,7 @@ from typing import Any
 
 from xoelt.errors import SourceError, XoeltError
 from xoelt.plan import RunPlan, SourcePlan
+from xoelt.progress import reporting
 from xoelt.runtime import Runtime
 from xoelt.sources import get_source
 from xoelt.sources.base import CsvSink, ExtractContext
@@ -24,17 +25,27 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     try:
         typed = frozenset(c for c, t in sp.silver.columns.items() if not t.startswith("VARCHAR"))
         ctx = ExtractContext(
-            sp.name, plan.window, rt.run_id, rt.store, rt.env, log, workdir, typed_columns=typed
+            sp.name,
+            plan.window,
+            rt.run_id,
+            rt.store,
+            rt.env,
+            log,
+            workdir,
+            typed_columns=typed,
+            on_progress=rt.progress,
         )
-        sink = CsvSink(workdir / f"{sp.name}.csv")
+        sink = CsvSink(workdir / f"{sp.name}.csv", progress=ctx.progress)
         try:  # an unmapped library error becomes this stage's failure in core.execute
-            cls(config, ctx).extract(sink)
+            with reporting(ctx.progress):  # the HTTP client's pages
+                cls(config, ctx).extract(sink)
         except XoeltError as exc:
             if ctx.findings and not exc.findings:  # what was noticed before failing is kept
                 exc.findings = tuple(ctx.findings)
             raise
         finally:
             sink.close()
+            ctx.tracker.finish()
         if sink.fieldnames is None:
             raise SourceError("the source produced no header (no columns)")
         rt.store.delete(sp.ingest_bucket, sp.ingest_manifest_key)

@@ -534,3 +534,19 @@ def test_a_capped_answer_out_of_order_fails(
     sprout.fault_on(50, Fault(mangle=_reversed))
     result = _run(harness, _source(sprout, fields=["guid"], limit=100))
     _failed(harness, result, "10000 messages (Sprout's cap is 10000) not in created_time order")
+
+
+def test_extraction_progress_hears_pages_rows_and_bytes(
+    harness: SourceHarness, sprout: FakeSprout, creds: None
+) -> None:
+    from xoelt.core import execute, make_plan
+    from xoelt.progress import ExtractCounts
+
+    harness.pipeline("sprout", _source(sprout))
+    heard: list[ExtractCounts] = []
+    execute(make_plan("test/sprout", "2026-11-03"), stages=("extract",), progress=heard.append)
+    [csv_file] = [p for p in harness.ingest_files() if p.suffix == ".csv"]
+    last = heard[-1]
+    assert last == ExtractCounts("src", rows=7, bytes=csv_file.stat().st_size, pages=3, done=True)
+    assert len(sprout.requests()) == 3  # a page per API answer, from the prefetch thread too
+    assert [c.pages for c in heard] == sorted(c.pages for c in heard)
