@@ -41,7 +41,14 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("xoelt.plan",),
     ("xoelt.ledger", "xoelt.runtime", "xoelt.stages"),
-    ("xoelt.core", "xoelt.backfill", "xoelt.doctor", "xoelt.listing", "xoelt.migrate"),
+    (
+        "xoelt.core",
+        "xoelt.backfill",
+        "xoelt.doctor",
+        "xoelt.listing",
+        "xoelt.migrate",
+        "xoelt.report",
+    ),
     ("xoelt.console", "xoelt.deploy", "xoelt.cli", "xoelt.__main__"),
 ]
 
