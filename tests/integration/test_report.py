@@ -196,3 +196,22 @@ def test_reading_the_history_on_snowflake(
         assert data["tests"][0]["example_keys"] == ["a-1", "a-2"]
     else:
         assert data["tests"] is None
+
+
+def test_without_a_pipeline_every_pipeline_is_read(
+    tmp_path: Path, xoelt_home: Path, in_repo: Path
+) -> None:
+    seed_local(with_tests=False)
+    out = tmp_path / "all.html"
+    result = write_report(None, days=7, out=out, until=date(2026, 11, 5), now=NOW)
+    data = blob(out.read_text(encoding="utf-8"))
+    assert PIPELINE in result.pipelines and "warbyparker/gladly_daily" in result.pipelines
+    assert result.databases == ["DEMO_DB", "WBP_DB_DEV"]  # each database's ledger, once
+    assert {line["pipeline"] for line in data["grid"]} == {PIPELINE}
+    # with several pipelines, each series says whose it is
+    assert {s["label"] for s in data["rows"]["datasets"]} == {
+        f"{PIPELINE} bronze",
+        f"{PIPELINE} silver",
+        f"{PIPELINE} gold",
+    }
+    assert "all pipelines" in out.read_text(encoding="utf-8").split("</title>")[0]
