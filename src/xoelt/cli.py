@@ -237,6 +237,39 @@ def status(pipeline: str, target: str | None, fmt: str) -> None:
         console.render_status(report, pipeline)
 
 
+@cli.command()
+@click.argument("pipeline", required=False)
+@click.option(
+    "--days", default=30, show_default=True, type=click.IntRange(min=1), help="Days covered."
+)
+@click.option("--until", default=None, help="Last day covered (YYYY-MM-DD); default today (UTC).")
+@click.option(
+    "--out",
+    default="report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="HTML file to write.",
+)
+@TARGET
+@FORMAT
+def report(
+    pipeline: str | None, days: int, until: str | None, out: str, target: str | None, fmt: str
+) -> None:
+    """Write the run-history report (one self-contained HTML file) and print its path."""
+    from pathlib import Path
+
+    from xoelt import console
+    from xoelt.report import write_report
+    from xoelt.timewindow import parse_date
+
+    last = parse_date(until, "--until") if until else None
+    result = write_report(pipeline, days=days, out=Path(out), target=target, until=last)
+    if fmt == "json":
+        console.print_json(result.as_dict())
+    else:
+        click.echo(result.path)
+
+
 @cli.command("helm-values")
 @click.option("--image", default=None, help="Also set image: from REPO[:TAG][@sha256:…].")
 @click.option(

@@ -61,6 +61,12 @@ def test_the_wheel_runs_the_demo_outside_the_repo(tmp_path: Path) -> None:
     (wheel,) = dist.glob("xoelt-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         assert "xoelt/migrations/V001__run_ledger.sql" in zf.namelist()
+        for packaged_file in (
+            "template.html",
+            "assets/chart.umd.min.js",
+            "assets/LICENSE.chart.js.md",
+        ):
+            assert f"xoelt/report/{packaged_file}" in zf.namelist()
     venv = tmp_path / "venv"
     made = _sh(uv, "venv", "--python", sys.executable, str(venv), cwd=tmp_path, env=env)
     assert made.returncode == 0, made.stderr
@@ -114,6 +120,12 @@ def test_the_wheel_runs_the_demo_outside_the_repo(tmp_path: Path) -> None:
         ]
     )
     assert {r["rows"] for r in runs if r["source"] == "agents"} == {5}
+    # the report's page and its inlined Chart.js come from the installed package
+    report = cli("report", PIPE, "--until", "2026-11-03", "--days", "3", "--out", "r.html")
+    assert report.returncode == 0, report.stderr
+    page = (project / "r.html").read_text(encoding="utf-8")
+    assert report.stdout.strip() == str(project / "r.html")
+    assert "Chart.js v4" in page and '"2026-11-02"' in page
 
     # an installation without its ledger migration fails the run, naming it (never skipped)
     (packaged,) = venv.glob("lib/python*/site-packages/xoelt/migrations/V001__run_ledger.sql")

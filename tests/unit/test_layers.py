@@ -50,6 +50,7 @@ LAYERS: list[tuple[str, ...]] = [
         "xoelt.listing",
         "xoelt.migrate",
         "xoelt.watchdog",
+        "xoelt.report",
     ),
     ("xoelt.console", "xoelt.deploy", "xoelt.cli", "xoelt.__main__"),
 ]
