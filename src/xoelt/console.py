@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from xoelt.stages import STAGES
 
 if TYPE_CHECKING:
-    from xoelt.core import RunReport, StatusReport
+    from xoelt.core import DataTestRun, RunReport, StatusReport
     from xoelt.doctor import DoctorReport
     from xoelt.listing import ListReport
     from xoelt.migrate import MigrateReport
@@ -258,3 +258,30 @@ def render_migrate(report: MigrateReport) -> None:
         c.print(table)
     changed = sum(1 for s in report.steps if s.action in ("apply", "applied"))
     c.print(f"{changed} script(s) {verb}; change scripts from {report.folder}")
+
+
+_TEST_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def render_data_tests(report: DataTestRun) -> None:
+    """One row per data test (status, failing rows, message), then a count line."""
+    from rich.table import Table
+    from rich.text import Text
+
+    window = report.plan.window.label
+    table = Table(title=f"{report.plan.name}: data tests, window {window}", title_justify="left")
+    for col in ("source", "test", "table", "status", "failing", "detail"):
+        table.add_column(col, overflow="fold", justify="right" if col == "failing" else "left")
+    for o in report.outcomes:
+        status = Text(o.status.upper(), style=_TEST_STYLE[o.status])
+        failing = "-" if o.failing_rows is None else f"{o.failing_rows:,}"
+        detail = o.message + (f" e.g. {json.dumps(o.examples, default=str)}" if o.examples else "")
+        table.add_row(o.source, o.test_name, str(o.table), status, failing, Text(detail))
+    c = _console()
+    if report.outcomes:
+        c.print(table)
+    counts = {k: sum(1 for o in report.outcomes if o.status == k) for k in _TEST_STYLE}
+    c.print(
+        f"data tests: {counts['pass']} passed, {counts['warn']} warned, {counts['fail']} failed"
+        f" (run {report.run_id}, in XOELT.TEST_RESULTS)"
+    )

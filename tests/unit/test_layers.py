@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, ...]] = [
         "xoelt.pipelines",
     ),
     ("xoelt.plan",),
-    ("xoelt.ledger", "xoelt.runtime", "xoelt.stages"),
+    ("xoelt.ledger", "xoelt.runtime", "xoelt.stages", "xoelt.datatests"),
     ("xoelt.core", "xoelt.backfill", "xoelt.doctor", "xoelt.listing", "xoelt.migrate"),
     ("xoelt.console", "xoelt.deploy", "xoelt.cli", "xoelt.__main__"),
 ]
