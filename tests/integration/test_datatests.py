@@ -101,6 +101,12 @@ CASES: list[tuple[dict[str, Any], str, int | None, list[Any]]] = [
     ({"kind": "volume", "max_percent": 40, "min_percent": 10}, "fail", None, []),
     ({"kind": "volume", "windows": 7, "min_history": 4, "min_percent": 90}, "pass", None, []),
     ({"kind": "not_null", "column": "NOPE"}, "fail", None, []),
+    (
+        {"kind": "freshness", "column": "STATUS", "max_age": {"days": 1}, "severity": "warn"},
+        "warn",
+        None,
+        [],
+    ),
 ]
 
 
@@ -177,6 +183,7 @@ def test_every_kind_passes_and_fails_and_is_recorded(engine: Engine) -> None:
         "is 50% of the median 10 of the last 3 windows" in by_name["volume_SILVER_THINGS"].message
     )
     assert "not enough history" in by_name["volume_SILVER_THINGS_4"].message
+    assert by_name["freshness_SILVER_THINGS_STATUS"].message.startswith("STATUS is not a timestamp")
     assert by_name["not_null_SILVER_THINGS_NOPE"].message == (
         f"cannot run: {subject.table} has no column NOPE"
     )

@@ -133,18 +133,26 @@ def run_suites(rt: Runtime, suites: Sequence[Suite], log: Any) -> DataTestReport
     plan, wh = rt.plan, rt.warehouse
     report = DataTestReport()
     for suite in suites:
-        for name, test in _named(suite):
-            outcome = _run_one(wh, plan, suite, test, name)
-            report.outcomes.append(outcome)
-            level = {"pass": log.info, "warn": log.warning, "fail": log.error}[outcome.status]
+        outcomes = [_run_one(wh, plan, suite, test, name) for name, test in _named(suite)]
+        for outcome in outcomes:
+            # a pass is in the results table (and in --debug); what did not pass is logged
+            level = {"pass": log.debug, "warn": log.warning, "fail": log.error}[outcome.status]
             level(
                 "data test",
-                test=name,
+                test=outcome.test_name,
                 table=str(outcome.table),
                 status=outcome.status,
                 failing_rows=outcome.failing_rows,
                 detail=outcome.message,
             )
+        log.info(
+            "data tests",
+            table=str(suite.subject.table),
+            passed=sum(o.status == "pass" for o in outcomes),
+            warned=sum(o.status == "warn" for o in outcomes),
+            failed=sum(o.status == "fail" for o in outcomes),
+        )
+        report.outcomes.extend(outcomes)
     record(wh, plan, rt.run_id, report.outcomes)
     return report
 
