@@ -47,6 +47,8 @@ def render_plan(plan: RunPlan, show_sql: bool = True) -> None:
         c.print(f"  stage    {sp.stage_bucket}/{sp.stage_key}")
         c.print(f"  bronze   {sp.bronze_table}")
         c.print(f"  silver   {sp.silver_table}")
+        if sp.silver.tests:
+            c.print(f"  tests    {escape(', '.join(t.label for t in sp.silver.tests))}")
         if show_sql:
             for stage, statements in sp.sql.items():
                 c.print(f"  [dim]-- {stage}[/]")
@@ -58,6 +60,8 @@ def render_plan(plan: RunPlan, show_sql: bool = True) -> None:
         for g in plan.gold:
             deps = f" ← {', '.join(g.depends_on)}" if g.depends_on else ""
             c.print(f"  {g.table}{deps}  [dim]{g.path}[/]")
+            if g.tests:
+                c.print(f"    tests  {escape(', '.join(t.label for t in g.tests))}")
 
 
 def render_report(report: RunReport) -> None:

@@ -145,3 +145,10 @@ def test_validate_checks_gold_sidecars(project: Project) -> None:
     proc = project.xoelt("validate", "pipelines/demo/gladly_demo.yaml")
     assert proc.returncode == 2
     assert "fct_contacts.yml:3 tests: tests[4]: volume is for silver tables" in proc.stderr
+
+
+def test_plan_lists_each_tables_tests(project: Project) -> None:
+    shown = project.xoelt("plan", PIPE, "--date", DAY, "--no-sql", check=True).stdout
+    assert "  tests    not_null(AGENT_ID), unique(AGENT_ID)\n" in shown
+    assert "    tests  unique(CONTACT_ID), not_null(CREATED_AT), row_count, " in shown
+    assert "freshness(CONTACT_SESSION_CREATED_AT) [warn], volume [warn]" in shown

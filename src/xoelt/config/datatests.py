@@ -36,6 +36,7 @@ def _one_or_many(value: Any) -> Any:
 
 
 class _DataTest(StrictModel):
+    kind: str  # each kind narrows it to its Literal (the union's discriminator)
     severity: Severity = "error"
     name: Name | None = None
 
@@ -44,6 +45,12 @@ class _DataTest(StrictModel):
         """The tested table's columns this test names (checked to exist before it runs)."""
         column = getattr(self, "column", None)
         return (column,) if column else ()
+
+    @property
+    def label(self) -> str:
+        """A short description for ``plan``: ``unique(ID, DAY)``, ``row_count [warn]``."""
+        columns = f"({', '.join(self.columns_used)})" if self.columns_used else ""
+        return f"{self.kind}{columns}" + (" [warn]" if self.severity == "warn" else "")
 
 
 class NotNull(_DataTest):
