@@ -152,3 +152,30 @@ def test_plan_lists_each_tables_tests(project: Project) -> None:
     assert "  tests    not_null(AGENT_ID), unique(AGENT_ID)\n" in shown
     assert "    tests  unique(CONTACT_ID), not_null(CREATED_AT), row_count, " in shown
     assert "freshness(CONTACT_SESSION_CREATED_AT) [warn], volume [warn]" in shown
+
+
+def test_a_second_plan_parses_no_expression_again(project: Project, tmp_path: Path) -> None:
+    """Expressions that parsed are remembered (like gold's dependencies): plan stays fast."""
+    import os
+    import subprocess
+    import sys
+
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    project.xoelt("plan", PIPE, "--date", DAY, check=True, env=env)  # fills both caches
+    code = (
+        "import sys\n"
+        "from xoelt.cli import cli\n"
+        "try:\n"
+        f"    cli(['plan', '{PIPE}', '--date', '{DAY}', '--no-sql'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('SQLGLOT', 'sqlglot' in sys.modules, file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "XOELT_HOME": str(project.home)},
+    )
+    assert "SQLGLOT False" in proc.stderr, proc.stderr

@@ -9,6 +9,11 @@ own. Column and table names are identifiers (validated, upper-cased, always quot
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -182,8 +187,52 @@ class Expression(_DataTest):
     @field_validator("expression")
     @classmethod
     def _parses(cls, value: str) -> str:
-        parse_expression(value)
+        if not _PARSED.known(value):
+            parse_expression(value)
+            _PARSED.add(value)
         return value.strip()
+
+
+class _ParsedCache:
+    """Hashes of expressions that parsed, in ``$XDG_CACHE_HOME/xoelt`` (as gold's
+    dependency cache): importing sqlglot costs ~80 ms, and ``plan`` loads the pipeline.
+    Derived data only; a missing or unwritable file costs time, never correctness."""
+
+    def __init__(self) -> None:
+        self.hashes: set[str] | None = None
+
+    @staticmethod
+    def _path() -> Path:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "xoelt" / "test-expressions.json"
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha256(text.strip().encode()).hexdigest()
+
+    def _load(self) -> set[str]:
+        if self.hashes is None:
+            try:
+                self.hashes = set(json.loads(self._path().read_text()))
+            except (OSError, ValueError, TypeError):
+                self.hashes = set()
+        return self.hashes
+
+    def known(self, text: str) -> bool:
+        return self._key(text) in self._load()
+
+    def add(self, text: str) -> None:
+        hashes = self._load()
+        hashes.add(self._key(text))
+        path = self._path()
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(sorted(hashes)))
+            os.replace(tmp, path)
+
+
+_PARSED = _ParsedCache()
 
 
 def parse_expression(text: str) -> Any:
