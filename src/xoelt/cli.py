@@ -270,6 +270,24 @@ def report(
         click.echo(result.path)
 
 
+@cli.command("test")
+@_common
+@FORMAT
+def datatest(pipeline: str, when: str | None, target: str | None, fmt: str) -> None:
+    """Run the data tests of silver and gold for one window; record them in XOELT.TEST_RESULTS."""
+    from xoelt import console
+    from xoelt.core import data_tests, make_plan
+
+    report = data_tests(make_plan(pipeline, when, target))
+    if fmt == "json":
+        console.print_json(report.as_dict())
+    else:
+        console.render_data_tests(report)
+    for o in report.failed:
+        click.echo(f"error: data test {o.test_name} failed on {o.table}: {o.message}", err=True)
+    sys.exit(report.exit_code)
+
+
 @cli.command("helm-values")
 @click.option("--image", default=None, help="Also set image: from REPO[:TAG][@sha256:…].")
 @click.option(

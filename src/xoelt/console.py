@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from xoelt.stages import STAGES
 
 if TYPE_CHECKING:
-    from xoelt.core import RunReport, StatusReport
+    from xoelt.core import DataTestRun, RunReport, StatusReport
     from xoelt.doctor import DoctorReport
     from xoelt.listing import ListReport
     from xoelt.migrate import MigrateReport
@@ -49,6 +49,8 @@ def render_plan(plan: RunPlan, show_sql: bool = True) -> None:
         c.print(f"  stage    {sp.stage_bucket}/{sp.stage_key}")
         c.print(f"  bronze   {sp.bronze_table}")
         c.print(f"  silver   {sp.silver_table}")
+        if sp.silver.tests:
+            c.print(f"  tests    {escape(', '.join(t.label for t in sp.silver.tests))}")
         if show_sql:
             for stage, statements in sp.sql.items():
                 c.print(f"  [dim]-- {stage}[/]")
@@ -60,6 +62,8 @@ def render_plan(plan: RunPlan, show_sql: bool = True) -> None:
         for g in plan.gold:
             deps = f" ← {', '.join(g.depends_on)}" if g.depends_on else ""
             c.print(f"  {g.table}{deps}  [dim]{g.path}[/]")
+            if g.tests:
+                c.print(f"    tests  {escape(', '.join(t.label for t in g.tests))}")
 
 
 def render_report(report: RunReport) -> None:
@@ -326,3 +330,30 @@ def render_watchdog(report: WatchdogReport) -> None:
     c.print(table)
     counts = {k: sum(1 for w in report.windows if w.status == k) for k in _WATCH_STYLE}
     c.print(", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+_TEST_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def render_data_tests(report: DataTestRun) -> None:
+    """One row per data test (status, failing rows, message), then a count line."""
+    from rich.table import Table
+    from rich.text import Text
+
+    window = report.plan.window.label
+    table = Table(title=f"{report.plan.name}: data tests, window {window}", title_justify="left")
+    for col in ("source", "test", "table", "status", "failing", "detail"):
+        table.add_column(col, overflow="fold", justify="right" if col == "failing" else "left")
+    for o in report.outcomes:
+        status = Text(o.status.upper(), style=_TEST_STYLE[o.status])
+        failing = "-" if o.failing_rows is None else f"{o.failing_rows:,}"
+        detail = o.message + (f" e.g. {json.dumps(o.examples, default=str)}" if o.examples else "")
+        table.add_row(o.source, o.test_name, str(o.table), status, failing, Text(detail))
+    c = _console()
+    if report.outcomes:
+        c.print(table)
+    counts = {k: sum(1 for o in report.outcomes if o.status == k) for k in _TEST_STYLE}
+    c.print(
+        f"data tests: {counts['pass']} passed, {counts['warn']} warned, {counts['fail']} failed"
+        f" (run {report.run_id}, in XOELT.TEST_RESULTS)"
+    )

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from xoelt import interrupts, ledger, metrics
+from xoelt.datatests.runner import Outcome, gold_suites, run_suites, silver_suite
 from xoelt.errors import InputError, StageFailed, XoeltError
 from xoelt.findings import Finding, as_details, from_details
+from xoelt.gold import load_models
 from xoelt.logging import get_logger
 from xoelt.pipelines import PipelineInvalid, discover, load_pipeline, resolve
 from xoelt.plan import RunPlan, build_plan
@@ -153,7 +155,8 @@ def execute(
     Every stage, and gold, leaves one ledger row: success, failed or interrupted. This is
     where a run's outcome is known, so its alerts go out here (when channels are configured)
     and its metrics are pushed here (when the target names an endpoint), success or
-    failure, after the locks are released; a failing channel or push is only a warning. ``progress`` hears the extract stage's rows, bytes and pages as they come.
+    failure, after the locks are released; a failing channel or push is only a warning.
+    ``progress`` hears the extract stage's rows, bytes and pages as they come.
     """
     settings = settings or Settings.from_env()
     wanted = [STAGES[name] for name in STAGES if name in stages]
@@ -223,7 +226,9 @@ def _execute(
             what = f"gold {schema.schema_sql}"
             with rt.table_lock(schema.with_name("_GOLD"), what, log):
                 report.gold = gold(rt, log)
-            return StageResult(sum(report.gold.values()))
+            tests = run_suites(rt, gold_suites(plan), log)
+            tests.raise_for_errors()
+            return StageResult(sum(report.gold.values()), findings=tests.findings)
 
         t0 = time.perf_counter()
         try:
@@ -356,7 +361,8 @@ class ValidateResult:
 
 
 def validate_all(paths: list[str], settings: Settings | None = None) -> ValidateResult:
-    """Validate pipeline files (default: every file under the pipelines root)."""
+    """Validate pipeline files (default: every file under the pipelines root), and the gold
+    models each one materialises with their sidecars (data tests)."""
     settings = settings or Settings.from_env()
     files = [Path(p) for p in paths] if paths else discover(settings.pipelines_root)
     expanded: list[Path] = []
@@ -365,7 +371,10 @@ def validate_all(paths: list[str], settings: Settings | None = None) -> Validate
     result = ValidateResult([], [], "" if paths else settings.where("pipelines"))
     for f in expanded:
         try:
-            load_pipeline(f)
+            pipeline = load_pipeline(f)
+            sf = pipeline.globals.snowflake  # its gold models and their data-test sidecars
+            only = pipeline.transform.gold_models
+            load_models(pipeline.dag.domain, sf.database, sf.gold_schema, only, settings.sql_root)
             result.ok.append(str(f))
         except PipelineInvalid as exc:
             result.problems.extend(str(p) for p in exc.problems)
@@ -421,3 +430,58 @@ def status(plan: RunPlan, settings: Settings | None = None) -> StatusReport:
             run["finished_at"] = run["finished_at"].isoformat(timespec="seconds")
             run["findings"] = [f.as_dict() for f in from_details(run.pop("details"))]
         return StatusReport(counts, runs, wh.location(plan.database))
+
+
+@dataclass
+class DataTestRun:
+    """What ``xoelt test`` did: every outcome, in order, and the run id they are filed under."""
+
+    plan: RunPlan
+    run_id: str
+    outcomes: list[Outcome]
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "fail"]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "pipeline": self.plan.name,
+            "window": self.plan.window.as_dict(),
+            "results": [
+                {
+                    "source": o.source,
+                    "test": o.test_name,
+                    "kind": o.kind,
+                    "table": str(o.table),
+                    "severity": o.severity,
+                    "status": o.status,
+                    "failing_rows": o.failing_rows,
+                    "examples": o.examples,
+                    "message": o.message,
+                }
+                for o in self.outcomes
+            ],
+        }
+
+
+def data_tests(plan: RunPlan, settings: Settings | None = None) -> DataTestRun:
+    """Run the pipeline's data tests (each source's silver, then the gold models) on what
+    the warehouse holds for the plan's window, and record them in ``XOELT.TEST_RESULTS``.
+
+    No ledger row is written: a test run is not a run of the window (backfill's "done"
+    stays what the last real run left). A failed ``error`` test is exit code 1; a test
+    that warns is reported and is not.
+    """
+    settings = settings or Settings.from_env()
+    window = plan.window.label
+    with Runtime(plan, settings) as rt, _failing_as("test", None, window):
+        log = get_logger(pipeline=plan.name, source="test", run_id=rt.run_id, window=window)
+        suites = [silver_suite(sp, plan.window) for sp in plan.sources if sp.silver.tests]
+        report = run_suites(rt, [*suites, *gold_suites(plan)], log)
+        return DataTestRun(plan, rt.run_id, report.outcomes)

@@ -8,6 +8,7 @@
     │   ├── StorageError            the object store failed (missing object, unreadable key…)
     │   ├── WarehouseError          the warehouse failed (SQL error, connection, lock)
     │   ├── DataError               the data does not reconcile (row counts, headers, keys)
+    │   │   └── DataTestFailed          a data test of severity error failed
     │   └── LockHeld                another run holds this pipeline/source/window
     └── StageFailed      (exit 1)   where: stage, source and window, around the RunError
 
@@ -113,6 +114,11 @@ class WarehouseError(RunError):
 
 class DataError(RunError):
     """The data does not reconcile: row counts, headers or keys are not what they must be."""
+
+
+class DataTestFailed(DataError):
+    """A data test of severity ``error`` failed; the message names the test and the table,
+    the findings (kind ``data_test``) hold every test that did not pass."""
 
 
 class LockHeld(RunError):

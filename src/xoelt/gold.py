@@ -1,7 +1,8 @@
 """Gold models: one SELECT per ``sql/gold/<domain>/<name>.sql``, run in dependency order.
 
 Dependencies are read from the SQL itself with sqlglot: a model depends on every other gold
-model whose name appears as a table in its FROM/JOIN clauses.
+model whose name appears as a table in its FROM/JOIN clauses. A model's data tests and key
+are in an optional YAML sidecar beside it, ``<name>.yml`` (:class:`GoldSidecar`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from xoelt.config.datatests import DataTest, GoldSidecar
 from xoelt.config.types import IDENTIFIER, NAME
+from xoelt.config.yamlpos import load_yaml_with_lines
 from xoelt.errors import ConfigError
+from xoelt.pipelines import PipelineInvalid, validation_problems
 from xoelt.warehouse.base import TableRef
 
 PREFIXES = ("fct_", "dim_", "agg_", "rpt_")
@@ -29,6 +35,8 @@ class GoldModel:
     table: TableRef
     depends_on: tuple[str, ...]
     select: str
+    key: tuple[str, ...] = ()  # from the sidecar: what a failing row is shown by
+    tests: tuple[DataTest, ...] = ()
 
     @property
     def sql(self) -> str:
@@ -82,10 +90,39 @@ def load_models(
         raise ConfigError(
             f"gold models depend on each other in a cycle: {' -> '.join(exc.args[1])}"
         ) from None
-    return [
-        GoldModel(m, str(texts[m][0]), TableRef(database, schema, m.upper()), deps[m], texts[m][1])
-        for m in order
-    ]
+    out = []
+    for m in order:
+        sidecar = load_sidecar(texts[m][0])
+        table = TableRef(database, schema, m.upper())
+        out.append(
+            GoldModel(
+                m,
+                str(texts[m][0]),
+                table,
+                deps[m],
+                texts[m][1],
+                tuple(sidecar.key),
+                tuple(sidecar.tests),
+            )
+        )
+    return out
+
+
+def load_sidecar(sql_path: Path) -> GoldSidecar:
+    """The model's ``<name>.yml`` (or ``.yaml``) beside its ``.sql``; none is no tests."""
+    for suffix in (".yml", ".yaml"):
+        path = sql_path.with_suffix(suffix)
+        if path.is_file():
+            break
+    else:
+        return GoldSidecar()
+    data, lines = load_yaml_with_lines(path)
+    if not isinstance(data, dict):
+        raise ConfigError("a gold sidecar is a mapping (key:, tests:)", file=str(path), line=1)
+    try:
+        return GoldSidecar.model_validate(data)
+    except ValidationError as exc:
+        raise PipelineInvalid(validation_problems(exc, GoldSidecar, lines, str(path))) from None
 
 
 def parse_model(text: str, path: Path) -> tuple[list[str], int]:

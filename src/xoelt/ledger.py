@@ -25,7 +25,7 @@ from xoelt.errors import RunError, WarehouseError
 from xoelt.redact import redact
 from xoelt.warehouse.base import Warehouse, execute, iter_statements, literal, quote
 
-LEDGER_MIGRATIONS = ("V001",)
+LEDGER_MIGRATIONS = ("V001", "V002")
 """Every migration of xoelt's own tables, in order; each must ship in ``xoelt/migrations``."""
 
 LEDGER_COLUMNS = (

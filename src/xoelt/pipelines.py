@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from xoelt.config.datatests import TEST_KINDS
 from xoelt.config.env import environment
 from xoelt.config.models import Pipeline, PipelineConfig, Vocabulary
 from xoelt.config.yamlpos import Loc, line_for, load_yaml_with_lines
@@ -38,10 +39,15 @@ class PipelineInvalid(ConfigError):
 
 
 def discover(base: Path) -> list[Path]:
-    """Every pipeline YAML under ``base`` in a stable order."""
+    """Every pipeline YAML under ``base`` in a stable order (a gold model's data-test
+    sidecar, ``<model>.yml`` beside ``<model>.sql``, is no pipeline)."""
     if not base.is_dir():
         return []
-    return sorted(p for p in base.rglob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+    return sorted(
+        p
+        for p in base.rglob("*.y*ml")
+        if p.suffix in (".yaml", ".yml") and not p.with_suffix(".sql").is_file()
+    )
 
 
 def resolve(ref: str, base: Path) -> Path:
@@ -151,12 +157,13 @@ def _problems(
 ) -> list[ConfigError]:
     found: list[_Problem] = []
     for err in exc.errors(include_url=False):
-        loc: Loc = tuple(
+        raw: Loc = tuple(
             p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
         )
+        loc = _without_tags(raw)
         full = (*prefix, *loc)
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, loc[:-1])
+            allowed = _allowed_keys(model, raw[:-1])
             hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
             message = f"unknown key {loc[-1]!r}" + (
                 f"; did you mean {hint[0]!r}?" if hint else f"; valid keys: {', '.join(allowed)}"
@@ -164,6 +171,8 @@ def _problems(
             found.append(_Problem(full, message, hint[0] if hint else None))
         elif err["type"] == "missing":
             found.append(_Problem(full, "required key is missing", missing=True))
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            found.append(_Problem((*full, "kind"), _kind_problem(err)))
         else:
             message = err["msg"].removeprefix("Value error, ")
             if err["type"].startswith("literal") and "input" in err:
@@ -183,6 +192,33 @@ def _problems(
     ]
     out.sort(key=lambda e: e.line or 0)
     return out
+
+
+def validation_problems(
+    exc: ValidationError, model: type[BaseModel], lines: dict[Loc, int], display: str
+) -> list[ConfigError]:
+    """``exc`` as one ConfigError per problem (``file:line key: message``), in file order."""
+    return _problems(exc, (), model, lines, display)
+
+
+def _without_tags(loc: Loc) -> Loc:
+    """pydantic puts a tagged union's tag in the path (``tests.0.unique.columns``); the
+    user wrote no such key."""
+    return tuple(
+        p for i, p in enumerate(loc) if not (p in TEST_KINDS and i and isinstance(loc[i - 1], int))
+    )
+
+
+def _kind_problem(err: Any) -> str:
+    """A data test whose ``kind`` is missing or unknown, said with the valid kinds."""
+    kinds = ", ".join(TEST_KINDS)
+    tag = (err.get("ctx") or {}).get("tag")
+    if err["type"] == "union_tag_not_found" or tag is None:
+        return f"a data test needs kind: one of {kinds}"
+    hint = difflib.get_close_matches(str(tag), TEST_KINDS, n=1)
+    if hint:
+        return f"{tag!r} is not a data test kind; did you mean {hint[0]!r}?"
+    return f"{tag!r} is not a data test kind; valid: {kinds}"
 
 
 def _allowed_keys(model: type[BaseModel], loc: Loc) -> list[str]:
@@ -213,6 +249,12 @@ def _unwrap(annotation: Any) -> Any:
 def _step(current: Any, part: str | int) -> Any:
     current = _unwrap(current)
     origin = typing.get_origin(current)
+    if origin in (typing.Union, types.UnionType):  # a tagged union: the member ``part`` names
+        for member in typing.get_args(current):
+            kind = getattr(member, "model_fields", {}).get("kind")
+            if kind is not None and part in typing.get_args(kind.annotation):
+                return member
+        return None
     if origin in (dict, list, Mapping):
         return _unwrap(typing.get_args(current)[-1])
     if isinstance(current, type) and issubclass(current, BaseModel):

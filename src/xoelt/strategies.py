@@ -165,11 +165,19 @@ class LoadStrategy:
 
         return message
 
+    def test_scope(self, job: SilverJob) -> str | None:
+        """The rows of silver a data test looks at, as a predicate (None: the whole table)."""
+        return None
+
 
 class FullRefresh(LoadStrategy):
     """Immutable daily snapshots: the window's partition replaced (DELETE + INSERT)."""
 
     name = "full_refresh"
+
+    def test_scope(self, job: SilverJob) -> str | None:
+        """This window's snapshot: every other one is an earlier day's, already tested."""
+        return f"{quote('_XO_WINDOW_START')} = {literal(job.window_start)}::TIMESTAMP_TZ"
 
     def script(self, job: SilverJob, columns: SilverColumns) -> Script:
         table = job.silver_table
@@ -264,6 +272,10 @@ class Historical(LoadStrategy):
             )
 
         return message
+
+    def test_scope(self, job: SilverJob) -> str | None:
+        """The current versions: one row per key (earlier versions repeat the key)."""
+        return quote("IS_CURRENT")
 
     def script(self, job: SilverJob, columns: SilverColumns) -> Script:
         tables = Scd2Tables(job.silver_table, job.silver.hard_deletes)

@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
         "xoelt.pipelines",
     ),
     ("xoelt.plan",),
-    ("xoelt.ledger", "xoelt.runtime", "xoelt.stages", "xoelt.alerts"),
+    ("xoelt.ledger", "xoelt.runtime", "xoelt.stages", "xoelt.alerts", "xoelt.datatests"),
     (
         "xoelt.core",
         "xoelt.backfill",

@@ -29,6 +29,7 @@ from pydantic import (
 
 from xoelt.config.alerts import AlertsConfig
 from xoelt.config.cron import kubernetes_schedule_problem, kubernetes_zone_problem
+from xoelt.config.datatests import DataTest
 from xoelt.config.types import Bucket, Identifier, Name, SourceName, StrictModel
 
 SILVER_TYPE = re.compile(
@@ -227,12 +228,16 @@ class SilverConfig(StrictModel):
     ``hard_deletes`` (``historical`` only, dbt snapshots' meanings): what a key missing from
     a window's pull means: ``invalidate`` closes its version at that window, ``ignore``
     keeps it open, ``new_record`` closes it and adds a deletion record (``IS_DELETED``).
+
+    ``tests``: data tests run on the silver table after each transform
+    (:mod:`xoelt.config.datatests`).
     """
 
     table: Identifier | None = None
     primary_key: list[Identifier] = []
     columns: dict[Identifier, Annotated[str, AfterValidator(_silver_type)]] = {}
     hard_deletes: HardDeletes = "invalidate"
+    tests: list[DataTest] = []
 
 
 class SourceConfig(StrictModel):

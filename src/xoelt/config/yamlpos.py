@@ -24,7 +24,7 @@ MAX_NODES = 20_000  # values after alias expansion
 MAX_DEPTH = 40
 # Free text may span lines; every other value is a name, path, key or expression, where a
 # control character is never meant and breaks keys, SQL literals and log lines later.
-MULTILINE_KEYS = frozenset({"description"})
+MULTILINE_KEYS = frozenset({"description", "expression"})  # a data test's SQL
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -91,7 +91,7 @@ def write_report(
         with Runtime(group[0], settings) as rt:
             ledger_rows += read_ledger(rt.warehouse, database, names, span.since)
             found = read_tests(rt.warehouse, database, names, span.since)
-        if found is not None:
+        if found:  # no table (a ledger from before V002) or no rows: nothing recorded
             tests = (tests or []) + found
     ledger_rows.sort(key=lambda r: (r["finished_at"] is None, r["finished_at"] or moment))
     if tests is not None:

@@ -173,7 +173,9 @@ def summarise(
     span: Span,
     generated_at: datetime,
 ) -> dict[str, Any]:
-    """The report's data (what the page's JSON blob holds): grid, charts, failures, tests."""
+    """The report's data (what the page's JSON blob holds): grid, charts, failures, tests
+    (``None`` when none are recorded: no results table, or an empty one)."""
+    tests = tests or None
     days = span.days
     wanted = set(days)
     # the latest run of each (pipeline, source, window): its rows decide the window

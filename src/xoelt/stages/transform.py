@@ -2,7 +2,9 @@
 
 Before a source's silver script runs, bronze's values of its typed columns that would not
 convert are counted (:mod:`xoelt.casts`): above ``max_cast_failures`` nothing is written to
-silver; the counts are the transform's findings either way.
+silver; the counts are the transform's findings either way. After silver is written, the
+source's data tests run on it (:mod:`xoelt.datatests`): a failed ``error`` test fails the
+stage (silver stays written: the ledger row says failed, and gold does not run).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import dataclasses
 from typing import Any
 
 from xoelt.casts import check_casts
+from xoelt.datatests.runner import run_suites, silver_suite
 from xoelt.errors import DataError, XoeltError
 from xoelt.plan import SourcePlan
 from xoelt.runtime import Runtime
@@ -67,7 +70,12 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
         duplicate_keys_dropped=counts.rows - counts.distinct_keys,
         cast_failures=sum(f.count or 0 for f in findings if f.kind == "cast_failures"),
     )
-    return StageResult(result.rows, findings=findings)
+    found = tuple(findings)
+    if sp.silver.tests:
+        tests = run_suites(rt, [silver_suite(sp, rt.plan.window, result.rows)], log)
+        tests.raise_for_errors(found)
+        found = (*found, *tests.findings)
+    return StageResult(result.rows, findings=found)
 
 
 def _check_bronze_window(wh: Warehouse, sp: SourcePlan, window: TimeWindow) -> None:
