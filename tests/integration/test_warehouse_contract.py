@@ -109,6 +109,7 @@ class Engine:
     added_columns_after_metadata: bool = False
     bad_file_errors: Mapping[str, type[RunError]] = field(default_factory=dict)
     silver_gaps: Mapping[str, str] = field(default_factory=dict)
+    integer_digits: int = 38  # Snowflake's INTEGER is NUMBER(38, 0)
 
     def table(self, name: str = BRONZE, schema: str = SCHEMA) -> TableRef:
         """A table of this engine's test database."""
@@ -185,6 +186,7 @@ def snowflake_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         # fakesnow's CSV reader silently drops rows of a file with an extra field (COPY
         # answers LOADED, 1 row of 2): the row-count reconciliation refuses the load.
         bad_file_errors={"extra-field": DataError},
+        integer_digits=18,  # fakesnow's INTEGER is DuckDB's BIGINT
         silver_gaps={
             "incremental": "fakesnow 0.11.18 cannot MERGE inside BEGIN…COMMIT: its MERGE "
             "emulation writes to DuckDB's _fs_global database, and a DuckDB transaction may "
@@ -359,6 +361,25 @@ def test_empty_string_and_missing_value_stay_apart_from_file_to_silver(
         f'SELECT "ID", "NOTE", "NOTE" IS NULL, "AMOUNT" FROM {sp.silver_table.sql} ORDER BY "ID"',
     )
     assert got == [("1", "", False, None), ("2", None, True, None), ("3", "x", False, 5.0)]
+
+
+def test_an_integer_column_holds_what_snowflake_holds(engine: Engine, tmp_path: Path) -> None:
+    """Snowflake's INTEGER is NUMBER(38, 0): 3,000,000,000 and 10**30 are integers, on
+    DuckDB too (not a 32-bit INT that would turn them into cast failures)."""
+    values = [3_000_000_000, -7, *([10**30] if engine.integer_digits > 30 else [])]
+    sink = CsvSink(tmp_path / "big.csv")
+    sink.open(["Id", "Big"])
+    sink.write_many_values([[str(i), str(v)] for i, v in enumerate(values)])
+    sink.close()
+    engine.put(KEY, sink.path.read_bytes())
+    load = engine.bronze_load(["ID", "BIG"])
+    load_bronze(engine.wh, load, stamp("run1", 3), len(values))
+    sp = _source_plan(engine, load, "full_refresh", SilverConfig(columns={"BIG": "INTEGER"}))
+    result = transform.run(_runtime(engine), sp, structlog.get_logger())
+    (cast,) = [f for f in result.findings if f.kind == "cast_counts"]
+    assert cast.data["columns"]["BIG"]["failed"] == 0
+    got = execute(engine.wh, f'SELECT "BIG" FROM {sp.silver_table.sql} ORDER BY "ID"')
+    assert [int(v) for (v,) in got] == values
 
 
 # -- transactions and errors ---------------------------------------------------------------------

@@ -94,10 +94,30 @@ class DuckDBConfig(StrictModel):
 
 @functools.lru_cache(maxsize=512)
 def to_duckdb(sql: str) -> str:
-    """Translate one Snowflake statement to DuckDB's dialect."""
-    import sqlglot
+    """Translate one Snowflake statement to DuckDB's dialect.
 
-    return sqlglot.transpile(sql, read="snowflake", write="duckdb")[0]
+    Snowflake's INT, INTEGER, BIGINT, SMALLINT, TINYINT and BYTEINT are all NUMBER(38, 0);
+    sqlglot maps them to DuckDB's 32/64/16/8-bit integers, where a value Snowflake keeps
+    (3,000,000,000 in an INTEGER column) would not convert. They become DECIMAL(38, 0), so a
+    typed silver column holds on DuckDB exactly what it holds on Snowflake.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    whole = {
+        exp.DataType.Type.INT,
+        exp.DataType.Type.BIGINT,
+        exp.DataType.Type.SMALLINT,
+        exp.DataType.Type.TINYINT,
+    }
+
+    def number(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.DataType) and node.this in whole:
+            return exp.DataType.build("DECIMAL(38, 0)")
+        return node
+
+    tree = sqlglot.parse_one(sql, read="snowflake")
+    return tree.transform(number).sql(dialect="duckdb")
 
 
 def duckdb_literal(text: str) -> str:
