@@ -128,18 +128,20 @@ def test_reset_forgets_state_and_abandons_requests_in_flight(
     api: Items, client: httpx.Client
 ) -> None:
     api.items["z"] = 26
-    api.fault("item", Fault(delay=0.4), Fault(status=500))
+    api.fault("item", Fault(delay=1.0), Fault(status=500))
     outcome: list[Any] = []
 
     def slow() -> None:
         try:
-            outcome.append(httpx.get(f"{api.url}/items/z", timeout=2).status_code)
+            outcome.append(httpx.get(f"{api.url}/items/z", timeout=5).status_code)
         except httpx.HTTPError as exc:
             outcome.append(type(exc).__name__)
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while api.in_flight == 0 and time.monotonic() < deadline:  # the request has arrived
+        time.sleep(0.01)
     api.reset()  # as between two tests: the delayed request is never answered
     thread.join()
     assert outcome == ["RemoteProtocolError"]
@@ -159,7 +161,8 @@ def test_session_pool_reuses_one_server_and_own_port_does_not(apis: FakeApis) ->
 
 
 def test_peak_concurrency_and_a_raising_handler_fails_the_test(api: Items) -> None:
-    api.fault("list", *[Fault(delay=0.2)] * 3)
+    # long enough that all three are in flight at once even on a loaded 2-core machine
+    api.fault("list", *[Fault(delay=1.0)] * 3)
     threads = [threading.Thread(target=httpx.get, args=(f"{api.url}/items",)) for _ in range(3)]
     for t in threads:
         t.start()
