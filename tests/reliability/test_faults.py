@@ -306,3 +306,40 @@ def test_a_field_over_128_kb_loads(project: Project) -> None:
     wide = "2026-11-03T13:00:00.000Z,CONTACT_CREATED," + "x" * 300_000 + ",cv,cu,SMS,IN,ib,Sales,,"
     (landing / "wide.csv").write_text(f"{header}\n{wide}\n", encoding="utf-8")
     project.xoelt("run", PIPE, "--date", DATE, check=True)
+
+
+def test_a_load_shadow_left_by_a_kill_is_dropped_at_the_next_open(project: Project) -> None:
+    """A SIGKILL mid-load leaves ``<TABLE>__XO_LOAD`` behind; whoever opens the warehouse
+    next (here ``status``) holds the file's write lock, so it drops it; bronze is intact."""
+    import duckdb
+
+    ok = False
+    try:
+        project.publish_demo_files()
+        project.xoelt("run", PIPE, "--date", DATE, check=True)
+        path = project.home / "warehouse" / "DEMO_DB.duckdb"
+        con = duckdb.connect(str(path))
+        try:
+            con.execute(
+                'CREATE TABLE "BRONZE"."GLADLY_CONTACT_TIMESTAMPS__XO_LOAD" AS '
+                'SELECT * FROM "BRONZE"."GLADLY_CONTACT_TIMESTAMPS" LIMIT 3'
+            )
+            before = con.execute('SELECT COUNT(*) FROM "BRONZE"."GLADLY_CONTACT_TIMESTAMPS"')
+            bronze_rows = before.fetchone()
+        finally:
+            con.close()
+        project.xoelt("status", PIPE, check=True)
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            names = {
+                r[0]
+                for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+            }
+            after = con.execute('SELECT COUNT(*) FROM "BRONZE"."GLADLY_CONTACT_TIMESTAMPS"')
+            assert after.fetchone() == bronze_rows
+        finally:
+            con.close()
+        assert not [n for n in names if n.endswith("__XO_LOAD")], names
+        ok = True
+    finally:
+        record("fault", "load shadow left by a kill", ok)

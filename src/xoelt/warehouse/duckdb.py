@@ -166,6 +166,22 @@ class DuckDBWarehouse:
         self.con.execute(f"USE {quote(default_database)}")
         for macro in MACROS:
             self.con.execute(macro)
+        self._drop_stale_shadows()
+
+    def _drop_stale_shadows(self) -> None:
+        """Drop load shadows (``<TABLE>__XO_LOAD``) a killed process left behind.
+
+        A process that attached the files holds their write lock, so no other load can be
+        filling one now: any shadow present was abandoned mid-load (SIGKILL, power loss).
+        Bronze itself was never touched by it (the swap is one transaction).
+        """
+        stale = self.con.execute(
+            "SELECT table_catalog, table_schema, table_name FROM information_schema.tables "
+            "WHERE ends_with(table_name, ?)",
+            [SHADOW_SUFFIX],
+        ).fetchall()
+        for catalog, schema, name in stale:
+            self.con.execute(f"DROP TABLE IF EXISTS {quote(catalog)}.{quote(schema)}.{quote(name)}")
 
     def location(self, database: str) -> str:
         return str((self.directory / f"{database}.duckdb").resolve())
