@@ -23,7 +23,8 @@ not name is still a column (all missing) and is noted as a ``fields_not_in_answe
 **A snapshot.** BambooHR answers with the roster as it is now; the window only decides which
 partition the snapshot fills. Use ``load_strategy: full_refresh`` (one immutable snapshot per
 day) or ``historical`` (SCD2 history of each employee in silver). The manifest records the
-mode, the fields, the rows and the snapshot time.
+mode, the fields, the rows and the snapshot time. A backfill of past days therefore fills
+each of them with today's roster: BambooHR's history is not reconstructed.
 
 The answer is not paginated and is held in memory once (a roster, not an event stream); a
 body that is cut or not valid JSON fails the stage, so no partial file is published. Rate
@@ -199,6 +200,8 @@ class BambooHrSource(Source[BambooHrConfig], source_type="bamboohr_api"):
         client = _BambooHrClient(
             self.config.base_url,
             retry=retry,
+            # No published limit: two requests at once per company keeps a backfill (one
+            # process, many windows) from being the burst that draws the 503s.
             limiter=shared_limiter(f"bamboohr:{company}", concurrent=2),
             auth=httpx.BasicAuth(key, "x"),
             headers={"Accept": "application/json"},

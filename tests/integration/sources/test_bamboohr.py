@@ -331,3 +331,44 @@ def test_the_readme_example_validates_and_plans(
     assert planned.exit_code == 0, planned.output
     assert "bamboohr_api, historical" in planned.output
     assert "CORE_DB" in planned.output
+
+
+def test_historical_runs_keep_each_employees_history_with_nulls_and_empty_strings(
+    harness: SourceHarness, bamboo: FakeBambooHr, creds: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    monkeypatch.setenv("XOELT_SQL", str(Path(__file__).resolve().parents[3] / "sql"))
+    source = {
+        **_source(bamboo, fields=["id", "lastName", "workEmail", "customTags"]),
+        "load_strategy": "historical",
+        "silver": {"table": "EMPLOYEES", "primary_key": ["ID"]},
+    }
+    harness.pipeline("roster", source)
+    first = harness.cli("run", "test/roster", "--date", "2026-11-03")
+    assert first.exit_code == 0, first.output
+    bamboo.employees[1]["lastName"] = "Li-Park"  # Bo renamed the next day
+    second = harness.cli("run", "test/roster", "--date", "2026-11-04")
+    assert second.exit_code == 0, second.output
+    con = duckdb.connect(str(harness.home / "warehouse" / "TEST_DB.duckdb"), read_only=True)
+    try:
+        bronze = con.execute(
+            'SELECT "ID", "WORKEMAIL", "CUSTOMTAGS" FROM "TEST_DB"."BRONZE"."T_SRC" ORDER BY 1'
+        ).fetchall()
+        history = con.execute(
+            'SELECT "ID", "LASTNAME", "IS_CURRENT" FROM "TEST_DB"."SILVER"."EMPLOYEES" '
+            'ORDER BY "ID", "VALID_FROM"'
+        ).fetchall()
+    finally:
+        con.close()
+    assert bronze == [
+        ("101", "ana@acme.test", '{"langs":["en","es"],"team":"support"}'),
+        ("102", "", None),  # "" stays an empty string, null is NULL
+        ("103", None, "[]"),  # an absent key is NULL
+    ]
+    assert history == [
+        ("101", 'O"Neil, Jr.', True),
+        ("102", "Li", False),
+        ("102", "Li-Park", True),
+        ("103", "Né", True),
+    ]
