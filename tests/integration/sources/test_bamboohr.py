@@ -372,3 +372,24 @@ def test_historical_runs_keep_each_employees_history_with_nulls_and_empty_string
         ("102", "Li-Park", True),
         ("103", "Né", True),
     ]
+
+
+def test_an_empty_roster_writes_the_header_only(
+    harness: SourceHarness, bamboo: FakeBambooHr, creds: None
+) -> None:
+    bamboo.employees = []
+    result = _run(harness, _source(bamboo, fields=["id", "firstName"]))
+    assert result.exit_code == 0, result.output
+    assert _text(harness) == "id,firstName\r\n"
+    assert _manifest(harness)["details"]["rows"] == 0
+
+
+def test_numbers_and_booleans_are_written_as_text(
+    harness: SourceHarness, bamboo: FakeBambooHr, creds: None
+) -> None:
+    # some answers carry typed values (an integer id, a boolean custom field)
+    bamboo.employees = [{"id": 7, "firstName": "Di", "isPhotoUploaded": False, "ratio": 0.5}]
+    bamboo.fields = ["id", "firstName", "isPhotoUploaded", "ratio"]
+    result = _run(harness, _source(bamboo, fields=bamboo.fields))
+    assert result.exit_code == 0, result.output
+    assert _text(harness) == "id,firstName,isPhotoUploaded,ratio\r\n7,Di,false,0.5\r\n"
