@@ -38,6 +38,10 @@ class EchoingApi(FakeApi):
     def sprout(self, request: Request) -> Response:
         raise AssertionError("the guard answers every request")
 
+    @route("POST", "/api/gateway.php/{company}/v1/reports/custom")
+    def bamboohr(self, request: Request) -> Response:
+        raise AssertionError("the guard answers every request")
+
     def guard(self, request: Request) -> Response | None:
         header = request.headers.get("Authorization", "")
         if request.number <= 2:
@@ -75,6 +79,11 @@ SOURCES = {
         "      base_url: {url}\n      customer_id: '42'\n      fields: [guid]\n"
         "      retry: {{max_attempts: 3, initial_backoff: 0.01, max_backoff: 0.05}}\n",
     ),
+    "bamboohr": (
+        "bamboohr_api",
+        "      base_url: {url}\n      company: acme\n      fields: [id]\n"
+        "      retry: {{max_attempts: 3, initial_backoff: 0.01, max_backoff: 0.05}}\n",
+    ),
     "gladly": (
         "gladly_api",
         "      kind: work_session_events\n      base_url: {url}\n"
@@ -85,7 +94,8 @@ SOURCES = {
 
 def forms() -> list[str]:
     basic = base64.b64encode(f"{USER}:{TOKEN}".encode()).decode()
-    return [TOKEN, basic, basic.rstrip("="), quote(TOKEN, safe="")]
+    keyed = base64.b64encode(f"{TOKEN}:x".encode()).decode()  # BambooHR: the key as user
+    return [TOKEN, basic, basic.rstrip("="), keyed, keyed.rstrip("="), quote(TOKEN, safe="")]
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
@@ -106,6 +116,7 @@ def test_an_echoing_api_leaks_no_credential(name: str, echo: EchoingApi, tmp_pat
             "SPROUT_API_TOKEN": TOKEN,
             "GLADLY_API_USER": USER,
             "GLADLY_API_TOKEN": TOKEN,
+            "BAMBOOHR_API_KEY": TOKEN,
         }
         texts = []
         for args in (

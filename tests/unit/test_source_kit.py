@@ -84,8 +84,8 @@ def test_unknown_source_type_lists_the_valid_names() -> None:
     with pytest.raises(InputError) as err:
         get_source("nope")
     assert str(err.value) == (
-        "unknown source_type 'nope'; valid: gladly_api, gmail_attachments, google_sheets, "
-        "s3_upload, sprout_social_api"
+        "unknown source_type 'nope'; valid: bamboohr_api, gladly_api, gmail_attachments, "
+        "google_sheets, s3_upload, sprout_social_api"
     )
 
 
