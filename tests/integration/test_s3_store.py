@@ -110,6 +110,36 @@ def test_s3_upload_source_reads_csv_and_gzip_from_s3(
     assert [f["rows"] for f in sink.details["files"]] == [2, 1]
 
 
+def test_s3_upload_byte_copy_streams_from_s3(
+    store: S3ObjectStore, s3_client: Any, tmp_path: Path
+) -> None:
+    """The byte copy reads an S3 body (and a gzip one) in chunks: same rows, header once."""
+    from xoelt.sources import csvcopy
+
+    b = bucket(s3_client)
+    rows = b"".join(b"%d,name %d\n" % (i, i) for i in range(3000))
+    store.put_bytes(b, "drop/2026-11-02/a.csv", b"Id,Name\n" + rows)
+    store.put_bytes(b, "drop/2026-11-02/b.csv.gz", gzip.compress(b"Id,Name\r\n9,z\r\n"))
+    utc = ZoneInfo("UTC")
+    window = TimeWindow(
+        "daily", datetime(2026, 11, 2, tzinfo=utc), datetime(2026, 11, 3, tzinfo=utc), "UTC"
+    )
+    import structlog
+
+    ctx = ExtractContext("s", window, "run", store, {}, structlog.get_logger(), tmp_path)
+    sink = CsvSink(tmp_path / "out.csv")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(csvcopy, "CHUNK_BYTES", 1000)
+        S3UploadSource(S3UploadConfig(bucket=b, prefix="drop/{date}/"), ctx).extract(sink)
+    sink.close()
+    expected = b"Id,Name\r\n" + rows.replace(b"\n", b"\r\n") + b"9,z\r\n"
+    assert (tmp_path / "out.csv").read_bytes() == expected
+    assert [(f["rows"], f["copy"]) for f in sink.details["files"]] == [
+        (3000, "bytes"),
+        (1, "bytes"),
+    ]
+
+
 def test_lock_with_conditional_put(store: S3ObjectStore, s3_client: Any) -> None:
     b = bucket(s3_client)
     key = "locks/demo/p/src/2026-11-02.lock"

@@ -185,6 +185,34 @@ class CsvSink:
         else:
             self._writer.writerow(values)
 
+    def mark(self) -> tuple[int, int]:
+        """Where the file is now, as (bytes, rows): :meth:`rewind` goes back to it."""
+        self._text_file.flush()
+        return self._text_file.buffer.tell(), self.rows
+
+    def write_raw(self, data: bytes, rows: int) -> None:
+        """``rows`` complete records that are already in xoelt's CSV convention, as bytes.
+
+        The caller vouches for them (:mod:`xoelt.sources.csvcopy` proves it for the bytes
+        it copies); they go straight to the file after the text written so far.
+        """
+        self._text_file.flush()
+        self._text_file.buffer.write(data)
+        self.rows += rows
+        if self.progress is not None:
+            self._report()
+
+    def rewind(self, mark: tuple[int, int]) -> None:
+        """Drop everything written since :meth:`mark` gave ``mark`` (a byte copy that fell
+        back). Progress already reported is not taken back: it may over-count the rows
+        written again."""
+        size, rows = mark
+        self._text_file.flush()
+        self._text_file.buffer.seek(size)
+        self._text_file.buffer.truncate()
+        self.rows = rows
+        self._reported = (min(self._reported[0], rows), min(self._reported[1], size))
+
     @property
     def _text_file(self) -> TextIO:
         assert self._file is not None  # open() ran: every writer checks _writer first

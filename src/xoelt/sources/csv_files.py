@@ -8,7 +8,10 @@ attachment), then hands them to :class:`CsvFiles`, which owns what the sources s
 - a file lacking a column gets a missing value (NULL in bronze) in it; a file with a
   duplicate column is an error;
 - each file is re-read with :class:`~xoelt.sources.csvio.CsvReader`, so a quoted empty
-  field (``""``) stays an empty string and an empty unquoted one a missing value;
+  field (``""``) stays an empty string and an empty unquoted one a missing value; a file
+  that gives its bytes (``raw``) and whose header is the output's is byte-copied instead
+  where :mod:`~xoelt.sources.csvcopy` proves that writes the same rows, and re-read when
+  not (the listing says which: ``copy`` is ``bytes`` or ``parsed``, ``fallback`` why);
 - finding no file, or an empty (0-byte or blank) one, is an error unless ``allow_empty``;
   with no file at all ``columns:`` is then the header;
 - every file taken is listed with its row count for the ingest manifest.
@@ -25,6 +28,7 @@ from typing import IO, Any
 
 from xoelt.errors import SourceError
 from xoelt.sources.base import CsvSink, copy_csv_rows
+from xoelt.sources.csvcopy import ByteStream, Fallback, copy_body
 from xoelt.sources.csvio import CsvReader
 
 # What reading a file can raise: a bad encoding, a malformed CSV, a broken or cut gzip stream.
@@ -38,7 +42,8 @@ class CsvFile:
     ``label`` names it in errors, ``open`` gives its text (header included), ``listing`` is
     what the manifest says about it (``rows`` is added), ``extra`` the values of the reserved
     columns, ``order`` its place in the output, and ``local`` a temporary copy to delete once
-    its rows are written.
+    its rows are written. ``raw`` gives its bytes (decompressed, header included) for a byte
+    copy; ``blocker`` says why it can never have one (e.g. a non-UTF-8 encoding).
     """
 
     label: str
@@ -48,6 +53,8 @@ class CsvFile:
     extra: tuple[str, ...] = ()
     order: tuple[Any, ...] = ()
     local: Path | None = None
+    raw: Callable[[], AbstractContextManager[ByteStream]] | None = None
+    blocker: str | None = None
 
 
 class CsvFiles:
@@ -111,14 +118,40 @@ class CsvFiles:
         listing = []
         for file in files:
             before = sink.rows
+            how: dict[str, Any] = {}
             if file.header:
-                self._copy(file, columns, sink)
-            listing.append({**file.listing, "rows": sink.rows - before})
+                how = self._fast_copy(file, columns, sink)
+                if how.get("copy") != "bytes":
+                    self._copy(file, columns, sink)
+            listing.append({**file.listing, "rows": sink.rows - before, **how})
             if self.log is not None and file.header:
                 self.log.debug("csv file read", file=file.label, rows=sink.rows - before)
             if file.local is not None:
                 file.local.unlink()
         return listing
+
+    def _fast_copy(self, file: CsvFile, columns: list[str], sink: CsvSink) -> dict[str, Any]:
+        """Byte-copy ``file`` if it can be; else what the listing says about why not."""
+        if file.raw is None:  # a source without byte access lists nothing about it
+            return {"copy": "parsed", "fallback": file.blocker} if file.blocker else {}
+        if file.header != columns or file.extra or self.reserved:
+            return {"copy": "parsed", "fallback": "its header is not the output's"}
+        if self.delimiter != ",":  # the source's blocker says so first; never copy one
+            return {"copy": "parsed", "fallback": f"delimiter {self.delimiter!r}"}
+        mark = sink.mark()
+        try:
+            with file.raw() as raw:
+                copy_body(raw, len(columns), sink)
+        except Fallback as why:
+            reason = str(why)
+        except READ_ERRORS as exc:  # the row-by-row read raises it with the file's name
+            reason = f"cannot read: {exc}"
+        else:
+            return {"copy": "bytes"}
+        sink.rewind(mark)
+        if self.log is not None:
+            self.log.debug("csv byte copy fell back", file=file.label, reason=reason)
+        return {"copy": "parsed", "fallback": reason}
 
     def _copy(self, file: CsvFile, columns: list[str], sink: CsvSink) -> None:
         try:

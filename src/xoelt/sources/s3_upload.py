@@ -4,7 +4,10 @@ The prefix is a template filled from the window (``{date}`` = ``YYYY-MM-DD`` of 
 start, ``{yyyy}``, ``{mm}``, ``{dd}``, ``{hh}``); every ``.csv`` or ``.csv.gz`` object under
 it is read in key order. Files with different headers are combined by column name (the
 output header is the union in first-seen order; a file lacking a column gets empty values).
-The ingest manifest lists every file taken, with its size and row count.
+The ingest manifest lists every file taken, with its size, row count and how it was copied:
+``copy: bytes`` when its body was copied through unparsed (a UTF-8, ``,``-delimited file
+whose header is the output's and whose body has no quotes, blank or ragged lines; see
+:mod:`xoelt.sources.csvcopy`), else ``copy: parsed`` and the ``fallback`` reason.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from xoelt.config.types import Bucket, Encoding, StrictModel
 from xoelt.errors import SourceError
 from xoelt.sources.base import CsvSink, Source
 from xoelt.sources.csv_files import READ_ERRORS, CsvFile, CsvFiles
+from xoelt.sources.csvcopy import byte_copy_blocker
 from xoelt.timewindow import TimeWindow
 
 
@@ -76,13 +80,18 @@ class S3UploadSource(Source[S3UploadConfig], source_type="s3_upload"):
         }
 
     @contextmanager
-    def _text(self, key: str) -> Generator[IO[str]]:
+    def _bytes(self, key: str) -> Generator[Any]:
+        """The object's bytes, decompressed (a ``ByteStream``; typed Any for TextIOWrapper)."""
         raw: IO[bytes] = self.ctx.store.open(self.config.bucket, key)
         try:
-            stream: Any = gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw
-            yield io.TextIOWrapper(stream, encoding=self.config.encoding, newline="")
+            yield gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw
         finally:
             raw.close()
+
+    @contextmanager
+    def _text(self, key: str) -> Generator[IO[str]]:
+        with self._bytes(key) as stream:
+            yield io.TextIOWrapper(stream, encoding=self.config.encoding, newline="")
 
     def _header(self, key: str) -> list[str]:
         try:
@@ -107,9 +116,12 @@ class S3UploadSource(Source[S3UploadConfig], source_type="s3_upload"):
             log=self.ctx.log,
         )
         headers = {key: self._header(key) for key, _ in found}  # all read before any is checked
+        blocker = byte_copy_blocker(cfg.encoding, cfg.delimiter)
         for key, size in found:
             opener = partial(self._text, key)
-            files.add(CsvFile(key, headers[key], opener, {"key": key, "bytes": size}))
+            listing = {"key": key, "bytes": size}
+            raw = None if blocker else partial(self._bytes, key)
+            files.add(CsvFile(key, headers[key], opener, listing, raw=raw, blocker=blocker))
         nothing = (
             f"no files matching {', '.join(cfg.patterns)} under {store.uri(cfg.bucket, prefix)}"
         )
