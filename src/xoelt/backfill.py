@@ -11,8 +11,8 @@ serial one. On SIGINT/SIGTERM no new window starts and the running ones stop at 
 No failure is lost:
 every window ends with a status, whatever went wrong in it.
 
-The whole backfill is one process with one warehouse connection (one per worker thread on
-Snowflake), one round of migrations and one object store client: the
+The whole backfill is one process with one warehouse connection (at most one per worker on
+Snowflake, pooled), one round of migrations and one object store client: the
 :class:`~xoelt.runtime.SharedConnections` owned here lend them to every window's run (and
 to the ledger check for done windows), and take the connection back cleaned after a
 failed window (rolled back; reopened if it stopped answering). The pipeline is loaded and

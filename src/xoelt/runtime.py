@@ -16,10 +16,10 @@ Two kinds of lock, both in the target's object store (``store.lock``):
   still run in parallel.
 
 A run opens its own warehouse session, migrates it and closes it at the end, unless it is
-lent one by :class:`SharedConnections` (a backfill's: one connection per worker thread, one
-round of migrations and one object store client for every window); a borrowed connection
-is handed back, never closed, and one a failed run may have left in a transaction is rolled
-back first.
+lent one by :class:`SharedConnections` (a backfill's: a pool of at most one connection per
+worker, one round of migrations and one object store client for every window); a borrowed
+connection is handed back, never closed, and one a failed run may have left in a
+transaction is rolled back first.
 """
 
 from __future__ import annotations
@@ -202,11 +202,12 @@ class SharedConnections:
     """Connections lent to many runs of one pipeline (a backfill's windows): the warehouse's
     and the object store's client (one for all threads: boto3's clients are thread-safe).
 
-    One warehouse connection per thread (a backfill's worker; DuckDB backfills run on one),
-    opened on the thread's first :meth:`connection` and kept for its next runs; xoelt's
-    migrations are applied by the first connection only. A run hands its connection back
-    with :meth:`release`: after a failure any open transaction is rolled back and the
-    session probed, and a session that no longer answers is closed so the next run opens a
+    Warehouse connections are pooled: a run borrows an idle one (:meth:`connection`), or a
+    new one is opened when none is idle, so there are never more than runs at once (a
+    backfill's workers; DuckDB backfills run one window at a time). xoelt's migrations are
+    applied by the first connection only. A run hands its connection back with
+    :meth:`release`: after a failure any open transaction is rolled back and the session
+    probed, and a session that no longer answers is closed instead, so the next run opens a
     fresh one. :meth:`close` (or the ``with`` block's end) closes them all. ``opened``
     counts the connections made.
     """
@@ -215,11 +216,11 @@ class SharedConnections:
         self.plan = plan
         self.env = environment() if env is None else env
         self.opened = 0
-        self._local = threading.local()
-        self._lock = threading.Lock()  # guards the lists, counts and the store
+        self._lock = threading.Lock()  # guards the pool, the count and the store
         self._migrating = threading.Lock()  # the first opener migrates; the others wait
         self._migrated = False
         self._all: list[Warehouse] = []
+        self._idle: list[Warehouse] = []
         self._store: ObjectStore | None = None
 
     def store(self) -> ObjectStore:
@@ -230,54 +231,56 @@ class SharedConnections:
             return self._store
 
     def connection(self) -> Warehouse:
-        """This thread's connection, opened (and, the first time, migrated) if it has none."""
-        warehouse: Warehouse | None = getattr(self._local, "warehouse", None)
-        if warehouse is not None:
-            return warehouse
+        """An idle connection, or a new one (migrating the database, the first time)."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
         plan, config = self.plan, self.plan.target.warehouse
+        warehouse: Warehouse | None = None
         with self._migrating:
             if not self._migrated:
                 warehouse = open_migrated(config, plan, self.env)
                 self._migrated = True
-        if warehouse is None:  # migrated already: threads connect at once
+        if warehouse is None:  # migrated already: connect at once
             warehouse = config.open(plan.databases, plan.database, self.env)
         with self._lock:
             self.opened += 1
             self._all.append(warehouse)
-        self._local.warehouse = warehouse
         return warehouse
 
     def release(self, warehouse: Warehouse, *, failed: bool) -> None:
         """Take ``warehouse`` back after a run. A run that succeeded committed or rolled back
         everything it began; after a failure (or an interrupt) roll back whatever is open,
-        and if the session does not answer a probe, drop it: the next run reconnects."""
-        if not failed:
-            return
-        with contextlib.suppress(WarehouseError):  # "no transaction is active" is fine
-            warehouse.query("ROLLBACK", native=True)
-        try:
-            warehouse.query("SELECT 1", native=True)
-        except Exception:
-            self.discard(warehouse)
+        and if the session does not answer a probe, close it: the next run reconnects."""
+        if failed:
+            with contextlib.suppress(WarehouseError):  # "no transaction is active" is fine
+                warehouse.query("ROLLBACK", native=True)
+            try:
+                warehouse.query("SELECT 1", native=True)
+            except Exception:
+                self.discard(warehouse)
+                return
+        with self._lock:
+            if warehouse in self._all and warehouse not in self._idle:
+                self._idle.append(warehouse)
 
     def discard(self, warehouse: Warehouse) -> None:
-        """Close a broken connection and forget it (this thread's next run reconnects)."""
+        """Close a broken connection and forget it."""
         with self._lock:
             if warehouse in self._all:
                 self._all.remove(warehouse)
-        if getattr(self._local, "warehouse", None) is warehouse:
-            self._local.warehouse = None
+            if warehouse in self._idle:
+                self._idle.remove(warehouse)
         with contextlib.suppress(Exception):
             warehouse.close()
 
     def close(self) -> None:
         """Close every connection the session made (from any thread)."""
         with self._lock:
-            connections, self._all = self._all, []
+            connections, self._all, self._idle = self._all, [], []
         for warehouse in connections:
             with contextlib.suppress(Exception):
                 warehouse.close()
-        self._local = threading.local()
 
     def __enter__(self) -> SharedConnections:
         return self

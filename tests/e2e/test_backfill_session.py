@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import date
@@ -160,3 +161,20 @@ def test_a_session_is_rolled_back_after_a_failed_run_and_reopened_if_broken(
         fresh = session.connection()
         assert fresh is not wh and session.opened == 2
         assert fresh.query("SELECT 1", native=True).rows == [(1,)]
+
+
+def test_a_connection_handed_back_is_lent_again_from_any_thread(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger check borrows on the main thread, then a worker thread gets the same one."""
+    monkeypatch.chdir(project.root)
+    monkeypatch.setenv("XOELT_HOME", str(project.home))
+    (plan,) = plan_windows(PIPE, date(2026, 11, 3), date(2026, 11, 3), None)
+    with SharedConnections(plan) as shared:
+        wh = shared.connection()
+        shared.release(wh, failed=False)
+        lent: list[object] = []
+        worker = threading.Thread(target=lambda: lent.append(shared.connection()))
+        worker.start()
+        worker.join()
+        assert lent == [wh] and shared.opened == 1
