@@ -10,23 +10,32 @@ serial one. On SIGINT/SIGTERM no new window starts and the running ones stop at 
 :mod:`xoelt.interrupts`: statements interrupted, rolled back, recorded as ``interrupted``).
 No failure is lost:
 every window ends with a status, whatever went wrong in it.
+
+The whole backfill is one process with one warehouse connection (at most one per worker on
+Snowflake, pooled), one round of migrations and one object store client: the
+:class:`~xoelt.runtime.SharedConnections` owned here lend them to every window's run (and
+to the ledger check for done windows), and take the connection back cleaned after a
+failed window (rolled back; reopened if it stopped answering). The pipeline is loaded and
+its gold models parsed once for all the windows' plans. Each window is still its own run:
+its run id, ledger rows, locks, alerts and metrics.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
 from xoelt import interrupts, ledger
-from xoelt.core import GOLD, execute
+from xoelt.core import GOLD, RunReport, execute
 from xoelt.errors import InputError
 from xoelt.pipelines import load_pipeline, resolve
-from xoelt.plan import RunPlan, build_plan
-from xoelt.runtime import Runtime
+from xoelt.plan import RunPlan, build_plan, pipeline_gold
+from xoelt.runtime import Runtime, SharedConnections
 from xoelt.schedule import fire_times
 from xoelt.settings import Settings
 from xoelt.stages import BRONZE_STAGE, STAGES
@@ -39,6 +48,8 @@ class WindowOutcome:
     status: str = "pending"  # done | skipped | failed | interrupted | not_run
     rows: int = 0
     error: str = ""
+    report: RunReport | None = None  # what the window's run did (None: it did not finish)
+    seconds: float = 0.0  # the window's wall time, as its run took it
 
 
 @dataclass
@@ -69,9 +80,10 @@ def plan_windows(
     pipeline = load_pipeline(resolve(ref, settings.pipelines_root))
     target_name, bound = resolve_target(target, settings)
     dag = pipeline.dag
+    gold = pipeline_gold(pipeline, settings.sql_root)  # the same for every window
     plans: dict[tuple[str, str], RunPlan] = {}
     for fired in fire_times(dag.schedule, dag.time_window.timezone, first, last):
-        plan = build_plan(pipeline, target_name, bound, fired, settings.sql_root)
+        plan = build_plan(pipeline, target_name, bound, fired, settings.sql_root, gold)
         key = (plan.window.start.isoformat(), plan.window.end.isoformat())
         plans.setdefault(key, plan)
     return list(plans.values())
@@ -85,12 +97,15 @@ def required_stages(plan: RunPlan) -> set[tuple[str, str]]:
     return required
 
 
-def done_windows(plans: list[RunPlan], settings: Settings) -> set[str]:
-    """Window starts (ISO) whose latest run succeeded at every stage, gold included."""
+def done_windows(
+    plans: list[RunPlan], settings: Settings, session: SharedConnections | None = None
+) -> set[str]:
+    """Window starts (ISO) whose latest run succeeded at every stage, gold included
+    (read on ``session``'s connection if given)."""
     if not plans:
         return set()
     done = set()
-    with Runtime(plans[0], settings) as rt:
+    with Runtime(plans[0], settings, session=session) as rt:
         for plan in plans:
             start = plan.window.start.isoformat()
             if ledger.window_complete(
@@ -140,7 +155,26 @@ def backfill(
     ordered = any(sp.strategy.ordered_backfill for sp in first.sources)
     if workers > 1 and (ordered or not first.target.warehouse.capabilities.concurrent_windows):
         workers = 1
-    skip = set() if force else done_windows(plans, settings)
+    with SharedConnections(first) as session:
+        _backfill(result, session, settings, force, workers, keep_going, on_window)
+    for outcome in result.outcomes:
+        if outcome.status == "pending":
+            outcome.status = "not_run"
+    return result
+
+
+def _backfill(
+    result: BackfillResult,
+    session: SharedConnections,
+    settings: Settings,
+    force: bool,
+    workers: int,
+    keep_going: bool,
+    on_window: Callable[[WindowOutcome], None] | None,
+) -> None:
+    """The body of :func:`backfill`: every window on ``session``'s connections."""
+    plans = [o.plan for o in result.outcomes]
+    skip = set() if force else done_windows(plans, settings, session)
     failed = threading.Event()
 
     def run_one(outcome: WindowOutcome) -> None:
@@ -149,15 +183,18 @@ def backfill(
         elif interrupts.requested() is not None or (failed.is_set() and not keep_going):
             outcome.status = "not_run"
         else:
+            t0 = time.perf_counter()
             try:
-                report = execute(outcome.plan, settings=settings)
-                outcome.status = "done"
+                report = execute(outcome.plan, settings=settings, session=session)
+                outcome.status, outcome.report = "done", report
                 outcome.rows = sum(s.rows.get(BRONZE_STAGE, 0) for s in report.sources)
             except interrupts.Interrupted as exc:  # recorded in the ledger by execute
                 outcome.status, outcome.error = "interrupted", str(exc)
             except Exception as exc:  # whatever it was, this window failed and says why
                 outcome.status, outcome.error = "failed", str(exc) or type(exc).__name__
                 failed.set()
+            finally:
+                outcome.seconds = round(time.perf_counter() - t0, 3)
         if on_window:
             on_window(outcome)
 
@@ -165,7 +202,3 @@ def backfill(
     # left is then not_run.
     with contextlib.suppress(interrupts.Interrupted):
         run_windows(result.outcomes, run_one, workers)
-    for outcome in result.outcomes:
-        if outcome.status == "pending":
-            outcome.status = "not_run"
-    return result

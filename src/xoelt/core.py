@@ -28,7 +28,7 @@ from xoelt.logging import get_logger
 from xoelt.pipelines import PipelineInvalid, discover, load_pipeline, resolve
 from xoelt.plan import RunPlan, build_plan
 from xoelt.progress import ProgressListener
-from xoelt.runtime import Runtime
+from xoelt.runtime import Runtime, SharedConnections
 from xoelt.settings import Settings
 from xoelt.stages import BRONZE_STAGE, LAST_STAGE, STAGES, Stage, StageResult
 from xoelt.stages.transform import gold
@@ -149,6 +149,7 @@ def execute(
     run_id: str | None = None,
     settings: Settings | None = None,
     progress: ProgressListener | None = None,
+    session: SharedConnections | None = None,
 ) -> RunReport:
     """Run ``stages`` (in order) for the selected sources, then gold if transforming.
 
@@ -156,7 +157,8 @@ def execute(
     where a run's outcome is known, so its alerts go out here (when channels are configured)
     and its metrics are pushed here (when the target names an endpoint), success or
     failure, after the locks are released; a failing channel or push is only a warning.
-    ``progress`` hears the extract stage's rows, bytes and pages as they come.
+    ``progress`` hears the extract stage's rows, bytes and pages as they come; ``session``
+    lends the warehouse connection (a backfill's, kept across its windows).
     """
     settings = settings or Settings.from_env()
     wanted = [STAGES[name] for name in STAGES if name in stages]
@@ -164,7 +166,7 @@ def execute(
     report = RunReport(run_id or "", plan, stages=tuple(s.name for s in wanted))
     error: BaseException | None = None
     try:
-        with Runtime(plan, settings, run_id) as rt:
+        with Runtime(plan, settings, run_id, session=session) as rt:
             report.run_id = rt.run_id
             rt.progress = progress
             try:

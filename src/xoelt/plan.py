@@ -160,8 +160,13 @@ def build_plan(
     target: BoundTarget,
     run_at: date | datetime,
     sql_root: Path,
+    gold: list[GoldModel] | None = None,
 ) -> RunPlan:
-    """Turn (pipeline, target, run date or instant) into a RunPlan. Pure: no I/O but repo files."""
+    """Turn (pipeline, target, run date or instant) into a RunPlan. Pure: no I/O but repo files.
+
+    ``gold``: the pipeline's gold models if already loaded (:func:`pipeline_gold`; they do not
+    depend on the window), so many windows' plans read and parse them once.
+    """
     dag = pipeline.dag
     window = resolve_window(dag.time_window, run_at, dag.schedule)
     sf = pipeline.globals.snowflake
@@ -198,7 +203,13 @@ def build_plan(
             "transform": draft.silver_script(window, None).statements(),
         }
         plans.append(dataclasses.replace(draft, sql=sql))
-    gold = load_models(
-        dag.domain, sf.database, sf.gold_schema, pipeline.transform.gold_models, sql_root
-    )
+    if gold is None:
+        gold = pipeline_gold(pipeline, sql_root)
     return RunPlan(pipeline, target_name, target, window, plans, gold, run_at)
+
+
+def pipeline_gold(pipeline: Pipeline, sql_root: Path) -> list[GoldModel]:
+    """The gold models the pipeline materialises, in dependency order (any window's)."""
+    sf = pipeline.globals.snowflake
+    only = pipeline.transform.gold_models
+    return load_models(pipeline.dag.domain, sf.database, sf.gold_schema, only, sql_root)

@@ -14,6 +14,12 @@ Two kinds of lock, both in the target's object store (``store.lock``):
   (polling with backoff, bounded by ``lock_wait`` seconds, then LockHeld saying how long it
   waited and who holds it), so a backfill's workers queue on them while extract and stage
   still run in parallel.
+
+A run opens its own warehouse session, migrates it and closes it at the end, unless it is
+lent one by :class:`SharedConnections` (a backfill's: a pool of at most one connection per
+worker, one round of migrations and one object store client for every window); a borrowed
+connection is handed back, never closed, and one a failed run may have left in a
+transaction is rolled back first.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping
@@ -33,11 +40,12 @@ from typing import Any
 
 from xoelt import ledger
 from xoelt.config.env import environment
-from xoelt.errors import LockHeld, StorageError
+from xoelt.errors import LockHeld, StorageError, WarehouseError
 from xoelt.plan import RunPlan
 from xoelt.progress import ProgressListener
 from xoelt.settings import Settings
 from xoelt.storage.base import ObjectStore
+from xoelt.targets import WarehouseConfig
 from xoelt.warehouse.base import TableRef, Warehouse
 
 # Longer than any run may take (the Helm chart's activeDeadlineSeconds is 3 h): a lock older
@@ -55,6 +63,7 @@ class Runtime:
         settings: Settings,
         run_id: str | None = None,
         env: Mapping[str, str] | None = None,
+        session: SharedConnections | None = None,
     ) -> None:
         self.plan = plan
         self.settings = settings
@@ -64,6 +73,7 @@ class Runtime:
         self.home = plan.target.home
         self._store: ObjectStore | None = None
         self._warehouse: Warehouse | None = None
+        self._session = session
         self._query_tag = self.query_tag("open", None)
         self.lock_wait = TABLE_LOCK_WAIT_SECONDS
         self.progress: ProgressListener | None = None  # hears extraction progress (a TTY bar)
@@ -72,20 +82,20 @@ class Runtime:
     def store(self) -> ObjectStore:
         """The target's object store (its client made on first use)."""
         if self._store is None:
-            self._store = self.plan.target.store.open()
+            shared = self._session
+            self._store = shared.store() if shared is not None else self.plan.target.store.open()
         return self._store
 
     @property
     def warehouse(self) -> Warehouse:
-        """The target's warehouse, connected (and migrated) on first use."""
+        """The target's warehouse, connected (and migrated) on first use; borrowed from the
+        run's :class:`SharedConnections` if it has one."""
         if self._warehouse is None:
-            plan = self.plan
-            warehouse = plan.target.warehouse.open(plan.databases, plan.database, self.env)
-            try:
-                ledger.apply_migrations(warehouse, plan.database)
-            except BaseException:
-                warehouse.close()
-                raise
+            if self._session is not None:
+                warehouse = self._session.connection()
+            else:
+                plan = self.plan
+                warehouse = open_migrated(plan.target.warehouse, plan, self.env)
             self._warehouse = warehouse
             warehouse.set_query_tag(self._query_tag)
         return self._warehouse
@@ -160,12 +170,119 @@ class Runtime:
         """Whether this run has connected to its warehouse (extract/stage alone do not)."""
         return self._warehouse is not None
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Close the run's warehouse session, or hand a borrowed one back to its lender
+        (``failed``: the run ended in an error, so the session may need cleaning)."""
         if self._warehouse is not None:
-            self._warehouse.close()
+            if self._session is not None:
+                self._session.release(self._warehouse, failed=failed)
+            else:
+                self._warehouse.close()
             self._warehouse = None
 
     def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: Any) -> None:
+        self.close(failed=kind is not None)
+
+
+def open_migrated(config: WarehouseConfig, plan: RunPlan, env: Mapping[str, str]) -> Warehouse:
+    """A new session on the plan's databases, with xoelt's pending migrations applied."""
+    warehouse = config.open(plan.databases, plan.database, env)
+    try:
+        ledger.apply_migrations(warehouse, plan.database)
+    except BaseException:
+        warehouse.close()
+        raise
+    return warehouse
+
+
+class SharedConnections:
+    """Connections lent to many runs of one pipeline (a backfill's windows): the warehouse's
+    and the object store's client (one for all threads: boto3's clients are thread-safe).
+
+    Warehouse connections are pooled: a run borrows an idle one (:meth:`connection`), or a
+    new one is opened when none is idle, so there are never more than runs at once (a
+    backfill's workers; DuckDB backfills run one window at a time). xoelt's migrations are
+    applied by the first connection only. A run hands its connection back with
+    :meth:`release`: after a failure any open transaction is rolled back and the session
+    probed, and a session that no longer answers is closed instead, so the next run opens a
+    fresh one. :meth:`close` (or the ``with`` block's end) closes them all. ``opened``
+    counts the connections made.
+    """
+
+    def __init__(self, plan: RunPlan, env: Mapping[str, str] | None = None) -> None:
+        self.plan = plan
+        self.env = environment() if env is None else env
+        self.opened = 0
+        self._lock = threading.Lock()  # guards the pool, the count and the store
+        self._migrating = threading.Lock()  # the first opener migrates; the others wait
+        self._migrated = False
+        self._all: list[Warehouse] = []
+        self._idle: list[Warehouse] = []
+        self._store: ObjectStore | None = None
+
+    def store(self) -> ObjectStore:
+        """The target's object store, its client made once."""
+        with self._lock:
+            if self._store is None:
+                self._store = self.plan.target.store.open()
+            return self._store
+
+    def connection(self) -> Warehouse:
+        """An idle connection, or a new one (migrating the database, the first time)."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        plan, config = self.plan, self.plan.target.warehouse
+        warehouse: Warehouse | None = None
+        with self._migrating:
+            if not self._migrated:
+                warehouse = open_migrated(config, plan, self.env)
+                self._migrated = True
+        if warehouse is None:  # migrated already: connect at once
+            warehouse = config.open(plan.databases, plan.database, self.env)
+        with self._lock:
+            self.opened += 1
+            self._all.append(warehouse)
+        return warehouse
+
+    def release(self, warehouse: Warehouse, *, failed: bool) -> None:
+        """Take ``warehouse`` back after a run. A run that succeeded committed or rolled back
+        everything it began; after a failure (or an interrupt) roll back whatever is open,
+        and if the session does not answer a probe, close it: the next run reconnects."""
+        if failed:
+            with contextlib.suppress(WarehouseError):  # "no transaction is active" is fine
+                warehouse.query("ROLLBACK", native=True)
+            try:
+                warehouse.query("SELECT 1", native=True)
+            except Exception:
+                self.discard(warehouse)
+                return
+        with self._lock:
+            if warehouse in self._all and warehouse not in self._idle:
+                self._idle.append(warehouse)
+
+    def discard(self, warehouse: Warehouse) -> None:
+        """Close a broken connection and forget it."""
+        with self._lock:
+            if warehouse in self._all:
+                self._all.remove(warehouse)
+            if warehouse in self._idle:
+                self._idle.remove(warehouse)
+        with contextlib.suppress(Exception):
+            warehouse.close()
+
+    def close(self) -> None:
+        """Close every connection the session made (from any thread)."""
+        with self._lock:
+            connections, self._all, self._idle = self._all, [], []
+        for warehouse in connections:
+            with contextlib.suppress(Exception):
+                warehouse.close()
+
+    def __enter__(self) -> SharedConnections:
         return self
 
     def __exit__(self, *exc: Any) -> None:
