@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xoelt import interrupts, ledger, metrics
-from xoelt.datatests.runner import Outcome, gold_suites, run_suites, silver_suite
 from xoelt.errors import InputError, StageFailed, XoeltError
 from xoelt.findings import Finding, as_details, from_details
 from xoelt.gold import load_models
@@ -35,6 +34,9 @@ from xoelt.stages.transform import gold
 from xoelt.targets import resolve_target
 from xoelt.timewindow import align_to_schedule, parse_run_at
 from xoelt.warehouse.base import count_rows
+
+if TYPE_CHECKING:
+    from xoelt.datatests.runner import Outcome
 
 _ORDER = list(STAGES)
 HOLDS_BRONZE = frozenset(_ORDER[_ORDER.index(BRONZE_STAGE) : _ORDER.index(LAST_STAGE) + 1])
@@ -228,6 +230,8 @@ def _execute(
             what = f"gold {schema.schema_sql}"
             with rt.table_lock(schema.with_name("_GOLD"), what, log):
                 report.gold = gold(rt, log)
+            from xoelt.datatests.runner import gold_suites, run_suites  # not needed by `plan`
+
             tests = run_suites(rt, gold_suites(plan), log)
             tests.raise_for_errors()
             return StageResult(sum(report.gold.values()), findings=tests.findings)
@@ -484,6 +488,8 @@ def data_tests(plan: RunPlan, settings: Settings | None = None) -> DataTestRun:
     window = plan.window.label
     with Runtime(plan, settings) as rt, _failing_as("test", None, window):
         log = get_logger(pipeline=plan.name, source="test", run_id=rt.run_id, window=window)
+        from xoelt.datatests.runner import gold_suites, run_suites, silver_suite
+
         suites = [silver_suite(sp, plan.window) for sp in plan.sources if sp.silver.tests]
         report = run_suites(rt, [*suites, *gold_suites(plan)], log)
         return DataTestRun(plan, rt.run_id, report.outcomes)

@@ -13,7 +13,6 @@ import dataclasses
 from typing import Any
 
 from xoelt.casts import check_casts
-from xoelt.datatests.runner import run_suites, silver_suite
 from xoelt.errors import DataError, XoeltError
 from xoelt.plan import SourcePlan
 from xoelt.runtime import Runtime
@@ -72,6 +71,8 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     )
     found = tuple(findings)
     if sp.silver.tests:
+        from xoelt.datatests.runner import run_suites, silver_suite  # not needed by `plan`
+
         tests = run_suites(rt, [silver_suite(sp, rt.plan.window, result.rows)], log)
         tests.raise_for_errors(found)
         found = (*found, *tests.findings)
