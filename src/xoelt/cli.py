@@ -62,6 +62,16 @@ def _traceback(exc: BaseException) -> None:
     click.echo(redact("".join(traceback.format_exception(exc))), err=True, nl=False)
 
 
+def _show(report: Any, fmt: str, render: Callable[[], object]) -> None:
+    """``report`` as JSON (``--format json``), else ``render()`` it for a person."""
+    from xoelt import console
+
+    if fmt == "json":
+        console.print_json(report.as_dict())
+    else:
+        render()
+
+
 @click.group(cls=XoeltGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="xoelt")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
@@ -124,10 +134,7 @@ def plan(pipeline: str, when: str | None, target: str | None, fmt: str, no_sql: 
     from xoelt.core import make_plan
 
     run_plan = make_plan(pipeline, when, target)
-    if fmt == "json":
-        console.print_json(run_plan.as_dict())
-    else:
-        console.render_plan(run_plan, show_sql=not no_sql)
+    _show(run_plan, fmt, lambda: console.render_plan(run_plan, show_sql=not no_sql))
 
 
 def _run(
@@ -144,10 +151,7 @@ def _run(
     run_plan = make_plan(pipeline, when, target)
     with console.extract_progress(enabled=fmt == "text" and "extract" in stages) as listener:
         report = execute(run_plan, stages=stages, source=source, progress=listener)
-    if fmt == "json":
-        console.print_json(report.as_dict())
-    else:
-        console.render_report(report)
+    _show(report, fmt, lambda: console.render_report(report))
 
 
 @cli.command()
@@ -231,10 +235,7 @@ def status(pipeline: str, target: str | None, fmt: str) -> None:
     from xoelt.core import status as core_status
 
     report = core_status(make_plan(pipeline, None, target))
-    if fmt == "json":
-        console.print_json(report.as_dict())
-    else:
-        console.render_status(report, pipeline)
+    _show(report, fmt, lambda: console.render_status(report, pipeline))
 
 
 @cli.command()
@@ -258,16 +259,12 @@ def report(
     """Write the run-history report (one self-contained HTML file) and print its path."""
     from pathlib import Path
 
-    from xoelt import console
     from xoelt.report import write_report
     from xoelt.timewindow import parse_date
 
     last = parse_date(until, "--until") if until else None
     result = write_report(pipeline, days=days, out=Path(out), target=target, until=last)
-    if fmt == "json":
-        console.print_json(result.as_dict())
-    else:
-        click.echo(result.path)
+    _show(result, fmt, lambda: click.echo(result.path))
 
 
 @cli.command("test")
@@ -279,10 +276,7 @@ def datatest(pipeline: str, when: str | None, target: str | None, fmt: str) -> N
     from xoelt.core import data_tests, make_plan
 
     report = data_tests(make_plan(pipeline, when, target))
-    if fmt == "json":
-        console.print_json(report.as_dict())
-    else:
-        console.render_data_tests(report)
+    _show(report, fmt, lambda: console.render_data_tests(report))
     for o in report.failed:
         click.echo(f"error: data test {o.test_name} failed on {o.table}: {o.message}", err=True)
     sys.exit(report.exit_code)
@@ -337,10 +331,7 @@ def list_(fmt: str, now: str | None) -> None:
     except ValueError:
         raise InputError(f"--now {now!r} is not an ISO datetime (2026-11-01T12:00-04:00)") from None
     report = list_pipelines(now=moment)
-    if fmt == "json":
-        console.print_json(report.as_dict())
-    else:
-        console.render_listing(report)
+    _show(report, fmt, lambda: console.render_listing(report))
     for problem in report.problems:
         click.echo(f"error  {problem}", err=True)
     sys.exit(report.exit_code)
@@ -357,10 +348,7 @@ def doctor(pipelines: tuple[str, ...], target: str | None, timeout: float, fmt: 
     from xoelt.doctor import doctor as run_doctor
 
     report = run_doctor(pipelines, target, timeout=timeout)
-    if fmt == "json":
-        console.print_json(report.as_dict())
-    else:
-        console.render_doctor(report)
+    _show(report, fmt, lambda: console.render_doctor(report))
     for check in report.failed:
         click.echo(f"error: {check.check} {check.subject}: {check.detail}", err=True)
     sys.exit(report.exit_code)
@@ -377,10 +365,7 @@ def migrate(target: str | None, database: str | None, dry_run: bool, fmt: str) -
     from xoelt.migrate import migrate as run_migrate
 
     report = run_migrate(target, dry_run=dry_run, database=database)
-    if fmt == "json":
-        console.print_json(report.as_dict())
-    else:
-        console.render_migrate(report)
+    _show(report, fmt, lambda: console.render_migrate(report))
 
 
 @cli.command()
@@ -412,10 +397,7 @@ def watchdog(
     except ValueError:
         raise InputError(f"--now {now!r} is not an ISO datetime (2026-11-04T09:00-05:00)") from None
     report = run_watchdog(pipelines, parse_deadline(deadline), target, now=moment)
-    if fmt == "json":
-        console.print_json(report.as_dict())
-    else:
-        console.render_watchdog(report)
+    _show(report, fmt, lambda: console.render_watchdog(report))
     for w in report.missed:
         click.echo(
             f"error: {w.pipeline}: window {w.plan.window.label} missed: {w.detail}", err=True
