@@ -67,7 +67,11 @@ def test_retries_stop_when_the_budget_ends_not_after_max_attempts() -> None:
         HttpClient(f"http://127.0.0.1:{server.server_address[1]}", retry=budget(1.0)) as client,
     ):
         started = time.monotonic()
-        with pytest.raises(SourceError, match=r"HTTP 500.*gave up after \d+ attempts"):
+        # The last attempt's timeout is what the budget had left: on a loaded machine it may
+        # end in a read timeout rather than the 500; either way the budget stopped it.
+        with pytest.raises(
+            SourceError, match=r"(HTTP 500|timed out).*gave up after \d+ attempts, retry budget 1 s"
+        ):
             client.json("GET", "/x")
     assert time.monotonic() - started < 1.0 + 0.5
     assert 2 <= server.hits < 20
