@@ -35,6 +35,7 @@ MAX_FIELD_BYTES = 16 * 1024 * 1024
 csv.field_size_limit(MAX_FIELD_BYTES)
 
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]').search
+_TEXT_KINDS = frozenset({str, type(None)})
 
 
 def format_row(values: Sequence[Any]) -> str:
@@ -53,6 +54,41 @@ def format_row(values: Sequence[Any]) -> str:
         else:
             out.append(text)
     return ",".join(out) + "\r\n"
+
+
+def _cell_text(value: Any) -> Any:
+    """A cell as ``format_row`` sees it: ``None`` and ``str`` as they are, the rest ``str()``."""
+    return value if value is None or type(value) is str else str(value)
+
+
+def format_columns(columns: Sequence[Sequence[Any]]) -> str:
+    """Records given column by column, as :func:`format_row` writes each of them, joined.
+
+    The same bytes as ``"".join(map(format_row, zip(*columns)))`` (and so as ``csv.writer``
+    for records without an empty string), at a fraction of the cost for a page of API
+    rows: each rule is checked once per column in C (``set(map(type, …))``, one regular
+    expression search over the column's concatenated text, ``"" in``/``None in``) and only
+    the columns that hold a value it concerns are walked in Python; the records are then
+    assembled with ``zip`` and ``str.join``. Nothing is checked here about the width or a
+    missing value in a one-column file: :meth:`~xoelt.sources.base.CsvSink.write_columns`
+    does that.
+    """
+    if not columns or not columns[0]:
+        return ""
+    cells: list[Sequence[Any]] = []
+    for column in columns:
+        if not set(map(type, column)) <= _TEXT_KINDS:
+            column = list(map(_cell_text, column))
+        if _NEEDS_QUOTES("".join(filter(None, column))):
+            column = [
+                '"' + v.replace('"', '""') + '"' if v and _NEEDS_QUOTES(v) else v for v in column
+            ]
+        if "" in column:
+            column = ['""' if value == "" else value for value in column]
+        if None in column:
+            column = ["" if value is None else value for value in column]
+        cells.append(column)
+    return "\r\n".join(map(",".join, zip(*cells, strict=True))) + "\r\n"
 
 
 class CsvReader:
