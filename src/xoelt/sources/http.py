@@ -204,8 +204,11 @@ class HttpClient:
         timeout = httpx.Timeout(
             self.retry.timeout_seconds, connect=self.retry.connect_timeout_seconds
         )
+        from xoelt.sources.http_transport import transport
+
         self._client = httpx.Client(
             base_url=base_url,
+            transport=transport(),
             auth=auth,
             headers={"User-Agent": USER_AGENT, **(headers or {})},
             timeout=timeout,
