@@ -118,6 +118,18 @@ def test_tricky_page_by_hand(tmp_path: Path) -> None:
     )
 
 
+def test_lists_of_objects_plucked_per_page(tmp_path: Path) -> None:
+    page = [{"tags": [{"id": 1}, {"id": None}, {}]}, {"tags": []}, {"tags": [{"id": "a,b"}]}]
+    rows = RowMaker(["tags.id", "tags"], WINDOW)
+    new = _write(tmp_path / "c.csv", rows, page, columns=True)
+    assert new == _write(tmp_path / "r.csv", rows, page, columns=False)
+    assert new.decode().splitlines()[1:] == [
+        '"[1,null,null]","[{""id"":1},{""id"":null},{}]"',
+        "[],[]",
+        '"[""a,b""]","[{""id"":""a,b""}]"',
+    ]
+
+
 @given(st.lists(st.lists(scalar, min_size=3, max_size=3), max_size=6))
 def test_format_columns_is_format_row_of_each_record(records: list[list[Any]]) -> None:
     columns = [list(c) for c in zip(*records, strict=True)] if records else [[], [], []]

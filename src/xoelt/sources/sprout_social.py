@@ -38,7 +38,7 @@ import functools
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import chain, islice, repeat
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -232,9 +232,14 @@ def _dotted_column(data: list[dict[str, Any]], name: str, parts: tuple[str, ...]
         kinds = set(map(type, values))
         if kinds == {dict}:
             values = list(map(dict.get, values, repeat(part, n)))
-        elif list in kinds:  # mapping over lists from here on: the walk, per message
+        elif list in kinds:  # mapping over lists from here on
             rest = parts[i:]
-            return [_walk(v, rest) for v in values]
+            if kinds == {list} and len(rest) == 1:  # e.g. tags.id: lists of objects, plucked
+                items = list(chain.from_iterable(values))
+                if set(map(type, items)) <= {dict}:
+                    plucked = iter(list(map(dict.get, items, repeat(part, len(items)))))
+                    return [list(islice(plucked, k)) for k in map(len, values)]
+            return [_walk(v, rest) for v in values]  # the walk, per message
         else:
             values = [v.get(part) if type(v) is dict else None for v in values]
     return values
@@ -497,10 +502,15 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
                 if set(map(type, data)) - {dict}:
                     raise SourceError(f"POST {path} (page {pages}): a message is not an object")
                 tail.page(data)
-                if skip or not rows.all_inside(data):
+                # ``skip`` holds the guids of one second: after a continuation's first page
+                # or two, no page has any of them.
+                skipping = bool(skip) and not skip.isdisjoint(
+                    map(dict.get, data, repeat("guid", len(data)))
+                )
+                if skipping or not rows.all_inside(data):
                     kept = []
                     for msg in data:
-                        if skip and msg.get("guid") in skip:
+                        if skipping and msg.get("guid") in skip:
                             totals["repeated"] += 1
                             continue
                         where = placement(msg.get("created_time"))
