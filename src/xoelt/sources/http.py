@@ -201,6 +201,7 @@ class HttpClient:
         self.auth_hint = auth_hint
         self.log = log
         self._sleep = sleep
+        self._parsed: dict[str, httpx.URL] = {}
         timeout = httpx.Timeout(
             self.retry.timeout_seconds, connect=self.retry.connect_timeout_seconds
         )
@@ -273,9 +274,23 @@ class HttpClient:
         self, method: str, url: str, budget: _Budget, kwargs: dict[str, Any]
     ) -> httpx.Response:
         with self.limiter.slot(budget.slot_deadline), self._transport_errors(method, url):
-            response = self._client.request(method, url, timeout=budget.timeout(), **kwargs)
+            response = self._client.request(
+                method, self._url(url), timeout=budget.timeout(), **kwargs
+            )
             self.check_response(method, url, response, read=False)
             return response
+
+    def _url(self, url: str) -> httpx.URL:
+        """``url`` parsed once: httpx parses a string again on every request (~40 µs here,
+        a tenth of a page request's CPU)."""
+        parsed = self._parsed.get(url)
+        if parsed is None:
+            import httpx
+
+            if len(self._parsed) >= 256:  # per-request URLs (ids in paths): stay bounded
+                self._parsed.clear()
+            parsed = self._parsed[url] = httpx.URL(url)
+        return parsed
 
     @contextmanager
     def _transport_errors(self, method: str, url: str) -> Generator[None]:
