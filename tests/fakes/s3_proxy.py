@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import sys
 import threading
@@ -199,8 +200,9 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         proxy = cast(_Server, self.server).proxy
-        self.rfile = cast(BinaryIO, _Counting(cast(BinaryIO, self.rfile), proxy, reading=True))
-        self.wfile = cast(BinaryIO, _Counting(cast(BinaryIO, self.wfile), proxy, reading=False))
+        reader = _Counting(cast(BinaryIO, self.rfile), proxy, reading=True)
+        writer = _Counting(cast(BinaryIO, self.wfile), proxy, reading=False)
+        self.rfile, self.wfile = cast(io.BufferedIOBase, reader), cast(io.BufferedIOBase, writer)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -291,8 +293,11 @@ def main() -> None:
     """Start moto and a proxy in front of it; print ``<proxy port> <moto port>`` and serve
     until stdin closes (the stage benchmark runs this as a separate process, so that only
     the client's own CPU is counted in the benchmark's process)."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     _, moto_port = moto.get_host_and_port()
