@@ -4,7 +4,10 @@ boto3 sent (and when) and injects S3 errors into chosen UploadPartCopy requests.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.s3_proxy import Fault, S3Proxy
+from xoelt import interrupts
 from xoelt.errors import StorageError
 from xoelt.storage.s3 import MIB, S3ObjectStore, S3StoreConfig
 
@@ -170,3 +174,65 @@ def test_an_object_at_or_below_the_threshold_is_one_copy_object(
     assert "-" not in copied["ETag"]
     assert len(proxy.ops("CopyObject")) == 1
     assert proxy.ops("CreateMultipartUpload") == proxy.ops("UploadPartCopy") == []
+
+
+def sigterm_after(seconds: float) -> threading.Timer:
+    """SIGTERM to this process ``seconds`` from now (while the first parts are held)."""
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    return timer
+
+
+def assert_aborted_cleanly(proxy: S3Proxy, s3_client: Any, bucket: str) -> None:
+    parts = proxy.ops("UploadPartCopy")
+    assert len(parts) == 2  # the first wave only: no part starts after the signal
+    (abort,) = proxy.ops("AbortMultipartUpload")
+    assert abort.started >= max(p.ended for p in parts)
+    assert proxy.ops("CompleteMultipartUpload") == []
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3_client.list_objects_v2(Bucket=bucket, Prefix="stage/").get("KeyCount") == 0
+
+
+def test_sigterm_during_a_copy_aborts_the_upload(
+    proxy: S3Proxy, s3_client: Any, source: tuple[str, bytes]
+) -> None:
+    """The signal raises Interrupted in the main thread, waiting on the parts."""
+    bucket, _ = source
+    store = store_via(proxy, concurrency=2)
+    try:
+        with interrupts.handling(), pytest.raises(interrupts.Interrupted):
+            sigterm_after(HOLD / 2)
+            store.copy(bucket, "big.csv", bucket, "stage/big.csv")
+    finally:
+        interrupts.reset()
+    assert_aborted_cleanly(proxy, s3_client, bucket)
+
+
+def test_sigterm_stops_a_copy_running_in_a_worker_thread(
+    proxy: S3Proxy, s3_client: Any, source: tuple[str, bytes]
+) -> None:
+    """A backfill copies in worker threads: the parts see the signal's flag and the copy
+    ends with Interrupted in that thread, its upload aborted."""
+    bucket, _ = source
+    store = store_via(proxy, concurrency=2)
+    outcome: list[BaseException] = []
+    ended = threading.Event()  # not Thread.join: an interrupted join can return early (3.11)
+
+    def copy() -> None:
+        try:
+            store.copy(bucket, "big.csv", bucket, "stage/big.csv")
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            ended.set()
+
+    try:
+        with interrupts.handling(), pytest.raises(interrupts.Interrupted):
+            threading.Thread(target=copy, daemon=True).start()
+            sigterm_after(HOLD / 2)
+            ended.wait(30)  # the main thread is interrupted here
+        assert ended.wait(30)
+    finally:
+        interrupts.reset()
+    assert [type(e) for e in outcome] == [interrupts.Interrupted]
+    assert_aborted_cleanly(proxy, s3_client, bucket)

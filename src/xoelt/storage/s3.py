@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, Literal
 
 from pydantic import Field
 
+from xoelt import interrupts
 from xoelt.config.types import StrictModel
 from xoelt.errors import LockHeld, StorageError
 from xoelt.logging import get_logger
@@ -241,8 +242,10 @@ class S3ObjectStore:
 
         Every part names the source's ETag (``CopySourceIfMatch``): if the source is replaced
         mid-copy, S3 refuses the later parts instead of mixing two versions. On the first part
-        that fails for good (or an interrupt), parts not started are cancelled, the ones in
-        flight are waited for, and the upload is aborted: the destination is left untouched.
+        that fails for good or on an interrupt (SIGTERM: raised in the main thread, seen by
+        the parts through :func:`xoelt.interrupts.check`), parts not started are cancelled,
+        the ones in flight are waited for, and the upload is aborted: the destination is left
+        untouched.
         """
         ranges = copy_ranges(int(head["ContentLength"]), self.copy_part_size)
         origin = self.uri(source["Bucket"], source["Key"])
@@ -263,6 +266,7 @@ class S3ObjectStore:
             what = f"copy (part {number} of {len(ranges)}) of {origin} to"
 
             def attempt() -> dict[str, Any]:
+                interrupts.check()  # a signal stops a copy in a backfill's worker thread too
                 if stop.is_set():  # another part failed: do not start (or retry) this one
                     raise StorageError(f"S3 {what} {self.uri(dst_bucket, dst_key)}: cancelled")
                 try:
