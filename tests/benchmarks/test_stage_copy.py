@@ -233,6 +233,9 @@ def test_stage_of_1mb_vs_1gb_costs_the_client_the_same(
         a, b, c = (median(case, field) * scale for case in ("small", "big", "single"))
         row = [fmt.format(a), fmt.format(b), f"{b / a:.2f}x", fmt.format(c), f"{c / a:.2f}x"]
         print(f"{label:16}" + "".join(f"{v:>16}" for v in row))
+    extra_cpu = (median("big", "cpu") - median("single", "cpu")) * 1000 / parts
+    extra_bytes = sum(median("big", f) - median("single", f) for f in ("sent", "received"))
+    print(f"multipart, per part: {extra_cpu:.1f} ms client CPU, {extra_bytes / parts:,.0f} bytes")
     moved = median("big", "sent") + median("big", "received")
     print(f"object size ratio {big / small:,.0f}x; bytes moved for {big:.0f} MB: {moved:,.0f}")
     print("target: client CPU and bytes of 1 GB <= 1.5x those of 1 MB")

@@ -43,7 +43,8 @@ MAX_PARTS = 10_000
 MIB = 1024**2
 COPIED_HEADERS = ("CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage")
 """What CopyObject keeps of the source (besides type and metadata) that a multipart upload
-must be given explicitly; tags, storage class and SSE-KMS keys follow the bucket's defaults."""
+must be given explicitly. Unlike CopyObject, a multipart copy does not carry the object's tags
+over; storage class and encryption follow the destination bucket's defaults in both."""
 LOCK_CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")
 
 
