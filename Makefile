@@ -89,6 +89,7 @@ chaos: $(STAMP)
 	status=$$?; $(BIN)/python -m tests.reliability.report $(CHAOS_REPORT); exit $$status
 
 bench: $(STAMP)
+	@# ends with one table of every headline figure ("benchmark figures, side by side")
 	$(BIN)/pytest tests/benchmarks -m bench -s -q -p no:randomly
 
 lock:
