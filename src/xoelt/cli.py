@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -184,6 +185,22 @@ TARGET = click.option(
 )
 @click.option("--keep-going", is_flag=True, help="Run the remaining windows after a failure.")
 @click.option("--dry-run", is_flag=True, help="List the windows and stop.")
+@click.option("--slice", "part", default=None, help="Only slice I of N of the windows (I/N).")
+@click.option(
+    "--emit-k8s-job", is_flag=True, help="Print an Indexed Job running the slices; run nothing."
+)
+@click.option("--slices", type=int, default=None, help="With --emit-k8s-job: slices (pods).")
+@click.option("--parallelism", type=int, default=None, help="With --emit-k8s-job: pods at once.")
+@click.option(
+    "--max-failed-slices", type=int, default=None, help="With --emit-k8s-job: stop after."
+)
+@click.option(
+    "--values",
+    "values_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --emit-k8s-job: chart values files, merged in order over the chart defaults.",
+)
 @FORMAT
 def backfill(
     pipeline: str,
@@ -194,6 +211,12 @@ def backfill(
     workers: int,
     keep_going: bool,
     dry_run: bool,
+    part: str | None,
+    emit_k8s_job: bool,
+    slices: int | None,
+    parallelism: int | None,
+    max_failed_slices: int | None,
+    values_files: tuple[Path, ...],
     fmt: str,
 ) -> None:
     """Run every scheduled window whose run date falls in --start..--end."""
@@ -201,9 +224,46 @@ def backfill(
     from xoelt import console
     from xoelt.timewindow import parse_date
 
-    plans = bf.plan_windows(
-        pipeline, parse_date(first, "--start"), parse_date(last, "--end"), target
-    )
+    start, end = parse_date(first, "--start"), parse_date(last, "--end")
+    job_only = [
+        n
+        for n, v in (
+            ("--slices", slices),
+            ("--parallelism", parallelism),
+            ("--max-failed-slices", max_failed_slices),
+            ("--values", values_files),
+        )
+        if v
+    ]
+    if emit_k8s_job:
+        from xoelt import k8sjob
+
+        if part or dry_run:
+            raise click.UsageError(
+                "--emit-k8s-job prints the Job; it takes no --slice or --dry-run"
+            )
+        job = k8sjob.emit_job(
+            pipeline,
+            start,
+            end,
+            target,
+            slices=slices,
+            parallelism=parallelism,
+            max_failed=max_failed_slices,
+            force=force,
+            keep_going=keep_going,
+            values_files=values_files,
+        )
+        for note in job.notes:
+            click.echo(f"note: {note}", err=True)
+        click.echo(job.as_yaml(), nl=False)
+        return
+    if job_only:
+        raise click.UsageError(f"{', '.join(job_only)} only go with --emit-k8s-job")
+    part_of = bf.Slice.parse(part) if part else None
+    plans = bf.plan_windows(pipeline, start, end, target)
+    if part_of:
+        plans = bf.slice_windows(plans, part_of)
     if dry_run:
         console.render_windows(plans, fmt)
         return
