@@ -174,6 +174,10 @@ TARGET = click.option(
 )
 
 
+_JOB_FLAGS = {"slices": "--slices", "parallelism": "--parallelism",
+              "max_failed": "--max-failed-slices", "values_files": "--values"}  # fmt: skip
+
+
 @cli.command()
 @click.argument("pipeline")
 @click.option("--start", "first", required=True, help="First run date (YYYY-MM-DD), inclusive.")
@@ -225,41 +229,22 @@ def backfill(
     from xoelt.timewindow import parse_date
 
     start, end = parse_date(first, "--start"), parse_date(last, "--end")
-    job_only = [
-        n
-        for n, v in (
-            ("--slices", slices),
-            ("--parallelism", parallelism),
-            ("--max-failed-slices", max_failed_slices),
-            ("--values", values_files),
-        )
-        if v
-    ]
+    job = {"slices": slices, "parallelism": parallelism, "max_failed": max_failed_slices,
+           "values_files": values_files}  # fmt: skip
     if emit_k8s_job:
-        from xoelt import k8sjob
+        from xoelt.k8sjob import emit_job
 
         if part or dry_run:
-            raise click.UsageError(
-                "--emit-k8s-job prints the Job; it takes no --slice or --dry-run"
-            )
-        job = k8sjob.emit_job(
-            pipeline,
-            start,
-            end,
-            target,
-            slices=slices,
-            parallelism=parallelism,
-            max_failed=max_failed_slices,
-            force=force,
-            keep_going=keep_going,
-            values_files=values_files,
-        )
-        for note in job.notes:
+            raise click.UsageError("--emit-k8s-job prints a Job: no --slice or --dry-run with it")
+        emitted = emit_job(pipeline, start, end, target, slices=slices, parallelism=parallelism,
+                           max_failed=max_failed_slices, values_files=values_files, force=force,
+                           keep_going=keep_going)  # fmt: skip
+        for note in emitted.notes:
             click.echo(f"note: {note}", err=True)
-        click.echo(job.as_yaml(), nl=False)
+        click.echo(emitted.as_yaml(), nl=False)
         return
-    if job_only:
-        raise click.UsageError(f"{', '.join(job_only)} only go with --emit-k8s-job")
+    if given := [_JOB_FLAGS[k] for k, v in job.items() if v is not None and v != ()]:
+        raise click.UsageError(f"{', '.join(given)} only go with --emit-k8s-job")
     part_of = bf.Slice.parse(part) if part else None
     plans = bf.plan_windows(pipeline, start, end, target)
     if part_of:

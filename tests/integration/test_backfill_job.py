@@ -143,9 +143,9 @@ def test_emitted_pod_is_the_cronjobs_pod(chart: Any, emitted: dict[str, Any]) ->
 
 def test_chart_defaults_copy_is_values_yaml() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert k8sjob.CHART_DEFAULTS == {key: values[key] for key in k8sjob.CHART_DEFAULTS}
+    assert {key: values[key] for key in k8sjob.CHART_DEFAULTS} == k8sjob.CHART_DEFAULTS
     chart_yaml = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert k8sjob.APP_VERSION == chart_yaml["appVersion"]
+    assert chart_yaml["appVersion"] == k8sjob.APP_VERSION
 
 
 @pytest.mark.parametrize(
@@ -163,7 +163,7 @@ def test_chart_defaults_copy_is_values_yaml() -> None:
                 "backoffLimitPerIndex": 0,
                 "activeDeadlineSeconds": 86400,
             },
-        },  # fmt: skip
+        },
         {"backfill": {"pipeline": LONG, "slices": 2, "parallelism": 9}, "backoffLimit": 4},
         {
             "pipelines": [
@@ -267,7 +267,7 @@ def test_windows_and_slices_agree() -> None:
     [
         (["--slices", "0"], "--slices must be at least 1, not 0"),
         (["--parallelism", "-1"], "--parallelism must be at least 1"),
-        (["--slice", "0/2"], "takes no --slice"),
+        (["--slice", "0/2"], "no --slice or --dry-run with it"),
         (["--values", "/nonexistent/values.yaml"], "/nonexistent/values.yaml: cannot read"),
     ],
 )

@@ -66,5 +66,5 @@ def test_historical_pipeline_is_one_slice_only() -> None:
     plans = plan_windows("demo/gladly_demo", date(2026, 11, 3), date(2026, 11, 6), None, SETTINGS)
     assert ordered_sources(plans) == ["agents"]
     assert slice_windows(plans, Slice(0, 1)) == plans
-    with pytest.raises(InputError, match="historical source.*agents.*one slice"):
+    with pytest.raises(InputError, match=r"historical source.*agents.*one slice"):
         slice_windows(plans, Slice(1, 2))
