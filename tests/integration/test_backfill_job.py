@@ -193,6 +193,12 @@ def test_chart_renders_the_job_the_cli_emits(chart: Any, extra: dict[str, Any]) 
         kubernetes_validate.validate(rendered, version, strict=True)
 
 
+def test_chart_with_a_backfill_lints_clean() -> None:
+    values = {**OVERRIDES, "backfill": {**BACKFILL, "maxFailedIndexes": 2, "force": True}}
+    report = helm.lint(CHART, values, strict=True, kube_version=f"v{KUBE_VERSIONS[0]}")
+    assert not report["errors"], report["errors"]
+
+
 def test_chart_renders_no_job_without_a_pipeline(chart: Any) -> None:
     out = chart.render({"backfill": {"start": "2026-01-01"}}, name="xo", namespace="data")
     assert not [
