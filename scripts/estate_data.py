@@ -25,7 +25,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -39,7 +39,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import demo_data  # noqa: E402  (scripts/demo_data.py: the Gladly contact/session generator)
 import yaml  # noqa: E402
-
 from tests.fakes.bamboohr import FakeBambooHr  # noqa: E402
 from tests.fakes.gladly import FakeGladly, csv_text  # noqa: E402
 from tests.fakes.server import FakeServer  # noqa: E402
@@ -108,18 +107,35 @@ def roster(index: int) -> list[dict[str, Any]]:
         people.append(person)
     if index >= 2:
         people.append(
-            {"id": 120, "firstName": "Fay", "lastName": "Okafor",
-             "workEmail": "fay@warbyparker.example", "department": "Returns",
-             "jobTitle": "Customer Experience Agent", "hireDate": "2026-06-01",
-             "terminationDate": None, "status": "Active", "customClient": "Warby Parker",
-             "customGladlyAgentId": "ag_06"}  # fmt: skip
+            {
+                "id": 120,
+                "firstName": "Fay",
+                "lastName": "Okafor",
+                "workEmail": "fay@warbyparker.example",
+                "department": "Returns",
+                "jobTitle": "Customer Experience Agent",
+                "hireDate": "2026-06-01",
+                "terminationDate": None,
+                "status": "Active",
+                "customClient": "Warby Parker",
+                "customGladlyAgentId": "ag_06",
+            }
         )
     # a people manager without a Gladly seat: in the roster, not in dim_agents
     people.append(
-        {"id": 99, "firstName": "Kim", "lastName": "Ng", "workEmail": "kim@warbyparker.example",
-         "department": "Operations", "jobTitle": "CX Director", "hireDate": "2019-03-01",
-         "terminationDate": None, "status": "Active", "customClient": "Warby Parker",
-         "customGladlyAgentId": None}  # fmt: skip
+        {
+            "id": 99,
+            "firstName": "Kim",
+            "lastName": "Ng",
+            "workEmail": "kim@warbyparker.example",
+            "department": "Operations",
+            "jobTitle": "CX Director",
+            "hireDate": "2019-03-01",
+            "terminationDate": None,
+            "status": "Active",
+            "customClient": "Warby Parker",
+            "customGladlyAgentId": None,
+        }
     )
     return people
 
@@ -133,13 +149,33 @@ def sprout_messages(day: date, rng: random.Random) -> list[dict[str, Any]]:
         agent = rng.choice(WBP_AGENTS) if rng.random() < 0.6 else None
         sender = {"email": f"{agent[1].split()[0].lower()}@warbyparker.example"} if agent else None
         out.append(
-            {"guid": f"sp_{day:%Y%m%d}_{n:03d}", "created_time": _z(at),
-             "post_type": "TWITTER_REPLY" if agent else "TWITTER_MENTION", "network": "TWITTER",
-             "text": f"message {n}", "perma_link": f"https://x.example/s/{day:%Y%m%d}{n:03d}",
-             "from": {"screen_name": f"user{rng.randrange(1000)}"},
-             "internal": {"tags": [{"id": 7}], "sent_by": sender}, "case_id": 5000 + n}  # fmt: skip
+            {
+                "guid": f"sp_{day:%Y%m%d}_{n:03d}",
+                "created_time": _z(at),
+                "post_type": "TWITTER_REPLY" if agent else "TWITTER_MENTION",
+                "network": "TWITTER",
+                "text": f"message {n}",
+                "perma_link": f"https://x.example/s/{day:%Y%m%d}{n:03d}",
+                "from": {"screen_name": f"user{rng.randrange(1000)}"},
+                "internal": {"tags": [{"id": 7}], "sent_by": sender},
+                "case_id": 5000 + n,
+            }
         )
     return out
+
+
+def _item(
+    conv: str, customer: str, k: int, at: datetime, who: tuple[str, str], content: dict[str, Any]
+) -> dict[str, Any]:
+    """One line of ``conversation_items.jsonl`` (the export's shape, api-contracts.md)."""
+    return {
+        "id": f"{conv}_{k}",
+        "conversationId": conv,
+        "customerId": customer,
+        "timestamp": _z(at),
+        "initiator": {"id": who[0], "type": who[1]},
+        "content": content,
+    }
 
 
 def cnd_items(day: date, rng: random.Random, index: int) -> list[dict[str, Any]]:
@@ -151,26 +187,24 @@ def cnd_items(day: date, rng: random.Random, index: int) -> list[dict[str, Any]]
         conv, customer = f"cv_{index}_{n:02d}", f"cu_{rng.randrange(16**6):06x}"
         created = start + timedelta(minutes=rng.randint(0, 10 * 60))
         inbox = rng.choice(CND_INBOXES)
-        agent = rng.choice(CND_AGENTS)[0]
+        agent = (rng.choice(CND_AGENTS)[0], "AGENT")
         answer = created + timedelta(minutes=rng.randint(5, 180))
-        base = {"conversationId": conv, "customerId": customer}
-
-        def item(k: int, at: datetime, who: tuple[str, str], content: dict[str, Any]) -> None:
-            items.append(
-                {"id": f"{conv}_{k}", **base, "timestamp": _z(at),
-                 "initiator": {"id": who[0], "type": who[1]}, "content": content}  # fmt: skip
-            )
-
-        item(0, created, (customer, "CUSTOMER"), {"type": "EMAIL", "from": f"{customer}@mail.example",
-             "to": [inbox], "subject": f"Question {n}", "content": "Hello"})  # fmt: skip
-        item(1, answer, (agent, "AGENT"), {"type": "EMAIL", "from": inbox,
-             "to": [f"{customer}@mail.example"], "subject": f"Re: Question {n}", "content": "Hi!"})  # fmt: skip
-        item(2, answer + timedelta(minutes=1), (agent, "AGENT"),
-             {"type": "CONVERSATION_NOTE", "body": "answered"})
+        mail = f"{customer}@mail.example"
+        items += [
+            _item(conv, customer, 0, created, (customer, "CUSTOMER"),
+                  {"type": "EMAIL", "from": mail, "to": [inbox], "subject": f"Question {n}",
+                   "content": "Hello"}),
+            _item(conv, customer, 1, answer, agent,
+                  {"type": "EMAIL", "from": inbox, "to": [mail], "subject": f"Re: Question {n}",
+                   "content": "Hi!"}),
+            _item(conv, customer, 2, answer + timedelta(minutes=1), agent,
+                  {"type": "CONVERSATION_NOTE", "body": "answered"}),
+        ]  # fmt: skip
         if n % 5 != 4:  # one in five stays open
             # most close the same evening; every third closes the next morning (another window)
             close = answer + timedelta(minutes=30) if n % 3 else created + timedelta(hours=24)
-            item(3, close, (agent, "AGENT"), {"type": "CONVERSATION_STATUS_CHANGE", "status": "CLOSED"})
+            status = {"type": "CONVERSATION_STATUS_CHANGE", "status": "CLOSED"}
+            items.append(_item(conv, customer, 3, close, agent, status))
     return items
 
 
@@ -215,13 +249,24 @@ class Estate:
             end = start + timedelta(days=1)
             job = f"job-{start:%Y%m%d}"
             self.cnd.jobs.append(
-                {"id": job, "scheduleId": "daily", "status": "COMPLETED",
-                 "updatedAt": _z(end + timedelta(hours=2)),
-                 "parameters": {"type": "CONVERSATIONS", "startAt": _z(start), "endAt": _z(end)},
-                 "files": ["agents.jsonl", "conversation_items.jsonl", "customers.jsonl", "topics.jsonl"]}  # fmt: skip
+                {
+                    "id": job,
+                    "scheduleId": "daily",
+                    "status": "COMPLETED",
+                    "updatedAt": _z(end + timedelta(hours=2)),
+                    "parameters": {"type": "CONVERSATIONS", "startAt": _z(start), "endAt": _z(end)},
+                    "files": [
+                        "agents.jsonl",
+                        "conversation_items.jsonl",
+                        "customers.jsonl",
+                        "topics.jsonl",
+                    ],
+                }
             )
             lines = [i for i in items if start <= datetime.fromisoformat(i["timestamp"]) < end]
-            text = "".join(json.dumps(i) + "\n" for i in sorted(lines, key=lambda i: i["timestamp"]))
+            text = "".join(
+                json.dumps(i) + "\n" for i in sorted(lines, key=lambda i: i["timestamp"])
+            )
             self.cnd.files[(job, "conversation_items.jsonl")] = text.encode()
 
     def set_roster(self, index: int) -> None:
@@ -229,7 +274,7 @@ class Estate:
         self.bamboo.employees = roster(index)
 
     @contextmanager
-    def serving(self) -> Iterator[dict[str, str]]:
+    def serving(self) -> Generator[dict[str, str]]:
         """Start the fakes on 127.0.0.1; yields each API's base URL by name."""
         with ExitStack() as stack:
             for api in (self.bamboo, self.wbp, self.cnd, self.sprout):
@@ -240,14 +285,14 @@ class Estate:
 
 def write_pipelines(urls: Mapping[str, str], dest: Path) -> Path:
     """The estate's pipelines copied under ``dest``, each API source pointed at its fake."""
-    where = {"bamboohr_api": "bamboohr", "sprout_social_api": "sprout"}
+    where = {"bamboohr_api": "bamboohr", "sprout_social_api": "sprout", "gladly_api": "wbp"}
     for _, name in PIPELINES:
         src = ROOT / "pipelines" / f"{name}.yaml"
         doc = yaml.safe_load(src.read_text(encoding="utf-8"))
         for source in doc["sources"].values():
-            kind = where.get(source["source_type"])
-            if source["source_type"] == "gladly_api":
-                kind = "cnd" if name.startswith("condenast/") else "wbp"
+            kind = where[source["source_type"]]
+            if kind == "wbp" and name.startswith("condenast/"):
+                kind = "cnd"  # Condé Nast's own Gladly org
             ext = source.setdefault("extractor", {})
             ext.pop("org", None)
             ext["base_url"] = urls[kind]
@@ -332,7 +377,9 @@ def estate_table(env: Mapping[str, str]) -> list[tuple[str, str, str, int]]:
                 else (f"{name}: sql/gold", "gold")  # fmt: skip
             rows.setdefault(t["table"], (t["table"], *what, t["rows"] or 0))
     order = {"BRONZE": 0, "SILVER": 1, "GOLD": 2}
-    return sorted(rows.values(), key=lambda r: (r[0].split(".")[0], order.get(r[0].split(".")[1], 3), r[0]))
+    return sorted(
+        rows.values(), key=lambda r: (r[0].split(".")[0], order.get(r[0].split(".")[1], 3), r[0])
+    )
 
 
 def main() -> None:

@@ -70,7 +70,11 @@ def test_core_keeps_each_clients_roster_as_history_and_one_agent_dimension(
 ) -> None:
     _, home, _ = estate_run
     # run 2 moved Bilal (ag_02) to Support and made Ines (ag_23) a team lead: two versions
-    versions = dict(_query(home, "CORE_DB", 'SELECT "ID", COUNT(*) FROM "SILVER"."ROSTER_WARBYPARKER" GROUP BY 1'))
+    versions = dict(
+        _query(
+            home, "CORE_DB", 'SELECT "ID", COUNT(*) FROM "SILVER"."ROSTER_WARBYPARKER" GROUP BY 1'
+        )
+    )
     assert versions == {99: 1, 100: 1, 101: 2, 102: 1, 103: 1, 104: 1}
     cnd = _query(home, "CORE_DB", 'SELECT "FIRSTNAME", "JOBTITLE", "IS_CURRENT" FROM "SILVER"."ROSTER_CONDENAST" WHERE "ID" = 107 ORDER BY "VALID_FROM"')  # fmt: skip
     assert cnd == [("Ines", "Customer Experience Agent", False), ("Ines", "Team Lead", True)]
@@ -89,15 +93,23 @@ def test_wbp_gold_joins_the_shared_roster_across_databases(
     sessions = estate.wbp.sessions
     assert len(contacts) == len(sessions)  # one contact per generated session
     employee = {p["customGladlyAgentId"]: p["id"] for p in estate_data.roster(1)}
-    assert {(a, e) for a, e, _ in contacts} == {(a, employee[a]) for a in {s["agent_id"] for s in sessions}}
+    assert {(a, e) for a, e, _ in contacts} == {
+        (a, employee[a]) for a in {s["agent_id"] for s in sessions}
+    }
     dashboard = {r[0]: r[1:] for r in _query(home, "WBP_DB", 'SELECT "AGENT_ID", "CONTACTS", "SOCIAL_MESSAGES", "TEAM" FROM "GOLD"."RPT_AGENT_DASHBOARD"')}  # fmt: skip
     handled = Counter(s["agent_id"] for s in sessions)
     sent = Counter(
-        m["internal"]["sent_by"]["email"] for m in estate.sprout.messages if m["internal"]["sent_by"]
+        m["internal"]["sent_by"]["email"]
+        for m in estate.sprout.messages
+        if m["internal"]["sent_by"]
     )
     for agent, (n, social, team) in dashboard.items():
         person = next(p for p in estate_data.roster(1) if p["customGladlyAgentId"] == agent)
-        assert (n, social, team) == (handled[agent], sent[person["workEmail"]], person["department"])
+        assert (n, social, team) == (
+            handled[agent],
+            sent[person["workEmail"]],
+            person["department"],
+        )
     assert sorted(dashboard) == ["ag_01", "ag_02", "ag_03", "ag_04", "ag_05"]
 
 

@@ -134,7 +134,9 @@ class FakeGladly(FakeApi):
         if problem:
             return _errors(400, *problem)
         first = body.get("startAt") or body["startAtTime"][:10]
-        text = self.daily_reports.get((body["metricSet"], first), self.reports.get(body["metricSet"]))
+        text = self.daily_reports.get(
+            (body["metricSet"], first), self.reports.get(body["metricSet"])
+        )
         if text is None:
             detail = f"{body['metricSet']} is not a valid metric set"
             return _errors(400, "metricSet", "invalid", detail)

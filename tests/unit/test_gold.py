@@ -151,9 +151,7 @@ def test_another_databases_tables_are_reads_not_dependencies(root: Path) -> None
     assert models["fct_orders"].reads == ()
 
 
-def test_reads_are_cached_with_the_names_older_versions_read(
-    root: Path, cache_file: Path
-) -> None:
+def test_reads_are_cached_with_the_names_older_versions_read(root: Path, cache_file: Path) -> None:
     sql = 'SELECT * FROM "CORE_DB"."GOLD"."DIM_AGENTS"'
     write(root, {"rpt_x": sql})
     assert load(root)[0].reads == (TableRef("CORE_DB", "GOLD", "DIM_AGENTS"),)
