@@ -111,8 +111,17 @@ class RunPlan:
 
     @property
     def read_databases(self) -> list[str]:
-        """The other databases gold reads (another pipeline's silver or gold)."""
-        return sorted({t.database for g in self.gold for t in g.reads} - set(self.databases))
+        """The other databases gold reads (another pipeline's silver or gold), or a data
+        test's ``relationships`` names (``to: CORE_DB.GOLD.DIM_AGENTS``)."""
+        tests = [*(t for g in self.gold for t in g.tests),
+                 *(t for sp in self.sources for t in sp.silver.tests)]  # fmt: skip
+        named = {
+            to.split(".")[0]
+            for t in tests
+            if (to := getattr(t, "to", None)) and to.count(".") == 2  # relationships only
+        }
+        reads = {t.database for g in self.gold for t in g.reads}
+        return sorted((reads | named) - set(self.databases))
 
     def select(self, source: str | None) -> list[SourcePlan]:
         """The source plans to run: all, or the one named (error lists valid names)."""
