@@ -14,11 +14,11 @@ primitives:
   pod) is taken over once stale (and logged).
 - **a per-minute budget** (``per_minute``): a sliding window of claimed starts, each
   ``[wall time, count, claim id]``. A process claims at most 1/100 of the budget at once and
-  spends it within ``minute / 100`` seconds, handing back what it did not use with its next
-  claim, so an API allowed 10 million a minute costs one store update per 100,000 requests,
-  and Sprout's 60 one per request. A start counts against the window for ``minute + minute /
-  100`` seconds: a claim's requests may start that much after it, and it is a margin for clock
-  skew between pods (times are wall clock).
+  spends it within ``minute / 100`` seconds (at least 0.25 s), handing back what it did not
+  use with its next claim, so an API allowed 10 million a minute costs one store update per
+  100,000 requests, and Sprout's 60 one per request. A start counts against the window for a
+  minute plus that spending time: a claim's requests may start that much after it, and it is
+  a margin for network latency and clock skew between pods (times are wall clock).
 
 Waiting is bounded (``max_wait_seconds``, then a SourceError naming the limit and its holders)
 and logged (when it starts, then every 30 s). Each process still has its in-process
@@ -56,7 +56,8 @@ if TYPE_CHECKING:
 PREFIX = "ratelimits/"
 BLOCKS = 100  # a claim takes at most 1/BLOCKS of a per-minute budget, spent in 1/BLOCKS minute
 LOG_EVERY = 30.0  # seconds between "still waiting" lines
-MAX_POLL = 1.0  # seconds between looks at a full set of leases
+MAX_POLL = 0.5  # seconds between looks at a full set of leases (one GET each)
+MARGIN = 0.25  # seconds, at least: a claim's spending time, and room for latency and skew
 
 
 class RateLimits(StrictModel):
@@ -127,6 +128,7 @@ class _Grant:
     """What one look at the state gave: a lease/start, or how long to wait and for whom."""
 
     ok: bool
+    at: float = 0.0
     count: int = 0
     wait: float = 0.0
     holders: list[str] = field(default_factory=list)
@@ -150,7 +152,7 @@ class StoreLimiter:
         )  # fmt: skip
         self.key = shared.key(name)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.validity = shared.minute / BLOCKS
+        self.validity = max(shared.minute / BLOCKS, MARGIN)
         self.horizon = shared.minute + self.validity
         self.block = max(1, (limits.per_minute or 0) // BLOCKS)
         self._lock = threading.Lock()  # the fields below
@@ -193,16 +195,15 @@ class StoreLimiter:
         with self._lock:
             back = (self._claim, self._used) if self._claim else None
         while True:
-            now = self.shared.clock()
             claim = uuid.uuid4().hex[:8]
-            take = functools.partial(self._take, now=now, lease=lease, claim=claim, back=back)
+            take = functools.partial(self._take, lease=lease, claim=claim, back=back)
             grant = self.shared.store.update(self.shared.bucket, self.key, take)
             if grant.taken_over and self.log is not None:
                 self.log.warning(
                     "took over stale rate-limit leases", limit=self.name, owners=grant.taken_over
                 )
             if grant.ok:
-                self._granted(lease, claim, grant.count, now)
+                self._granted(lease, claim, grant.count, grant.at)
                 if time.monotonic() - started > 1.0 and self.log is not None:
                     self.log.info(
                         "rate limit slot granted", limit=self.name,
@@ -256,12 +257,17 @@ class StoreLimiter:
         self,
         current: bytes | None,
         *,
-        now: float,
         lease: str | None,
         claim: str,
         back: tuple[str, int] | None,
     ) -> tuple[bytes | None, _Grant]:
-        """The state change of one claim (pure: :meth:`ObjectStore.update` may rerun it)."""
+        """The state change of one claim (:meth:`ObjectStore.update` may rerun it).
+
+        The claim's time is read here, after the state was read and just before it is
+        written, not before the update: on S3 the GET (and any lost race) takes a while, and
+        a start stamped early would leave the window early.
+        """
+        now = self.shared.clock()
         state = _load(current)
         leases: dict[str, Any] = state["leases"]
         stale = [k for k, v in leases.items() if float(v.get("expires", 0)) < now]
@@ -275,7 +281,7 @@ class StoreLimiter:
         limits = self.limits
         recent = sum(int(s[1]) for s in starts)
         count = 1 if lease is not None else self.block
-        grant = _Grant(False, holders=[str(v.get("owner")) for v in leases.values()],
+        grant = _Grant(False, now, holders=[str(v.get("owner")) for v in leases.values()],
                        taken_over=taken_over, recent=recent)  # fmt: skip
         if limits.concurrent is not None and len(leases) >= limits.concurrent:
             grant.wait = 0.0  # a lease frees when its request ends: look again soon
