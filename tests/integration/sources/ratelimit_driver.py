@@ -86,7 +86,11 @@ def _source(spec: dict[str, Any]) -> tuple[type[Source[Any]], Any, dict[str, str
         "limit": spec.get("page_size", 1),
         "retry": RETRY,
     }
-    return SproutSocialSource, SproutSocialSource.Config.model_validate({**block, **extra}), SPROUT_ENV
+    return (
+        SproutSocialSource,
+        SproutSocialSource.Config.model_validate({**block, **extra}),
+        SPROUT_ENV,
+    )
 
 
 def main(spec: dict[str, Any]) -> None:

@@ -192,12 +192,16 @@ def test_xoelt_extract_processes_share_the_limit_through_the_local_target(
         GLADLY_API_USER=USER,
         GLADLY_API_TOKEN=TOKEN,
     )
+    command = [sys.executable, "-m", "xoelt", "--log-format", "json", "extract", "test/g"]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "xoelt", "--log-format", "json", "extract", "test/g",
-             "--date", f"2026-11-0{day}"],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            [*command, "--date", f"2026-11-0{day}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for day in (3, 4, 5)
     ]
     _finish(procs)
@@ -208,3 +212,28 @@ def test_xoelt_extract_processes_share_the_limit_through_the_local_target(
     host = gladly.url.removeprefix("http://").replace(":", "_")
     state = tmp_path / "home/objects/xoelt-stage/ratelimits/gladly-reports" / f"{host}.json"
     assert json.loads(state.read_text())["leases"] == {}
+
+
+def test_s3_update_is_atomic_across_writers(s3_client: Any) -> None:
+    """Conditional PUTs: four writers, every increment kept (lost races are retried)."""
+    import threading
+
+    from xoelt.storage.s3 import S3ObjectStore
+
+    bucket = f"stage-{uuid.uuid4().hex[:10]}"
+    s3_client.create_bucket(Bucket=bucket)
+
+    def bump(current: bytes | None) -> tuple[bytes, None]:
+        return str(int(current or b"0") + 1).encode(), None
+
+    def worker() -> None:
+        store = S3ObjectStore(client=s3_client)
+        for _ in range(15):
+            store.update(bucket, "n.txt", bump)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert s3_client.get_object(Bucket=bucket, Key="n.txt")["Body"].read() == b"60"
