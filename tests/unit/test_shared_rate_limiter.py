@@ -17,10 +17,11 @@ import pytest
 from pydantic import ValidationError
 
 from xoelt.errors import SourceError
-from xoelt.sources.gladly import GladlySource, Report
+from xoelt.sources._gladly import GladlyConfig
+from xoelt.sources.gladly import Report
 from xoelt.sources.http import NoSlotInBudget, RateLimiter
 from xoelt.sources.ratelimit import RateLimits, SharedLimits, StoreLimiter, limiter_for
-from xoelt.sources.sprout_social import SproutSocialSource
+from xoelt.sources.sprout_social import SproutSocialConfig
 from xoelt.storage.local import LocalObjectStore
 
 
@@ -52,7 +53,8 @@ def _limiter(shared: SharedLimits, limits: RateLimits, log: Any = None) -> Store
 
 
 def _state(shared: SharedLimits) -> dict[str, Any]:
-    root = shared.store.root  # type: ignore[attr-defined]
+    assert isinstance(shared.store, LocalObjectStore)
+    root = shared.store.root
     return json.loads((root / shared.bucket / shared.key("api/acct")).read_text())
 
 
@@ -137,16 +139,15 @@ def test_waiting_is_logged_and_bounded(tmp_path: Path) -> None:
     with first.slot():
         pass
     started = time.monotonic()
-    with pytest.raises(SourceError) as caught:
-        with second.slot():
-            pass
+    with pytest.raises(SourceError) as caught, second.slot():
+        pass
     assert time.monotonic() - started < 0.3  # the wait would pass the bound: fail at once
     assert "rate limit api/acct" in caught.value.message
     assert "1 of 1 starts in the last minute" in caught.value.message
     assert "ratelimits/api/acct.json" in caught.value.message
-    with pytest.raises(NoSlotInBudget):  # a retry's budget ends sooner than the minute
-        with second.slot(deadline=time.monotonic() + 1.0):
-            pass
+    # a retry's budget ends sooner than the minute
+    with pytest.raises(NoSlotInBudget), second.slot(deadline=time.monotonic() + 1.0):
+        pass
 
 
 def test_a_full_set_of_leases_is_waited_for_and_says_who_holds_it(tmp_path: Path) -> None:
@@ -185,20 +186,20 @@ def test_without_shared_limits_or_shareable_limits_the_limiter_is_per_process(
 
 def test_limits_are_adapter_data_overridden_by_yaml() -> None:
     base = {"metric_set": "ContactTimestampsReport"}
-    config = GladlySource.Config.model_validate(base)
+    config = GladlyConfig.model_validate(base)
     assert Report(config).limits() == RateLimits(concurrent=2, per_minute=10)
-    config = GladlySource.Config.model_validate({**base, "rate_limit": {"concurrent": 1}})
+    config = GladlyConfig.model_validate({**base, "rate_limit": {"concurrent": 1}})
     assert Report(config).limits() == RateLimits(concurrent=1, per_minute=10)
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
-        GladlySource.Config.model_validate({**base, "rate_limit": {"per_minute": 0}})
+        GladlyConfig.model_validate({**base, "rate_limit": {"per_minute": 0}})
     with pytest.raises(ValidationError, match="Extra inputs"):
-        GladlySource.Config.model_validate({**base, "rate_limit": {"per_hour": 5}})
+        GladlyConfig.model_validate({**base, "rate_limit": {"per_hour": 5}})
 
     sprout = {"fields": ["guid"]}
-    assert SproutSocialSource.Config.model_validate(sprout).limits == RateLimits(per_minute=60)
-    lifted = SproutSocialSource.Config.model_validate({**sprout, "rate_limit_per_minute": 90})
+    assert SproutSocialConfig.model_validate(sprout).limits == RateLimits(per_minute=60)
+    lifted = SproutSocialConfig.model_validate({**sprout, "rate_limit_per_minute": 90})
     assert lifted.limits.per_minute == 90
     with pytest.raises(ValidationError, match="not both"):
-        SproutSocialSource.Config.model_validate(
+        SproutSocialConfig.model_validate(
             {**sprout, "rate_limit_per_minute": 90, "rate_limit": {"per_minute": 30}}
         )
