@@ -134,8 +134,9 @@ class Fault:
 class Limit:
     """A rate limit on some routes, and what clients did against it.
 
-    At most ``concurrent`` requests in flight and ``per_window`` arrivals in any ``window``
-    seconds; beyond either the request is answered 429 (the API's error body). Each admitted
+    At most ``concurrent`` requests in flight (from arrival until the answer is ready) and
+    ``per_window`` arrivals in any ``window`` seconds; beyond either the request is answered
+    429 (the API's error body). Each admitted
     request is held ``hold`` seconds before its answer (a slow report). Arrival times are the
     server's ``time.monotonic()``.
     """
@@ -332,9 +333,6 @@ class FakeApi:
         with self._lock:
             if request.generation == self.generation:
                 self.in_flight -= 1
-                for limit in self._limits:
-                    if request.route in limit.routes:
-                        limit.in_flight -= 1
 
     def respond(self, request: Request) -> tuple[Response | None, bool]:
         """(answer or None to drop the connection, whether to cut the body halfway).
@@ -347,6 +345,14 @@ class FakeApi:
         except Exception:
             self.errors.append(traceback.format_exc())
             return Response(500, json={"error": "the fake API raised (see FakeApi.errors)"}), False
+        finally:
+            # A limit counts a request as the API would: until its answer is ready, before
+            # it is sent, so a client that has the answer never overlaps it.
+            with self._lock:
+                if request.generation == self.generation:
+                    for limit in self._limits:
+                        if request.route in limit.routes:
+                            limit.in_flight -= 1
 
     def _respond(self, request: Request) -> tuple[Response | None, bool]:
         if request.route is None:
