@@ -60,7 +60,9 @@ def render_plan(plan: RunPlan, show_sql: bool = True) -> None:
         c.print()
         c.print("[bold cyan]gold[/] (in dependency order)")
         for g in plan.gold:
-            deps = f" ← {', '.join(g.depends_on)}" if g.depends_on else ""
+            # another database's tables show as three-part names (CORE_DB.GOLD.DIM_AGENTS)
+            reads = [*g.depends_on, *map(str, g.reads)]
+            deps = f" ← {', '.join(reads)}" if reads else ""
             c.print(f"  {g.table}{deps}  [dim]{g.path}[/]")
             if g.tests:
                 c.print(f"    tests  {escape(', '.join(t.label for t in g.tests))}")

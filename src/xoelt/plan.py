@@ -109,6 +109,20 @@ class RunPlan:
         """Every database the run writes: the pipeline's and each bronze table's."""
         return sorted({self.database, *(sp.bronze_table.database for sp in self.sources)})
 
+    @property
+    def read_databases(self) -> list[str]:
+        """The other databases gold reads (another pipeline's silver or gold), or a data
+        test's ``relationships`` names (``to: CORE_DB.GOLD.DIM_AGENTS``)."""
+        tests = [*(t for g in self.gold for t in g.tests),
+                 *(t for sp in self.sources for t in sp.silver.tests)]  # fmt: skip
+        named = {
+            to.split(".")[0]
+            for t in tests
+            if (to := getattr(t, "to", None)) and to.count(".") == 2  # relationships only
+        }
+        reads = {t.database for g in self.gold for t in g.reads}
+        return sorted((reads | named) - set(self.databases))
+
     def select(self, source: str | None) -> list[SourcePlan]:
         """The source plans to run: all, or the one named (error lists valid names)."""
         if source is None:
@@ -147,6 +161,7 @@ class RunPlan:
                     "name": g.name,
                     "table": str(g.table),
                     "depends_on": list(g.depends_on),
+                    "reads": [str(t) for t in g.reads],
                     "sql": g.sql,
                 }
                 for g in self.gold

@@ -189,7 +189,7 @@ class Runtime:
 
 def open_migrated(config: WarehouseConfig, plan: RunPlan, env: Mapping[str, str]) -> Warehouse:
     """A new session on the plan's databases, with xoelt's pending migrations applied."""
-    warehouse = config.open(plan.databases, plan.database, env)
+    warehouse = config.open(plan.databases, plan.database, env, plan.read_databases)
     try:
         ledger.apply_migrations(warehouse, plan.database)
     except BaseException:
@@ -242,7 +242,7 @@ class SharedConnections:
                 warehouse = open_migrated(config, plan, self.env)
                 self._migrated = True
         if warehouse is None:  # migrated already: connect at once
-            warehouse = config.open(plan.databases, plan.database, self.env)
+            warehouse = config.open(plan.databases, plan.database, self.env, plan.read_databases)
         with self._lock:
             self.opened += 1
             self._all.append(warehouse)

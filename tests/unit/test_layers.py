@@ -52,7 +52,7 @@ LAYERS: list[tuple[str, ...]] = [
         "xoelt.watchdog",
         "xoelt.report",
     ),
-    ("xoelt.console", "xoelt.deploy", "xoelt.cli", "xoelt.__main__"),
+    ("xoelt.console", "xoelt.deploy", "xoelt.k8sjob", "xoelt.cli", "xoelt.__main__"),
 ]
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import threading
+import time
 from collections.abc import Generator, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
@@ -33,7 +35,7 @@ from xoelt.config.types import StrictModel
 from xoelt.errors import LockHeld, StorageError
 from xoelt.logging import get_logger
 from xoelt.retry import retry_transient
-from xoelt.storage.base import ObjectInfo, ObjectMissing
+from xoelt.storage.base import Change, ObjectInfo, ObjectMissing, T
 
 FIVE_GB = 5 * 1024**3
 MIN_PART = 5 * 1024**2
@@ -46,6 +48,8 @@ COPIED_HEADERS = ("CacheControl", "ContentDisposition", "ContentEncoding", "Cont
 must be given explicitly. Unlike CopyObject, a multipart copy does not carry the object's tags
 over; storage class and encryption follow the destination bucket's defaults in both."""
 LOCK_CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")
+UPDATE_ATTEMPTS = 40
+"""Lost races an :meth:`S3ObjectStore.update` retries before it gives up (transient)."""
 
 
 class S3StoreConfig(StrictModel):
@@ -439,6 +443,41 @@ class S3ObjectStore:
         finally:
             with contextlib.suppress(ClientError):
                 self.client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+
+    @_mapped("update")
+    def update(self, bucket: str, key: str, change: Change[T]) -> T:
+        """GET, ``change``, then a conditional PUT: ``If-Match`` on the ETag read, or
+        ``If-None-Match: *`` to create. Another writer in between makes the PUT fail
+        (412, or 409 for a concurrent conditional write): read again and retry, with jitter.
+        """
+        from botocore.exceptions import ClientError
+
+        for attempt in range(UPDATE_ATTEMPTS):
+            try:
+                answer = self.client.get_object(Bucket=bucket, Key=key)
+                current: bytes | None = answer["Body"].read()
+                etag: str | None = answer["ETag"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                    raise
+                current, etag = None, None
+            new, result = change(current)
+            if new is None:
+                return result
+            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            try:
+                self.client.put_object(Bucket=bucket, Key=key, Body=new, **condition)
+                return result
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code not in (*LOCK_CONFLICTS, "NoSuchKey"):  # NoSuchKey: deleted meanwhile
+                    raise
+            time.sleep(random.uniform(0.005, 0.02 * min(attempt + 1, 10)))
+        raise StorageError(
+            f"S3 update s3://{bucket}/{key}: lost the race to other writers "
+            f"{UPDATE_ATTEMPTS} times",
+            transient=True,
+        )
 
     def uri(self, bucket: str, key: str) -> str:
         return f"s3://{bucket}/{key}"
