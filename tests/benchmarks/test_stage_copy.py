@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.benchmarks.conftest import Figures
 from xoelt.logging import get_logger
 from xoelt.pipelines import load_pipeline
 from xoelt.plan import RunPlan, build_plan
@@ -145,7 +146,10 @@ def plans(tmp_path: Path, proxy: str) -> tuple[dict[str, RunPlan], Settings]:
 
 @pytest.mark.bench
 def test_stage_of_1mb_vs_1gb_costs_the_client_the_same(
-    tmp_path: Path, s3_server: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    s3_server: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    figures: Figures,
 ) -> None:
     import boto3
     from boto3.s3.transfer import TransferConfig
@@ -239,3 +243,8 @@ def test_stage_of_1mb_vs_1gb_costs_the_client_the_same(
     moved = median("big", "sent") + median("big", "received")
     print(f"object size ratio {big / small:,.0f}x; bytes moved for {big:.0f} MB: {moved:,.0f}")
     print("target: client CPU and bytes of 1 GB <= 1.5x those of 1 MB")
+    bench = f"stage {big:.0f} MB vs {small:.1f} MB (moto)"
+    for case, how in (("big", f"{parts} parts"), ("single", "one CopyObject")):
+        for field, what in (("cpu", "client CPU"), ("sent", "bytes sent")):
+            ratio = median(case, field) / median("small", field)
+            figures.add(bench, f"{what} ratio, {how}", ratio, "x", "<= 1.5")
