@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from xoelt.config.models import Pipeline, SchemaPolicy, SilverConfig
+from xoelt.dbt_engine import DbtPlan, dbt_plan
 from xoelt.errors import InputError
 from xoelt.gold import GoldModel, load_models
 from xoelt.sources import get_source
@@ -95,6 +96,7 @@ class RunPlan:
     sources: list[SourcePlan]
     gold: list[GoldModel] = field(default_factory=list)
     run_at: date | datetime | None = None  # the run date or instant the window came from
+    dbt: DbtPlan | None = None  # transform engine dbt (then ``gold`` is empty)
 
     @property
     def name(self) -> str:
@@ -151,6 +153,7 @@ class RunPlan:
                 }
                 for g in self.gold
             ],
+            "transform": self.dbt.as_dict() if self.dbt else {"engine": "xoelt"},
         }
 
 
@@ -205,11 +208,15 @@ def build_plan(
         plans.append(dataclasses.replace(draft, sql=sql))
     if gold is None:
         gold = pipeline_gold(pipeline, sql_root)
-    return RunPlan(pipeline, target_name, target, window, plans, gold, run_at)
+    dbt = dbt_plan(pipeline, sql_root)
+    return RunPlan(pipeline, target_name, target, window, plans, gold, run_at, dbt)
 
 
 def pipeline_gold(pipeline: Pipeline, sql_root: Path) -> list[GoldModel]:
-    """The gold models the pipeline materialises, in dependency order (any window's)."""
+    """The gold models the pipeline materialises, in dependency order (any window's); none
+    when its transform engine is dbt."""
+    if pipeline.transform.engine == "dbt":
+        return []
     sf = pipeline.globals.snowflake
     only = pipeline.transform.gold_models
     return load_models(pipeline.dag.domain, sf.database, sf.gold_schema, only, sql_root)

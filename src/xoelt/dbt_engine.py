@@ -1,0 +1,341 @@
+"""dbt as the transform engine: ``transform: {engine: dbt, project_dir: …}`` runs ``dbt build``.
+
+After silver, in this process, through dbt-core's programmatic runner (``dbtRunner``), with
+the run's window as dbt vars (:data:`WINDOW_VARS`). ``build`` runs the selected models and
+their tests; each node's result becomes findings on the gold stage's ledger row (models
+built, tests passed, warned, failed) and any failed node, or a dbt exception, fails the run
+with one line naming the nodes.
+
+The profile: unless the pipeline names its own ``profiles_dir``, xoelt writes one for the
+target into a temporary directory (:mod:`xoelt.dbt_profiles`) and passes ``--profile xoelt``.
+On DuckDB that profile opens the pipeline's database file itself; DuckDB lets one process
+attach a file only once (a second ``ATTACH`` of it, in another instance, is a "Unique file
+handle conflict"), so xoelt's own session is released before dbt runs and reopened after it
+(the ledger row is written on the new session), and dbt-duckdb's cached environment is
+closed when dbt returns.
+
+dbt's console output is off (``--log-level none``); its warnings and errors reach xoelt's
+structured log through an event callback, and its full debug log, ``target/`` artifacts and
+partial-parse cache live under ``$XOELT_HOME/dbt/<domain>/<pipeline>/``, never in the
+project folder. dbt itself is imported only here, and only when a dbt transform runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xoelt.config.yamlpos import line_for, load_yaml_with_lines
+from xoelt.errors import ConfigError, DataTestFailed, RunError
+from xoelt.findings import Finding
+
+if TYPE_CHECKING:
+    from xoelt.config.models import Pipeline
+    from xoelt.runtime import Runtime
+    from xoelt.timewindow import TimeWindow
+
+INSTALL_HINT = {"duckdb": "xoelt[dbt]", "snowflake": "xoelt[dbt-snowflake]"}
+WINDOW_VARS = (
+    "xoelt_window_start",
+    "xoelt_window_end",
+    "xoelt_window_timezone",
+    "xoelt_run_date",
+    "xoelt_run_id",
+)
+"""The vars every dbt build gets: the window's ISO instants ``[start, end)`` and its zone, the
+run date (``--date``), and the run id. They override a pipeline ``vars:`` of the same name."""
+_FAILED = {"error", "fail"}
+_BUILT = {"model", "seed", "snapshot"}
+_SAID = {"fail": "failed", "warn": "warned"}
+
+
+@dataclass(frozen=True)
+class DbtPlan:
+    """What a dbt transform will run: the project, the selection, the profile and the vars
+    the pipeline adds (the window's come at run time, :meth:`vars_for`)."""
+
+    project_dir: Path
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    profiles_dir: Path | None = None
+    target: str | None = None
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+    def vars_for(self, window: TimeWindow, run_at: date | datetime | None, run_id: str) -> dict:
+        """The ``--vars`` of one run: the pipeline's, then the window's on top."""
+        run_date = run_at.date() if isinstance(run_at, datetime) else run_at
+        return {
+            **self.vars,
+            "xoelt_window_start": window.start.isoformat(),
+            "xoelt_window_end": window.end.isoformat(),
+            "xoelt_window_timezone": window.timezone,
+            "xoelt_run_date": run_date.isoformat() if run_date else None,
+            "xoelt_run_id": run_id,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan's JSON form (``xoelt plan --format json``, key ``transform``)."""
+        return {
+            "engine": "dbt",
+            "project_dir": str(self.project_dir),
+            "select": list(self.select),
+            "exclude": list(self.exclude),
+            "profiles_dir": str(self.profiles_dir) if self.profiles_dir else None,
+            "target": self.target,
+            "vars": sorted({*self.vars, *WINDOW_VARS}),
+        }
+
+
+def dbt_plan(pipeline: Pipeline, sql_root: Path) -> DbtPlan | None:
+    """The pipeline's dbt transform (None for xoelt's own gold). A ``project_dir`` without
+    ``dbt_project.yml`` (or a ``profiles_dir`` without ``profiles.yml``) is a ConfigError
+    naming the pipeline file, line and key. Reads no more than those two files' presence."""
+    transform = pipeline.transform
+    if transform.engine != "dbt" or transform.project_dir is None:
+        return None
+    project = _under(sql_root, transform.project_dir)
+    if not (project / "dbt_project.yml").is_file():
+        raise _config_error(pipeline, "project_dir", f"no dbt_project.yml in {project}")
+    profiles = _under(sql_root, transform.profiles_dir) if transform.profiles_dir else None
+    if profiles is not None and not (profiles / "profiles.yml").is_file():
+        raise _config_error(pipeline, "profiles_dir", f"no profiles.yml in {profiles}")
+    return DbtPlan(
+        project,
+        tuple(transform.select),
+        tuple(transform.exclude),
+        profiles,
+        transform.target,
+        dict(transform.vars),
+    )
+
+
+def _under(root: Path, given: str) -> Path:
+    path = Path(given).expanduser()
+    return (path if path.is_absolute() else root / path).absolute()
+
+
+def _config_error(pipeline: Pipeline, key: str, message: str) -> ConfigError:
+    line = None
+    if pipeline.path is not None:
+        _, lines = load_yaml_with_lines(pipeline.path)
+        line = line_for(lines, ("transform", key))
+    file = str(pipeline.path) if pipeline.path else None
+    return ConfigError(message, file=file, line=line, key=f"transform.{key}")
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DbtOutcome:
+    """What ``dbt build`` did: rows per model built (counted after the build), and findings
+    (one summary, plus one per node that did not pass)."""
+
+    models: dict[str, int]
+    findings: tuple[Finding, ...]
+
+
+def run(rt: Runtime, plan: DbtPlan, log: Any) -> DbtOutcome:
+    """Run ``dbt build`` for the run's window; raise (with the findings) if any node failed."""
+    from xoelt.dbt_profiles import profile_for
+
+    warehouse_type = rt.plan.target.warehouse.type
+    runner = _runner(rt, warehouse_type)
+    work = rt.home / "dbt" / rt.plan.pipeline.dag.domain / rt.plan.pipeline.dag.pipeline_name
+    run_vars = plan.vars_for(rt.plan.window, rt.plan.run_at, rt.run_id)
+    args = [
+        "build",
+        "--project-dir",
+        str(plan.project_dir),
+        "--target-path",
+        str(work / "target"),
+        "--log-path",
+        str(work / "logs"),
+        "--vars",
+        json.dumps(run_vars, default=str),
+        "--log-level",
+        "none",
+        "--log-level-file",
+        "debug",
+        "--no-use-colors",
+        "--no-send-anonymous-usage-stats",
+        "--no-version-check",
+    ]
+    for option, values in (("--select", plan.select), ("--exclude", plan.exclude)):
+        if values:
+            args += [option, *values]
+    exclusive = False
+    lent: Mapping[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="xoelt-dbt-") as tmp:
+        if plan.profiles_dir is not None:
+            args += ["--profiles-dir", str(plan.profiles_dir)]
+            if plan.target:
+                args += ["--target", plan.target]
+        else:
+            profile = profile_for(rt, rt.query_tag("transform", "gold"))
+            exclusive = profile.exclusive
+            (Path(tmp) / "profiles.yml").write_text(profile.yaml(), encoding="utf-8")
+            args += ["--profiles-dir", tmp, "--profile", profile.name, "--target", profile.target]
+            lent = profile.env
+        if exclusive:
+            rt.release_warehouse()  # dbt opens the same DuckDB files itself
+        log.info("dbt build", project=str(plan.project_dir), select=" ".join(plan.select))
+        try:
+            with _lent_environment(lent):
+                result = runner(callbacks=[_log_events(log)]).invoke(args)
+        finally:
+            if exclusive:
+                _close_duckdb_environment()
+    findings, failed, built = _findings(result)
+    if result.exception is not None and not failed:
+        first = str(result.exception).strip().splitlines() or [type(result.exception).__name__]
+        raise RunError(f"dbt build failed: {first[0]}", findings=findings)
+    if failed:
+        tests = [f for f in failed if f.data.get("resource_type") == "test"]
+        kind = DataTestFailed if tests and len(tests) == len(failed) else RunError
+        names = "; ".join(f.message for f in failed)
+        raise kind(f"dbt build failed: {names}", findings=findings)
+    models = {name: _count(rt, relation) for name, relation in built}
+    for name, rows in models.items():
+        log.info("gold", model=name, engine="dbt", rows=rows)
+    return DbtOutcome(models, findings)
+
+
+def _runner(rt: Runtime, warehouse_type: str) -> Callable[..., Any]:
+    """dbt-core's runner class, with the adapter the target needs; a ConfigError naming the
+    extra to install when either is missing."""
+    import importlib
+
+    extra = INSTALL_HINT.get(warehouse_type, "xoelt[dbt]")
+    path = rt.plan.pipeline.path
+    try:
+        from dbt.cli.main import dbtRunner
+    except ImportError:
+        raise ConfigError(
+            f"engine dbt needs dbt-core: pip install '{extra}'",
+            file=str(path) if path else None,
+            key="transform.engine",
+        ) from None
+    try:
+        importlib.import_module(f"dbt.adapters.{warehouse_type}")
+    except ImportError:
+        raise ConfigError(
+            f"engine dbt on a {warehouse_type} target needs dbt-{warehouse_type}: "
+            f"pip install '{extra}'",
+            file=str(path) if path else None,
+            key="transform.engine",
+        ) from None
+    return dbtRunner
+
+
+@contextlib.contextmanager
+def _lent_environment(values: Mapping[str, str]) -> Generator[None]:
+    """Variables dbt's ``env_var()`` reads, set in this process only while dbt runs (those
+    already set are left alone); nothing is written to disk."""
+    added = [k for k in values if k not in os.environ]
+    for key in added:
+        os.environ[key] = values[key]
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _log_events(log: Any) -> Callable[[Any], None]:
+    """dbt's warnings and errors as structured log lines (its console output is off)."""
+
+    def hear(event: Any) -> None:
+        # dbt runs callbacks on its worker threads, where an exception would stall the build
+        with contextlib.suppress(Exception):
+            info = event.info
+            if info.level in ("warn", "error"):
+                log.warning(
+                    "dbt", dbt_event=info.name, dbt_level=info.level, message=info.msg[:500]
+                )
+
+    return hear
+
+
+def _close_duckdb_environment() -> None:
+    """Release the DuckDB files dbt-duckdb keeps open in its process-wide environment, so
+    xoelt's session can attach them again."""
+    with contextlib.suppress(ImportError):
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+        with DuckDBConnectionManager._LOCK:
+            env = DuckDBConnectionManager._ENV
+            if env is not None:
+                with contextlib.suppress(Exception):
+                    env.close()
+            DuckDBConnectionManager._ENV = None
+
+
+def _findings(result: Any) -> tuple[tuple[Finding, ...], list[Finding], list[tuple[str, str]]]:
+    """(all findings, the failed nodes' findings, (name, relation) of each model built)."""
+    nodes = getattr(getattr(result, "result", None), "results", None) or []
+    counts = {"built": 0, "passed": 0, "warned": 0, "failed": 0, "skipped": 0}
+    lists: dict[str, list[str]] = {k: [] for k in counts}
+    per_node: list[Finding] = []
+    failed: list[Finding] = []
+    built: list[tuple[str, str]] = []
+    for item in nodes:
+        node = item.node
+        kind, status = str(node.resource_type), str(item.status)
+        if status in _FAILED:
+            bucket = "failed"
+        elif status == "warn":
+            bucket = "warned"
+        elif status == "skipped":
+            bucket = "skipped"
+        else:
+            bucket = "built" if kind in _BUILT else "passed"
+        counts[bucket] += 1
+        lists[bucket].append(node.unique_id)
+        if bucket == "built" and kind == "model" and node.relation_name:
+            built.append((node.name, node.relation_name))
+        if bucket in ("failed", "warned", "skipped"):
+            finding = _node_finding(item, kind, status, bucket)
+            per_node.append(finding)
+            if bucket == "failed":
+                failed.append(finding)
+    summary = Finding(
+        "dbt_build",
+        f"dbt build: {counts['built']} built, {counts['passed']} tests passed, "
+        f"{counts['warned']} warned, {counts['failed']} failed, {counts['skipped']} skipped",
+        "error" if failed else "warn" if counts["warned"] else "info",
+        count=len(nodes),
+        data={"counts": counts, **{k: v for k, v in lists.items() if v}},
+    )
+    return (summary, *per_node), failed, built
+
+
+def _node_finding(item: Any, kind: str, status: str, bucket: str) -> Finding:
+    """One node that did not pass: ``test not_null_fct_x_id failed (3 rows)``."""
+    node = item.node
+    failures = getattr(item, "failures", None)
+    rows = f" ({failures} failing rows)" if kind == "test" and failures else ""
+    detail = ""
+    if kind != "test" and item.message and status != "skipped":
+        detail = ": " + str(item.message).strip().splitlines()[0][:300]
+    return Finding(
+        f"dbt_{kind}",
+        f"{kind} {node.name} {_SAID.get(status, status)}{rows}{detail}",
+        "error" if bucket == "failed" else "warn",
+        count=failures if kind == "test" else None,
+        data={"unique_id": node.unique_id, "resource_type": kind, "status": status},
+    )
+
+
+def _count(rt: Runtime, relation: str) -> int:
+    """Rows of a model dbt built (``relation`` is dbt's own quoted name for it)."""
+    from xoelt.warehouse.base import execute
+
+    return int(execute(rt.warehouse, f"SELECT COUNT(*) FROM {relation}")[0][0])
