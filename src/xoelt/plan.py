@@ -124,7 +124,7 @@ class RunPlan:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``xoelt plan --format json``."""
-        return {
+        out: dict[str, Any] = {
             "pipeline": self.name,
             "file": str(self.pipeline.path) if self.pipeline.path else None,
             "target": {"name": self.target_name, "type": self.target.type},
@@ -153,8 +153,10 @@ class RunPlan:
                 }
                 for g in self.gold
             ],
-            "transform": self.dbt.as_dict() if self.dbt else {"engine": "xoelt"},
         }
+        if self.dbt is not None:  # xoelt's own gold (the default) adds nothing
+            out["transform"] = self.dbt.as_dict()
+        return out
 
 
 def build_plan(
