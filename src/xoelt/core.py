@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xoelt import interrupts, ledger, metrics
-from xoelt.dbt_engine import dbt_plan
+from xoelt.dbt_project import dbt_plan
 from xoelt.errors import InputError, StageFailed, XoeltError
 from xoelt.findings import Finding, as_details, from_details
 from xoelt.gold import load_models

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from xoelt.config.models import Pipeline, SchemaPolicy, SilverConfig
-from xoelt.dbt_engine import DbtPlan, dbt_plan
+from xoelt.dbt_project import DbtPlan, dbt_plan
 from xoelt.errors import InputError
 from xoelt.gold import GoldModel, load_models
 from xoelt.sources import get_source

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from xoelt.dbt_engine import WINDOW_VARS, DbtPlan, dbt_plan
 from xoelt.dbt_profiles import profile_for
+from xoelt.dbt_project import WINDOW_VARS, DbtPlan, dbt_plan
 from xoelt.errors import ConfigError
 from xoelt.pipelines import PipelineInvalid, load_pipeline
 from xoelt.plan import RunPlan, build_plan
