@@ -104,6 +104,8 @@ def run(rt: Runtime, plan: DbtPlan, log: Any) -> DbtOutcome:
         finally:
             if exclusive:
                 _close_duckdb_environment()
+    if result.exception is not None and not isinstance(result.exception, Exception):
+        raise result.exception  # a signal's Interrupted (dbtRunner catches BaseException)
     findings, failed, built = _findings(result)
     if result.exception is not None and not failed:
         first = str(result.exception).strip().splitlines() or [type(result.exception).__name__]

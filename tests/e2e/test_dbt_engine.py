@@ -106,6 +106,13 @@ def test_a_failing_dbt_test_fails_the_run_naming_the_test(dbt_project: Project) 
     narrowed = schema.read_text().replace("[CHAT, EMAIL, PHONE, SMS]", "[CHAT, EMAIL]")
     assert narrowed != schema.read_text()
     schema.write_text(narrowed)
+    # a failing test of severity warn is reported and does not fail the run by itself
+    singular = dbt_project.root / "sql" / "dbt" / "demo" / "tests" / "warn_handled_sessions.sql"
+    singular.parent.mkdir()
+    singular.write_text(
+        "{{ config(severity='warn') }}\n"
+        "SELECT * FROM {{ ref('fct_window_sessions') }} WHERE handle_seconds > 0\n"
+    )
 
     failed = dbt_project.xoelt("run", PIPE, "--date", DAY)
     assert failed.returncode == 1
@@ -124,7 +131,9 @@ def test_a_failing_dbt_test_fails_the_run_naming_the_test(dbt_project: Project) 
         by_kind.setdefault(f["kind"], []).append(f)
     (summary,) = by_kind["dbt_build"]
     assert summary["severity"] == "error"
-    assert summary["data"]["counts"]["failed"] == 1
+    assert (summary["data"]["counts"]["failed"], summary["data"]["counts"]["warned"]) == (1, 1)
+    (warned,) = [f for f in by_kind["dbt_test"] if f["data"]["status"] == "warn"]
+    assert warned["message"] == "test warn_handled_sessions warned (45 failing rows)"
     failing = [f for f in by_kind["dbt_test"] if f["severity"] == "error"]
     assert [(f["count"], f["data"]["status"]) for f in failing] == [(2, "fail")]
     # what depends on the failed test's model is skipped, and says so
