@@ -1,9 +1,8 @@
 """The dbt transform engine's config, plan and generated profiles (no dbt build runs here:
 tests/e2e/test_dbt_engine.py runs real ones on DuckDB).
 
-The Snowflake profile is checked by its contents and by dbt-snowflake's own credentials
-contract; running dbt-snowflake against fakesnow is not attempted (dbt-snowflake's
-connection setup issues statements and metadata queries fakesnow does not answer).
+The Snowflake profile is checked here by its contents and by dbt-snowflake's own
+credentials contract; tests/e2e/test_dbt_snowflake.py runs a build with it on fakesnow.
 """
 
 from __future__ import annotations
