@@ -42,6 +42,7 @@ INSTALL_HINT = {"duckdb": "xoelt[dbt]", "snowflake": "xoelt[dbt-snowflake]"}
 _FAILED = {"error", "fail"}
 _BUILT = {"model", "seed", "snapshot"}
 _SAID = {"fail": "failed", "warn": "warned"}
+MAX_NAMED = 5  # failed nodes named in the run's one-line error (all are findings)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class DbtOutcome:
 
 def run(rt: Runtime, plan: DbtPlan, log: Any) -> DbtOutcome:
     """Run ``dbt build`` for the run's window; raise (with the findings) if any node failed."""
-    from xoelt.dbt_profiles import profile_for
+    from xoelt.dbt_profiles import holds_files, profile_for
 
     warehouse_type = rt.plan.target.warehouse.type
     runner = _runner(rt, warehouse_type)
@@ -82,7 +83,8 @@ def run(rt: Runtime, plan: DbtPlan, log: Any) -> DbtOutcome:
     for option, values in (("--select", plan.select), ("--exclude", plan.exclude)):
         if values:
             args += [option, *values]
-    exclusive = False
+    # DuckDB: dbt opens the same files itself (through our profile or the user's)
+    exclusive = holds_files(warehouse_type)
     lent: Mapping[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="xoelt-dbt-") as tmp:
         if plan.profiles_dir is not None:
@@ -91,12 +93,11 @@ def run(rt: Runtime, plan: DbtPlan, log: Any) -> DbtOutcome:
                 args += ["--target", plan.target]
         else:
             profile = profile_for(rt, rt.query_tag("transform", "gold"))
-            exclusive = profile.exclusive
             (Path(tmp) / "profiles.yml").write_text(profile.yaml(), encoding="utf-8")
             args += ["--profiles-dir", tmp, "--profile", profile.name, "--target", profile.target]
             lent = profile.env
         if exclusive:
-            rt.release_warehouse()  # dbt opens the same DuckDB files itself
+            rt.release_warehouse()
         log.info("dbt build", project=str(plan.project_dir), select=" ".join(plan.select))
         try:
             with _lent_environment(lent):
@@ -108,12 +109,15 @@ def run(rt: Runtime, plan: DbtPlan, log: Any) -> DbtOutcome:
         raise result.exception  # a signal's Interrupted (dbtRunner catches BaseException)
     findings, failed, built = _findings(result)
     if result.exception is not None and not failed:
-        first = str(result.exception).strip().splitlines() or [type(result.exception).__name__]
-        raise RunError(f"dbt build failed: {first[0]}", findings=findings)
+        # dbt's messages span lines ("Compilation Error\n  Model … depends on …"): one line
+        said = " ".join(str(result.exception).split())[:400] or type(result.exception).__name__
+        raise RunError(f"dbt build failed: {said}", findings=findings)
     if failed:
         tests = [f for f in failed if f.data.get("resource_type") == "test"]
         kind = DataTestFailed if tests and len(tests) == len(failed) else RunError
-        names = "; ".join(f.message for f in failed)
+        names = "; ".join(f.message for f in failed[:MAX_NAMED])
+        if len(failed) > MAX_NAMED:
+            names += f"; and {len(failed) - MAX_NAMED} more (see xoelt status)"
         raise kind(f"dbt build failed: {names}", findings=findings)
     models = {name: _count(rt, relation) for name, relation in built}
     for name, rows in models.items():

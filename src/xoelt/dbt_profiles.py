@@ -7,8 +7,8 @@ project's ``profile:``) with one output named after the warehouse type.
 - **duckdb** (dbt-duckdb): ``path`` is the pipeline's database file, every other database
   the run touches (its bronze tables') is attached under its own name, so dbt sees the same
   catalogs as xoelt's session (``DEMO_DB.SILVER.WORK_SESSIONS``); the session's time zone is
-  UTC, as xoelt's is. One thread: DuckDB has one writer. ``exclusive``: DuckDB attaches a
-  file once per process, so xoelt's own session must be released while dbt runs.
+  UTC, as xoelt's is. One thread: DuckDB has one writer. DuckDB attaches a file once per
+  process, so xoelt's own session is released while dbt runs (:func:`holds_files`).
 - **snowflake** (dbt-snowflake): account, user, role, warehouse, host/port/protocol and the
   connect timeout from the target; the database is the pipeline's and the schema its gold
   schema; the query tag is xoelt's for the stage. The password is never written: the
@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 PROFILE = "xoelt"
 
 
+HOLDS_FILES = frozenset({"duckdb"})
+"""Warehouse types whose files one process opens once: xoelt's session lets go during dbt."""
+
+
+def holds_files(warehouse_type: str) -> bool:
+    """Whether dbt on this warehouse type opens the files xoelt's own session holds."""
+    return warehouse_type in HOLDS_FILES
+
+
 @dataclass(frozen=True)
 class DbtProfile:
     """A generated profile: its output (``target``) and the variables dbt's ``env_var()``
@@ -38,7 +47,6 @@ class DbtProfile:
 
     target: str
     output: Mapping[str, Any]
-    exclusive: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
     name: str = PROFILE
 
@@ -65,7 +73,7 @@ def duckdb_profile(rt: Runtime, query_tag: str) -> DbtProfile:
     if attach:
         output["attach"] = attach
     Path(location(plan.database)).parent.mkdir(parents=True, exist_ok=True)
-    return DbtProfile("duckdb", output, exclusive=True)
+    return DbtProfile("duckdb", output)
 
 
 def snowflake_profile(rt: Runtime, query_tag: str) -> DbtProfile:

@@ -201,3 +201,16 @@ def test_a_backfill_runs_dbt_for_each_window_on_its_pooled_connection(
         'GROUP BY "STATUS"',
     )
     assert ledger == [("success", 2)]
+
+
+def test_a_dbt_error_fails_the_run_with_dbts_message_on_one_line(dbt_project: Project) -> None:
+    broken = dbt_project.root / "sql" / "dbt" / "demo" / "models" / "agg_channel_window.sql"
+    broken.write_text("SELECT * FROM {{ ref('no_such_model') }}\n")
+    failed = dbt_project.xoelt("run", PIPE, "--date", DAY)
+    assert failed.returncode == 1
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, failed.stderr[-2000:]
+    assert errors[0].startswith(f"error: transform failed source=gold {WINDOW}: dbt build failed: ")
+    assert "no_such_model" in errors[0] or "agg_channel_window" in errors[0]
+    gold = gold_row(dbt_project)
+    assert gold["status"] == "failed" and gold["message"].endswith(errors[0][len("error: ") :])

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from xoelt.dbt_profiles import profile_for
+from xoelt.dbt_profiles import holds_files, profile_for
 from xoelt.dbt_project import WINDOW_VARS, DbtPlan, dbt_plan
 from xoelt.errors import ConfigError
 from xoelt.pipelines import PipelineInvalid, load_pipeline
@@ -150,7 +150,7 @@ def test_duckdb_profile_opens_the_pipelines_file_and_attaches_the_others(tmp_pat
     with_project(tmp_path)
     plan = plan_for(tmp_path)
     profile = profile_for(Runtime(plan, Settings(home=tmp_path / "h"), env={}), "tag")
-    assert profile.exclusive  # xoelt's own session must let go of the files
+    assert holds_files("duckdb")  # xoelt's own session must let go of the files
     (doc,) = yaml.safe_load(profile.yaml()).values()
     assert doc["target"] == "duckdb"
     warehouse = (tmp_path / "h" / "warehouse").resolve()
@@ -173,7 +173,7 @@ def test_snowflake_profile_refers_to_the_password_and_never_holds_it(tmp_path: P
     text = profile.yaml()
     assert secret not in text
     assert profile.env == {"SNOWFLAKE_PASSWORD": secret}  # lent to env_var() in-process only
-    assert not profile.exclusive
+    assert not holds_files("snowflake")
     output = yaml.safe_load(text)["xoelt"]["outputs"]["snowflake"]
     assert output == {
         "type": "snowflake",
