@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from xoelt.config.models import Pipeline, SchemaPolicy, SilverConfig
+from xoelt.dbt_project import DbtPlan, dbt_plan
 from xoelt.errors import InputError
 from xoelt.gold import GoldModel, load_models
 from xoelt.sources import get_source
@@ -95,6 +96,7 @@ class RunPlan:
     sources: list[SourcePlan]
     gold: list[GoldModel] = field(default_factory=list)
     run_at: date | datetime | None = None  # the run date or instant the window came from
+    dbt: DbtPlan | None = None  # transform engine dbt (then ``gold`` is empty)
 
     @property
     def name(self) -> str:
@@ -136,7 +138,7 @@ class RunPlan:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``xoelt plan --format json``."""
-        return {
+        out: dict[str, Any] = {
             "pipeline": self.name,
             "file": str(self.pipeline.path) if self.pipeline.path else None,
             "target": {"name": self.target_name, "type": self.target.type},
@@ -167,6 +169,9 @@ class RunPlan:
                 for g in self.gold
             ],
         }
+        if self.dbt is not None:  # xoelt's own gold (the default) adds nothing
+            out["transform"] = self.dbt.as_dict()
+        return out
 
 
 def build_plan(
@@ -220,11 +225,15 @@ def build_plan(
         plans.append(dataclasses.replace(draft, sql=sql))
     if gold is None:
         gold = pipeline_gold(pipeline, sql_root)
-    return RunPlan(pipeline, target_name, target, window, plans, gold, run_at)
+    dbt = dbt_plan(pipeline, sql_root)
+    return RunPlan(pipeline, target_name, target, window, plans, gold, run_at, dbt)
 
 
 def pipeline_gold(pipeline: Pipeline, sql_root: Path) -> list[GoldModel]:
-    """The gold models the pipeline materialises, in dependency order (any window's)."""
+    """The gold models the pipeline materialises, in dependency order (any window's); none
+    when its transform engine is dbt."""
+    if pipeline.transform.engine == "dbt":
+        return []
     sf = pipeline.globals.snowflake
     only = pipeline.transform.gold_models
     return load_models(pipeline.dag.domain, sf.database, sf.gold_schema, only, sql_root)

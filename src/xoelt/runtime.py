@@ -170,6 +170,17 @@ class Runtime:
         """Whether this run has connected to its warehouse (extract/stage alone do not)."""
         return self._warehouse is not None
 
+    def release_warehouse(self) -> None:
+        """Give up the run's warehouse session now; the next use opens a new one. For an
+        engine in this process that must open the same DuckDB files itself (dbt-duckdb):
+        a borrowed session is closed and dropped from its pool, not handed back."""
+        if self._warehouse is not None:
+            if self._session is not None:
+                self._session.discard(self._warehouse)
+            else:
+                self._warehouse.close()
+            self._warehouse = None
+
     def close(self, failed: bool = False) -> None:
         """Close the run's warehouse session, or hand a borrowed one back to its lender
         (``failed``: the run ended in an error, so the session may need cleaning)."""
