@@ -17,7 +17,7 @@ IMAGE ?= xoelt:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 .PHONY: help install demo test unit lint typecheck pytest browser bench chaos lock clean helm-values image
 
 help:
-	@echo "make demo    run the demo pipeline end to end on the embedded default (DuckDB)"
+	@echo "make demo    run the demo pipeline and the estate end to end on the embedded default (DuckDB)"
 	@echo "make test    ruff + ty + pytest (what CI runs)"
 	@echo "make unit    the fast tier: tests/unit only (seconds)"
 	@echo "make bench   benchmarks (not part of CI)"
@@ -53,6 +53,10 @@ demo: $(STAMP)
 	@# the run-history page of the demo's days (windows 2026-11-02..04), one self-contained file
 	@echo "run-history report:"
 	@$(BIN)/xoelt report demo/gladly_demo --until 2026-11-05 --days 7 --out $(XOELT_HOME)/report.html
+	@# the estate: CORE_DB's roster, then WBP_DB and CND_DB (whose gold reads CORE_DB's), three
+	@# recent days against the local fake APIs, `xoelt status` for each, and the README's table
+	@echo "the estate (CORE_DB, WBP_DB, CND_DB) on the local fake APIs:"
+	$(BIN)/python scripts/estate_data.py demo --days 3
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -89,6 +93,7 @@ chaos: $(STAMP)
 	status=$$?; $(BIN)/python -m tests.reliability.report $(CHAOS_REPORT); exit $$status
 
 bench: $(STAMP)
+	@# ends with one table of every headline figure ("benchmark figures, side by side")
 	$(BIN)/pytest tests/benchmarks -m bench -s -q -p no:randomly
 
 lock:

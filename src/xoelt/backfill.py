@@ -202,3 +202,52 @@ def _backfill(
     # left is then not_run.
     with contextlib.suppress(interrupts.Interrupted):
         run_windows(result.outcomes, run_one, workers)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Slice ``index`` of ``count``: the windows a pod of an Indexed Job runs (``--slice i/N``).
+
+    Window ``k`` of the ordered window list belongs to slice ``k % count`` (round-robin), so
+    every slice gets old and recent windows alike: data volume tends to grow over a long
+    range, and contiguous chunks would leave the last pod with the heaviest days. The list is
+    the one :func:`plan_windows` gives from the pipeline and the dates alone; the slice is
+    taken before the ledger is read, so which pod owns a window never depends on what is done.
+    """
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Slice:
+        """``"i/N"`` (0 <= i < N); anything else is an :class:`InputError` naming ``--slice``."""
+        left, sep, right = text.partition("/")
+        try:
+            index, count = int(left), int(right)
+        except ValueError:
+            index, count = -1, -1
+        if not sep or count < 1 or not 0 <= index < count:
+            raise InputError(
+                f"--slice {text!r} is not INDEX/COUNT with 0 <= INDEX < COUNT (e.g. 0/4)"
+            )
+        return cls(index, count)
+
+    def take(self, plans: list[RunPlan]) -> list[RunPlan]:
+        """This slice's windows, in window order."""
+        return plans[self.index :: self.count]
+
+
+def ordered_sources(plans: list[RunPlan]) -> list[str]:
+    """Sources whose windows must load in window order (SCD2 history): they forbid slicing."""
+    return [sp.name for sp in plans[0].sources if sp.strategy.ordered_backfill] if plans else []
+
+
+def slice_windows(plans: list[RunPlan], part: Slice) -> list[RunPlan]:
+    """The windows of ``part``; an :class:`InputError` if ``plans`` must stay in one slice."""
+    ordered = ordered_sources(plans)
+    if part.count > 1 and ordered:
+        raise InputError(
+            f"--slice {part.index}/{part.count}: {plans[0].name} has historical source(s) "
+            f"{', '.join(ordered)} whose windows must load in order; run it as one slice (0/1)"
+        )
+    return part.take(plans)

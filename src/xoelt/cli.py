@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -173,6 +174,10 @@ TARGET = click.option(
 )
 
 
+_JOB_FLAGS = {"slices": "--slices", "parallelism": "--parallelism",
+              "max_failed": "--max-failed-slices", "values_files": "--values"}  # fmt: skip
+
+
 @cli.command()
 @click.argument("pipeline")
 @click.option("--start", "first", required=True, help="First run date (YYYY-MM-DD), inclusive.")
@@ -184,6 +189,22 @@ TARGET = click.option(
 )
 @click.option("--keep-going", is_flag=True, help="Run the remaining windows after a failure.")
 @click.option("--dry-run", is_flag=True, help="List the windows and stop.")
+@click.option("--slice", "part", default=None, help="Only slice I of N of the windows (I/N).")
+@click.option(
+    "--emit-k8s-job", is_flag=True, help="Print an Indexed Job running the slices; run nothing."
+)
+@click.option("--slices", type=int, default=None, help="With --emit-k8s-job: slices (pods).")
+@click.option("--parallelism", type=int, default=None, help="With --emit-k8s-job: pods at once.")
+@click.option(
+    "--max-failed-slices", type=int, default=None, help="With --emit-k8s-job: stop after."
+)
+@click.option(
+    "--values",
+    "values_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --emit-k8s-job: chart values files, merged in order over the chart defaults.",
+)
 @FORMAT
 def backfill(
     pipeline: str,
@@ -194,6 +215,12 @@ def backfill(
     workers: int,
     keep_going: bool,
     dry_run: bool,
+    part: str | None,
+    emit_k8s_job: bool,
+    slices: int | None,
+    parallelism: int | None,
+    max_failed_slices: int | None,
+    values_files: tuple[Path, ...],
     fmt: str,
 ) -> None:
     """Run every scheduled window whose run date falls in --start..--end."""
@@ -201,9 +228,27 @@ def backfill(
     from xoelt import console
     from xoelt.timewindow import parse_date
 
-    plans = bf.plan_windows(
-        pipeline, parse_date(first, "--start"), parse_date(last, "--end"), target
-    )
+    start, end = parse_date(first, "--start"), parse_date(last, "--end")
+    job = {"slices": slices, "parallelism": parallelism, "max_failed": max_failed_slices,
+           "values_files": values_files}  # fmt: skip
+    if emit_k8s_job:
+        from xoelt.k8sjob import emit_job
+
+        if part or dry_run:
+            raise click.UsageError("--emit-k8s-job prints a Job: no --slice or --dry-run with it")
+        emitted = emit_job(pipeline, start, end, target, slices=slices, parallelism=parallelism,
+                           max_failed=max_failed_slices, values_files=values_files, force=force,
+                           keep_going=keep_going)  # fmt: skip
+        for note in emitted.notes:
+            click.echo(f"note: {note}", err=True)
+        click.echo(emitted.as_yaml(), nl=False)
+        return
+    if given := [_JOB_FLAGS[k] for k, v in job.items() if v is not None and v != ()]:
+        raise click.UsageError(f"{', '.join(given)} only go with --emit-k8s-job")
+    part_of = bf.Slice.parse(part) if part else None
+    plans = bf.plan_windows(pipeline, start, end, target)
+    if part_of:
+        plans = bf.slice_windows(plans, part_of)
     if dry_run:
         console.render_windows(plans, fmt)
         return

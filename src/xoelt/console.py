@@ -56,11 +56,30 @@ def render_plan(plan: RunPlan, show_sql: bool = True) -> None:
                 c.print(f"  [dim]-- {stage}[/]")
                 for stmt in statements:
                     c.print(f"  [dim]{escape(stmt)};[/]")
+    if plan.dbt is not None:
+        d = plan.dbt
+        c.print()
+        c.print(f"[bold cyan]gold[/] by dbt build  {escape(str(d.project_dir))}")
+        if d.select or d.exclude:
+            chosen = " ".join(d.select) or "(all)"
+            c.print(
+                f"  select   {escape(chosen)}"
+                + (f"  exclude {escape(' '.join(d.exclude))}" if d.exclude else "")
+            )
+        profile = (
+            f"{d.profiles_dir} (target {d.target or 'default'})"
+            if d.profiles_dir
+            else f"generated for target {plan.target_name} ({plan.target.warehouse.type})"
+        )
+        c.print(f"  profile  {escape(profile)}")
+        c.print(f"  vars     {escape(', '.join(d.as_dict()['vars']))}")
     if plan.gold:
         c.print()
         c.print("[bold cyan]gold[/] (in dependency order)")
         for g in plan.gold:
-            deps = f" ← {', '.join(g.depends_on)}" if g.depends_on else ""
+            # another database's tables show as three-part names (CORE_DB.GOLD.DIM_AGENTS)
+            reads = [*g.depends_on, *map(str, g.reads)]
+            deps = f" ← {', '.join(reads)}" if reads else ""
             c.print(f"  {g.table}{deps}  [dim]{g.path}[/]")
             if g.tests:
                 c.print(f"    tests  {escape(', '.join(t.label for t in g.tests))}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xoelt import interrupts, ledger, metrics
+from xoelt.dbt_project import dbt_plan
 from xoelt.errors import InputError, StageFailed, XoeltError
 from xoelt.findings import Finding, as_details, from_details
 from xoelt.gold import load_models
@@ -33,7 +34,7 @@ from xoelt.stages import BRONZE_STAGE, LAST_STAGE, STAGES, Stage, StageResult
 from xoelt.stages.transform import gold
 from xoelt.targets import resolve_target
 from xoelt.timewindow import align_to_schedule, parse_run_at
-from xoelt.warehouse.base import count_rows
+from xoelt.warehouse.base import TableRef, count_rows
 
 if TYPE_CHECKING:
     from xoelt.datatests.runner import Outcome
@@ -221,6 +222,8 @@ def _execute(
                     item.seconds[stage.name] = round(time.perf_counter() - t0, 3)
                 item.rows[stage.name] = result.rows
                 item.findings.extend(result.findings)
+    if LAST_STAGE in report.stages and plan.dbt is not None:
+        _dbt_gold(rt, report)
     if LAST_STAGE in report.stages and plan.gold:
         log = get_logger(pipeline=plan.name, source=GOLD, run_id=rt.run_id, window=window)
 
@@ -247,6 +250,35 @@ def _execute(
             report.gold_seconds = round(time.perf_counter() - t0, 3)
     if rt.warehouse_open:
         report.warehouse_path = rt.warehouse.location(plan.database)
+
+
+def _dbt_gold(rt: Runtime, report: RunReport) -> None:
+    """Gold by ``dbt build`` (transform engine dbt): the same ledger row, lock and report
+    fields as xoelt's own gold, the dbt nodes' results as its findings."""
+    from xoelt import dbt_engine
+
+    plan = rt.plan
+    assert plan.dbt is not None
+    dbt = plan.dbt
+    log = get_logger(pipeline=plan.name, source=GOLD, run_id=rt.run_id, window=plan.window.label)
+    sf = plan.pipeline.globals.snowflake
+
+    def build() -> StageResult:
+        gold_lock = TableRef(sf.database, sf.gold_schema, "_GOLD")
+        with rt.table_lock(gold_lock, f"gold {gold_lock.schema_sql}", log):
+            outcome = dbt_engine.run(rt, dbt, log)
+        report.gold = outcome.models
+        return StageResult(sum(outcome.models.values()), findings=outcome.findings)
+
+    t0 = time.perf_counter()
+    try:
+        result = _recorded(rt, GOLD, GOLD, log, build, failing_as=LAST_STAGE)
+        report.gold_findings.extend(result.findings)
+    except StageFailed as exc:
+        report.gold_findings.extend(exc.findings)
+        raise
+    finally:
+        report.gold_seconds = round(time.perf_counter() - t0, 3)
 
 
 def _announce(rt: Runtime, report: RunReport, error: StageFailed | None) -> None:
@@ -380,7 +412,12 @@ def validate_all(paths: list[str], settings: Settings | None = None) -> Validate
             pipeline = load_pipeline(f)
             sf = pipeline.globals.snowflake  # its gold models and their data-test sidecars
             only = pipeline.transform.gold_models
-            load_models(pipeline.dag.domain, sf.database, sf.gold_schema, only, settings.sql_root)
+            if pipeline.transform.engine == "dbt":  # its dbt project (and profiles) exist
+                dbt_plan(pipeline, settings.sql_root)
+            else:
+                load_models(
+                    pipeline.dag.domain, sf.database, sf.gold_schema, only, settings.sql_root
+                )
             result.ok.append(str(f))
         except PipelineInvalid as exc:
             result.problems.extend(str(p) for p in exc.problems)

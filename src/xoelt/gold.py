@@ -1,8 +1,12 @@
 """Gold models: one SELECT per ``sql/gold/<domain>/<name>.sql``, run in dependency order.
 
 Dependencies are read from the SQL itself with sqlglot: a model depends on every other gold
-model whose name appears as a table in its FROM/JOIN clauses. A model's data tests and key
-are in an optional YAML sidecar beside it, ``<name>.yml`` (:class:`GoldSidecar`).
+model whose name appears as a table in its FROM/JOIN clauses (unqualified, ``GOLD.<name>``,
+or ``<own database>.GOLD.<name>``). A three-part name in another database
+(``CORE_DB.GOLD.DIM_AGENTS``) is a cross-database read (:attr:`GoldModel.reads`): another
+pipeline builds it, so the run checks it exists before materialising (and the local
+warehouse attaches that database's file read-only). A model's data tests and key are in an
+optional YAML sidecar beside it, ``<name>.yml`` (:class:`GoldSidecar`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class GoldModel:
     select: str
     key: tuple[str, ...] = ()  # from the sidecar: what a failing row is shown by
     tests: tuple[DataTest, ...] = ()
+    reads: tuple[TableRef, ...] = ()  # tables of other databases it reads (their pipelines')
 
     @property
     def sql(self) -> str:
@@ -61,15 +66,18 @@ def load_models(
             )
         texts[name] = (path, path.read_text(encoding="utf-8").strip().rstrip(";").strip())
     deps: dict[str, tuple[str, ...]] = {}
+    reads: dict[str, tuple[TableRef, ...]] = {}
     cache = _DepsCache()
     for name, (path, text) in texts.items():
         parsed = cache.get(text)
         if parsed is None:
             parsed = parse_model(text, path)
             cache.put(text, parsed)
-        tables, length = parsed
+        refs, length = parsed
         texts[name] = (path, text[:length])  # without a trailing `;` and comments after it
-        deps[name] = tuple(sorted(t for t in tables if t in texts and t != name))
+        internal, external = _split_refs(refs, database, schema)
+        deps[name] = tuple(sorted(t for t in internal if t in texts and t != name))
+        reads[name] = external
     cache.save()
     wanted = set(texts)
     if only is not None:
@@ -103,9 +111,29 @@ def load_models(
                 texts[m][1],
                 tuple(sidecar.key),
                 tuple(sidecar.tests),
+                reads[m],
             )
         )
     return out
+
+
+def _split_refs(
+    refs: list[list[str]], database: str, schema: str
+) -> tuple[set[str], tuple[TableRef, ...]]:
+    """(lower-case names that may be this database's gold models, tables of other databases).
+
+    A name qualified by another schema of this database (``SILVER.X``) is no gold model; one
+    qualified by another database is read from there, whatever its schema.
+    """
+    internal: set[str] = set()
+    external: dict[str, TableRef] = {}
+    for catalog, db, name in refs:
+        if catalog and catalog.upper() != database.upper():
+            ref = TableRef(catalog, db or "PUBLIC", name)
+            external[str(ref)] = ref
+        elif not db or db.upper() == schema.upper():
+            internal.add(name.lower())
+    return internal, tuple(external[k] for k in sorted(external))
 
 
 def load_sidecar(sql_path: Path) -> GoldSidecar:
@@ -125,9 +153,11 @@ def load_sidecar(sql_path: Path) -> GoldSidecar:
         raise PipelineInvalid(validation_problems(exc, GoldSidecar, lines, str(path))) from None
 
 
-def parse_model(text: str, path: Path) -> tuple[list[str], int]:
-    """(lower-case names of the tables a single SELECT reads, CTE names excluded; the length
-    of the SELECT's text, so a trailing ``;`` and the comments after it can be cut off)."""
+def parse_model(text: str, path: Path) -> tuple[list[list[str]], int]:
+    """(the tables a single SELECT reads as ``[catalog, schema, name]``, parts it leaves out
+    empty, CTE names excluded; the length of the SELECT's text, so a trailing ``;`` and the
+    comments after it can be cut off). Unquoted parts are upper-cased, as Snowflake resolves
+    them; quoted parts keep their case."""
     import sqlglot
     from sqlglot import exp
 
@@ -148,8 +178,21 @@ def parse_model(text: str, path: Path) -> tuple[list[str], int]:
         raise ConfigError("a gold model is exactly one SELECT statement", file=str(path))
     body = [t for t in tokens if t.token_type is not sqlglot.TokenType.SEMICOLON]
     ctes = {c.alias_or_name.lower() for c in statements[0].find_all(exp.CTE)}
-    tables = sorted({t.name.lower() for t in statements[0].find_all(exp.Table)} - ctes)
-    return tables, body[-1].end + 1
+    refs = {
+        tuple(_part(table.args.get(k)) for k in ("catalog", "db", "this"))
+        for table in statements[0].find_all(exp.Table)
+        if not (table.name.lower() in ctes and not table.db)
+    }
+    return [list(r) for r in sorted(refs)], body[-1].end + 1
+
+
+def _part(node: Any) -> str:
+    """One part of a table name as Snowflake resolves it (unquoted: upper case)."""
+    from sqlglot import exp
+
+    if not isinstance(node, exp.Identifier):
+        return "" if node is None else str(node.name).upper()
+    return node.this if node.quoted else node.this.upper()
 
 
 class _DepsCache:
@@ -173,15 +216,18 @@ class _DepsCache:
     def _key(text: str) -> str:
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def get(self, text: str) -> tuple[list[str], int] | None:
+    def get(self, text: str) -> tuple[list[list[str]], int] | None:
         entry = self.data.get(self._key(text))
-        if not isinstance(entry, dict):  # absent, or written by an older xoelt
+        if not isinstance(entry, dict) or "refs" not in entry:  # absent, or an older xoelt's
             return None
-        return list(entry["tables"]), int(entry["length"])
+        return [list(r) for r in entry["refs"]], int(entry["length"])
 
-    def put(self, text: str, parsed: tuple[list[str], int]) -> None:
-        tables, length = parsed
-        self.data[self._key(text)] = {"tables": tables, "length": length}
+    def put(self, text: str, parsed: tuple[list[list[str]], int]) -> None:
+        refs, length = parsed
+        # "tables" is what xoelt before cross-database reads wrote and reads (one cache
+        # file serves every installed version)
+        tables = sorted({name.lower() for _, _, name in refs})
+        self.data[self._key(text)] = {"refs": refs, "tables": tables, "length": length}
         self.dirty = True
 
     def save(self) -> None:

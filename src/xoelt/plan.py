@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from xoelt.config.models import Pipeline, SchemaPolicy, SilverConfig
+from xoelt.dbt_project import DbtPlan, dbt_plan
 from xoelt.errors import InputError
 from xoelt.gold import GoldModel, load_models
 from xoelt.sources import get_source
@@ -95,6 +96,7 @@ class RunPlan:
     sources: list[SourcePlan]
     gold: list[GoldModel] = field(default_factory=list)
     run_at: date | datetime | None = None  # the run date or instant the window came from
+    dbt: DbtPlan | None = None  # transform engine dbt (then ``gold`` is empty)
 
     @property
     def name(self) -> str:
@@ -109,6 +111,20 @@ class RunPlan:
         """Every database the run writes: the pipeline's and each bronze table's."""
         return sorted({self.database, *(sp.bronze_table.database for sp in self.sources)})
 
+    @property
+    def read_databases(self) -> list[str]:
+        """The other databases gold reads (another pipeline's silver or gold), or a data
+        test's ``relationships`` names (``to: CORE_DB.GOLD.DIM_AGENTS``)."""
+        tests = [*(t for g in self.gold for t in g.tests),
+                 *(t for sp in self.sources for t in sp.silver.tests)]  # fmt: skip
+        named = {
+            to.split(".")[0]
+            for t in tests
+            if (to := getattr(t, "to", None)) and to.count(".") == 2  # relationships only
+        }
+        reads = {t.database for g in self.gold for t in g.reads}
+        return sorted((reads | named) - set(self.databases))
+
     def select(self, source: str | None) -> list[SourcePlan]:
         """The source plans to run: all, or the one named (error lists valid names)."""
         if source is None:
@@ -122,7 +138,7 @@ class RunPlan:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``xoelt plan --format json``."""
-        return {
+        out: dict[str, Any] = {
             "pipeline": self.name,
             "file": str(self.pipeline.path) if self.pipeline.path else None,
             "target": {"name": self.target_name, "type": self.target.type},
@@ -147,11 +163,15 @@ class RunPlan:
                     "name": g.name,
                     "table": str(g.table),
                     "depends_on": list(g.depends_on),
+                    "reads": [str(t) for t in g.reads],
                     "sql": g.sql,
                 }
                 for g in self.gold
             ],
         }
+        if self.dbt is not None:  # xoelt's own gold (the default) adds nothing
+            out["transform"] = self.dbt.as_dict()
+        return out
 
 
 def build_plan(
@@ -205,11 +225,15 @@ def build_plan(
         plans.append(dataclasses.replace(draft, sql=sql))
     if gold is None:
         gold = pipeline_gold(pipeline, sql_root)
-    return RunPlan(pipeline, target_name, target, window, plans, gold, run_at)
+    dbt = dbt_plan(pipeline, sql_root)
+    return RunPlan(pipeline, target_name, target, window, plans, gold, run_at, dbt)
 
 
 def pipeline_gold(pipeline: Pipeline, sql_root: Path) -> list[GoldModel]:
-    """The gold models the pipeline materialises, in dependency order (any window's)."""
+    """The gold models the pipeline materialises, in dependency order (any window's); none
+    when its transform engine is dbt."""
+    if pipeline.transform.engine == "dbt":
+        return []
     sf = pipeline.globals.snowflake
     only = pipeline.transform.gold_models
     return load_models(pipeline.dag.domain, sf.database, sf.gold_schema, only, sql_root)

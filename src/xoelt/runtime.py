@@ -170,6 +170,17 @@ class Runtime:
         """Whether this run has connected to its warehouse (extract/stage alone do not)."""
         return self._warehouse is not None
 
+    def release_warehouse(self) -> None:
+        """Give up the run's warehouse session now; the next use opens a new one. For an
+        engine in this process that must open the same DuckDB files itself (dbt-duckdb):
+        a borrowed session is closed and dropped from its pool, not handed back."""
+        if self._warehouse is not None:
+            if self._session is not None:
+                self._session.discard(self._warehouse)
+            else:
+                self._warehouse.close()
+            self._warehouse = None
+
     def close(self, failed: bool = False) -> None:
         """Close the run's warehouse session, or hand a borrowed one back to its lender
         (``failed``: the run ended in an error, so the session may need cleaning)."""
@@ -189,7 +200,7 @@ class Runtime:
 
 def open_migrated(config: WarehouseConfig, plan: RunPlan, env: Mapping[str, str]) -> Warehouse:
     """A new session on the plan's databases, with xoelt's pending migrations applied."""
-    warehouse = config.open(plan.databases, plan.database, env)
+    warehouse = config.open(plan.databases, plan.database, env, plan.read_databases)
     try:
         ledger.apply_migrations(warehouse, plan.database)
     except BaseException:
@@ -242,7 +253,7 @@ class SharedConnections:
                 warehouse = open_migrated(config, plan, self.env)
                 self._migrated = True
         if warehouse is None:  # migrated already: connect at once
-            warehouse = config.open(plan.databases, plan.database, self.env)
+            warehouse = config.open(plan.databases, plan.database, self.env, plan.read_databases)
         with self._lock:
             self.opened += 1
             self._all.append(warehouse)

@@ -31,6 +31,8 @@ class Settings:
     sql_root: Path = Path("sql")
     pipelines_from_env: bool = False
     sql_from_env: bool = False
+    # Tests only: the length of a rate-limit "minute" (a budget of 10 a minute over 2 s).
+    rate_limit_minute: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,6 +46,7 @@ class Settings:
             sql_root=Path(source.get("XOELT_SQL") or "sql"),
             pipelines_from_env=bool(source.get("XOELT_PIPELINES")),
             sql_from_env=bool(source.get("XOELT_SQL")),
+            rate_limit_minute=_seconds(source, "XOELT_RATE_LIMIT_MINUTE_SECONDS", 60.0),
         )
 
     def where(self, root: Literal["pipelines", "sql"]) -> str:
@@ -54,3 +57,13 @@ class Settings:
         if self.pipelines_from_env if root == "pipelines" else self.sql_from_env:
             return f"{path.absolute()} (from ${var})"
         return f"{path.absolute()} (the working directory's {root}/; set {var} to look elsewhere)"
+
+
+def _seconds(source: Mapping[str, str], var: str, default: float) -> float:
+    """A positive number of seconds from ``var``; unset, empty or not a positive number gives
+    ``default`` (the variable is a test hook, not a user setting that deserves an error)."""
+    try:
+        value = float(source.get(var) or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default

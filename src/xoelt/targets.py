@@ -48,7 +48,11 @@ class WarehouseConfig(Protocol):
     def capabilities(self) -> Capabilities: ...
 
     def open(
-        self, databases: Sequence[str], default_database: str, env: Mapping[str, str]
+        self,
+        databases: Sequence[str],
+        default_database: str,
+        env: Mapping[str, str],
+        read_only: Sequence[str] = (),
     ) -> Warehouse: ...
 
     def location(self, database: str) -> str: ...

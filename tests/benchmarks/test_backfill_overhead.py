@@ -37,6 +37,8 @@ from typing import Any
 
 import pytest
 
+from tests.benchmarks.conftest import Figures
+
 REPO = Path(__file__).resolve().parents[2]
 PIPE = "demo/gladly_demo"
 SOURCES = ("contact_timestamps", "work_sessions", "agents")
@@ -120,7 +122,7 @@ def render(label: str, m: dict[str, Any]) -> str:
     )
 
 
-def run_measure(src: Path | None) -> dict[str, object]:
+def run_measure(src: Path | None) -> dict[str, Any]:
     """The measurement in a fresh process (over ``src`` if given, else this checkout)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("XOELT_")}
     env["PYTHONPATH"] = os.pathsep.join([*([str(src)] if src else []), str(REPO)])
@@ -149,7 +151,7 @@ def base_src(commit: str, into: Path) -> Path:
 
 
 @pytest.mark.bench
-def test_backfill_overhead_per_window(tmp_path: Path) -> None:
+def test_backfill_overhead_per_window(tmp_path: Path, figures: Figures) -> None:
     rows = []
     base = os.environ.get("XOELT_BENCH_BASE")
     if base:
@@ -157,8 +159,14 @@ def test_backfill_overhead_per_window(tmp_path: Path) -> None:
     after = run_measure(None)
     rows.append(("this checkout", after))
     print(f"\nbackfill of demo/gladly_demo over {DAYS} windows, embedded target (DuckDB)")
-    for label, figures in rows:
-        print(render(label, figures))
+    for label, m in rows:
+        print(render(label, m))
+        figures.add(
+            f"backfill, {DAYS} windows ({label})",
+            "overhead per window",
+            float(m["overhead_per_window"]) * 1000,
+            "ms",
+        )
     assert after["statuses"] == ["done"]
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.benchmarks.conftest import Figures
 from xoelt.core import execute
 from xoelt.pipelines import load_pipeline
 from xoelt.plan import build_plan
@@ -60,7 +61,9 @@ def make_plain_csv(path: Path, rows: int) -> None:
 
 
 @pytest.mark.bench
-def test_s3_upload_extract_rows_per_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_upload_extract_rows_per_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, figures: Figures
+) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("XOELT_HOME", str(home))
     sql_root = Path(__file__).resolve().parents[2] / "sql"
@@ -91,3 +94,11 @@ def test_s3_upload_extract_rows_per_second(tmp_path: Path, monkeypatch: pytest.M
         assert (listed["rows"], listed["copy"]) == (ROWS, path)
         print(f"extract, {path:6}: {seconds[path]:6.2f}s  {ROWS / seconds[path]:12,.0f} rows/s")
     print(f"speed-up: {seconds['parsed'] / seconds['bytes']:.1f}x  (target >= 1,000,000 rows/s)")
+    for path in ("parsed", "bytes"):
+        figures.add(
+            f"s3_upload extract, {ROWS / 1e6:g} M rows",
+            f"{path} rows/s",
+            ROWS / seconds[path],
+            "rows/s",
+            ">= 1,000,000" if path == "bytes" else "",
+        )

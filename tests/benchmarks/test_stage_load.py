@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.benchmarks.conftest import Figures
 from xoelt.core import execute
 from xoelt.pipelines import load_pipeline
 from xoelt.plan import build_plan
@@ -57,7 +58,9 @@ def make_csv(path: Path, rows: int) -> None:
 
 
 @pytest.mark.bench
-def test_stage_and_load_vs_raw_duckdb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stage_and_load_vs_raw_duckdb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, figures: Figures
+) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("XOELT_HOME", str(home))
     monkeypatch.setenv("XOELT_SQL", str(Path(__file__).resolve().parents[2] / "sql"))
@@ -102,3 +105,13 @@ def test_stage_and_load_vs_raw_duckdb(tmp_path: Path, monkeypatch: pytest.Monkey
         f"(stage {item.seconds['stage']:.3f}s, load {item.seconds['load']:.2f}s)"
     )
     print(f"ratio xoelt/raw : {xo_seconds / raw_seconds:.2f}x  (target <= 1.3x)")
+    figures.add(
+        f"stage+load {ROWS / 1e6:g} M rows (DuckDB)",
+        "xoelt / raw CTAS",
+        xo_seconds / raw_seconds,
+        "x",
+        "<= 1.3",
+    )
+    figures.add(
+        f"stage+load {ROWS / 1e6:g} M rows (DuckDB)", "xoelt rows/s", ROWS / xo_seconds, "rows/s"
+    )

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import xoelt
+from tests.benchmarks.conftest import Figures
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = 10
@@ -56,7 +57,7 @@ def missing_bytecode() -> list[str]:
 
 
 @pytest.mark.bench
-def test_plan_start_up(tmp_path: Path) -> None:
+def test_plan_start_up(tmp_path: Path, figures: Figures) -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith("XOELT_")}
     stale = missing_bytecode()
     print(f"\nxoelt modules without up-to-date bytecode: {len(stale)} {stale[:5]}")
@@ -82,3 +83,4 @@ def test_plan_start_up(tmp_path: Path) -> None:
             f"(min {min(times):.3f}, max {max(times):.3f}), median {statistics.median(cpus):.3f} s "
             f"CPU, {RUNS} runs; target <= 0.3 s"
         )
+        figures.add("xoelt plan start-up", f"median wall, {label}", results[label], "s", "<= 0.3")

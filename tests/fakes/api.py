@@ -5,7 +5,9 @@ A fake is a :class:`FakeApi` subclass. Methods marked ``@route(method, pattern)`
 :meth:`FakeApi.reset` rebuilds for the next test); :meth:`FakeApi.guard` holds API-wide checks
 (auth, content negotiation) and :meth:`FakeApi.error` the API's error body. A :class:`Fault`
 scripts one misbehaviour for the next request(s) of a route, or for request number N.
-``tests.fakes.server`` puts the API on a socket.
+``tests.fakes.server`` puts the API on a socket. :meth:`FakeApi.limit` enforces a rate limit
+on a group of routes as the real API would (429 beyond it) and records what clients did
+(:class:`Limit`: peak concurrency, the most arrivals in any window, the 429s).
 """
 
 from __future__ import annotations
@@ -129,6 +131,54 @@ class Fault:
 
 
 @dataclass
+class Limit:
+    """A rate limit on some routes, and what clients did against it.
+
+    At most ``concurrent`` requests in flight (from arrival until the answer is ready) and
+    ``per_window`` arrivals in any ``window`` seconds; beyond either the request is answered
+    429 (the API's error body). Each admitted
+    request is held ``hold`` seconds before its answer (a slow report). Arrival times are the
+    server's ``time.monotonic()``.
+    """
+
+    routes: frozenset[str]
+    concurrent: int | None = None
+    per_window: int | None = None
+    window: float = 60.0
+    hold: float = 0.0
+    in_flight: int = 0
+    peak_concurrency: int = 0
+    arrivals: list[float] = field(default_factory=list)
+    rejected: int = 0
+    why: list[str] = field(default_factory=list)  # what each 429 was for
+    _refused: set[int] = field(default_factory=set, repr=False)
+
+    def peak_per_window(self) -> int:
+        """The most arrivals in any half-open ``[t, t + window)``."""
+        times, best, lo = sorted(self.arrivals), 0, 0
+        for hi, at in enumerate(times):
+            while at - times[lo] >= self.window:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
+    def _arrive(self, request: Request) -> None:
+        self.in_flight += 1
+        self.peak_concurrency = max(self.peak_concurrency, self.in_flight)
+        self.arrivals.append(request.at)
+        recent = sum(1 for t in self.arrivals if request.at - t < self.window)
+        over = []
+        if self.concurrent is not None and self.in_flight > self.concurrent:
+            over.append(f"request {request.number}: {self.in_flight} in flight")
+        if self.per_window is not None and recent > self.per_window:
+            over.append(f"request {request.number}: {recent} in {self.window:g} s")
+        if over:
+            self.rejected += 1
+            self.why.extend(over)
+            self._refused.add(request.number)
+
+
+@dataclass
 class _Scripted:
     fault: Fault
     left: int
@@ -181,6 +231,7 @@ class FakeApi:
         self.generation = 0
         self.errors: list[str] = []  # tracebacks of handlers that raised (a bug in the fake)
         self.in_flight = self.peak_concurrency = 0
+        self._limits: list[Limit] = []
         self.reset()
 
     # -- to override -------------------------------------------------------------------------
@@ -204,6 +255,7 @@ class FakeApi:
             self.generation += 1
             self._log, self._queues, self._numbered = [], {}, {}
             self.errors, self.in_flight, self.peak_concurrency = [], 0, 0
+            self._limits = []
         self.setup()
 
     def fault(self, route: str, *faults: Fault) -> None:
@@ -218,6 +270,25 @@ class FakeApi:
         """Use ``fault`` for request ``number`` (1-based, any route), once."""
         with self._lock:
             self._numbered[number] = fault
+
+    def limit(
+        self,
+        *routes: str,
+        concurrent: int | None = None,
+        per_window: int | None = None,
+        window: float = 60.0,
+        hold: float = 0.0,
+    ) -> Limit:
+        """Enforce (and record) a limit shared by ``routes`` until the next reset."""
+        unknown = sorted(set(routes) - set(self._handlers))
+        if unknown:
+            raise KeyError(
+                f"{type(self).__name__} has no route {unknown}: {sorted(self._handlers)}"
+            )
+        limit = Limit(frozenset(routes), concurrent, per_window, window, hold)
+        with self._lock:
+            self._limits.append(limit)
+        return limit
 
     def pending_faults(self) -> list[Fault]:
         """Scripted faults not (fully) used yet."""
@@ -252,6 +323,9 @@ class FakeApi:
             self._log.append(request)
             self.in_flight += 1
             self.peak_concurrency = max(self.peak_concurrency, self.in_flight)
+            for limit in self._limits:
+                if name in limit.routes:
+                    limit._arrive(request)
         return request
 
     def done(self, request: Request) -> None:
@@ -271,6 +345,14 @@ class FakeApi:
         except Exception:
             self.errors.append(traceback.format_exc())
             return Response(500, json={"error": "the fake API raised (see FakeApi.errors)"}), False
+        finally:
+            # A limit counts a request as the API would: until its answer is ready, before
+            # it is sent, so a client that has the answer never overlaps it.
+            with self._lock:
+                if request.generation == self.generation:
+                    for limit in self._limits:
+                        if request.route in limit.routes:
+                            limit.in_flight -= 1
 
     def _respond(self, request: Request) -> tuple[Response | None, bool]:
         if request.route is None:
@@ -278,6 +360,12 @@ class FakeApi:
         early = self.guard(request)
         if early is not None:
             return early, False
+        with self._lock:
+            limits = [li for li in self._limits if request.route in li.routes]
+        if any(request.number in li._refused for li in limits):
+            return self.error(429, "rate limit exceeded"), False
+        for li in limits:
+            time.sleep(li.hold)
         fault = self._take_fault(request)
         if fault is None:
             return self._answer(request), False

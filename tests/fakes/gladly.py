@@ -97,7 +97,10 @@ class FakeGladly(FakeApi):
         self.user = ""
         self.token = ""
         self.reports: dict[str, str] = {}  # metricSet -> CSV text
-        self.sessions: list[dict[str, str]] = []  # rows with WS_COLUMNS keys
+        # (metricSet, startAt) -> CSV text: a report per day, ahead of ``reports``
+        self.daily_reports: dict[tuple[str, str], str] = {}
+        self.sessions: list[dict[str, str]] = []  # rows with (at least) the session columns
+        self.session_columns: list[str] = list(WS_COLUMNS)  # what the endpoint answers
         self.jobs: list[dict[str, Any]] = []
         self.files: dict[tuple[str, str], bytes] = {}  # (job id, file name) -> NDJSON
 
@@ -130,13 +133,16 @@ class FakeGladly(FakeApi):
         problem = _check_report_body(body)
         if problem:
             return _errors(400, *problem)
-        if body["metricSet"] not in self.reports:
+        first = body.get("startAt") or body["startAtTime"][:10]
+        text = self.daily_reports.get(
+            (body["metricSet"], first), self.reports.get(body["metricSet"])
+        )
+        if text is None:
             detail = f"{body['metricSet']} is not a valid metric set"
             return _errors(400, "metricSet", "invalid", detail)
-        first = body.get("startAt") or body["startAtTime"][:10]
         disposition = f'attachment; filename="{body["metricSet"]}-{first}.csv"'
         return Response(
-            body=self.reports[body["metricSet"]].encode(),
+            body=text.encode(),
             content_type="text/csv",
             headers={"Content-Disposition": disposition},
         )
@@ -156,7 +162,7 @@ class FakeGladly(FakeApi):
             return _errors(400, "startAtTime", "invalid", "times are YYYY-mm-ddThh:mmZ")
         end += timedelta(minutes=1)  # inclusive "up to 1 min past": the unfavourable reading
         rows = [
-            [s[c] for c in WS_COLUMNS]
+            [s[c] for c in self.session_columns]
             for s in self.sessions
             if start
             <= datetime.fromisoformat(
@@ -165,7 +171,7 @@ class FakeGladly(FakeApi):
             <= end
         ]
         return Response(
-            body=csv_text(WS_COLUMNS, rows).encode(),
+            body=csv_text(self.session_columns, rows).encode(),
             content_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="ws.csv"'},
         )

@@ -206,7 +206,7 @@ def test_without_a_pipeline_every_pipeline_is_read(
     result = write_report(None, days=7, out=out, until=date(2026, 11, 5), now=NOW)
     data = blob(out.read_text(encoding="utf-8"))
     assert PIPELINE in result.pipelines and "warbyparker/gladly_daily" in result.pipelines
-    assert result.databases == ["DEMO_DB", "WBP_DB_DEV"]  # each database's ledger, once
+    assert result.databases == ["CND_DB", "CORE_DB", "DEMO_DB", "WBP_DB"]  # each ledger, once
     assert {line["pipeline"] for line in data["grid"]} == {PIPELINE}
     # with several pipelines, each series says whose it is
     assert {s["label"] for s in data["rows"]["datasets"]} == {

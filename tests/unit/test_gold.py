@@ -127,6 +127,40 @@ def test_names_match_whatever_the_case_or_qualification(root: Path) -> None:
     assert deps(load(root))["rpt_x"] == ("dim_customers", "fct_orders")
 
 
+def test_another_databases_tables_are_reads_not_dependencies(root: Path) -> None:
+    write(
+        root,
+        {
+            "fct_orders": 'SELECT 1 AS "ID"',
+            "dim_customers": 'SELECT 1 AS "ID"',
+            # a model's name in another database, or in another schema, is not the model
+            "rpt_x": (
+                'SELECT * FROM "CORE_DB"."GOLD"."DIM_CUSTOMERS" AS c '
+                "JOIN core_db.silver.roster AS r ON r.id = c.id "
+                'JOIN "SILVER"."DIM_CUSTOMERS" AS s ON s.id = c.id '
+                "JOIN shop_db.gold.fct_orders AS o ON o.id = c.id"
+            ),
+        },
+    )
+    models = {m.name: m for m in load(root)}
+    assert models["rpt_x"].depends_on == ("fct_orders",)
+    assert models["rpt_x"].reads == (
+        TableRef("CORE_DB", "GOLD", "DIM_CUSTOMERS"),
+        TableRef("CORE_DB", "SILVER", "ROSTER"),  # unquoted: upper case, as Snowflake reads it
+    )
+    assert models["fct_orders"].reads == ()
+
+
+def test_reads_are_cached_with_the_names_older_versions_read(root: Path, cache_file: Path) -> None:
+    sql = 'SELECT * FROM "CORE_DB"."GOLD"."DIM_AGENTS"'
+    write(root, {"rpt_x": sql})
+    assert load(root)[0].reads == (TableRef("CORE_DB", "GOLD", "DIM_AGENTS"),)
+    entry = json.loads(cache_file.read_text())[sha(sql)]
+    assert entry["refs"] == [["CORE_DB", "GOLD", "DIM_AGENTS"]]
+    assert entry["tables"] == ["dim_agents"]  # one cache file serves every installed xoelt
+    assert load(root)[0].reads == (TableRef("CORE_DB", "GOLD", "DIM_AGENTS"),)
+
+
 def test_tables_that_are_not_models_and_the_model_itself_are_not_dependencies(
     root: Path,
 ) -> None:
@@ -277,7 +311,7 @@ def test_a_cached_entry_is_used_instead_of_parsing_again(root: Path, cache_file:
     load(root)
     cached = json.loads(cache_file.read_text())
     # Doctor the entry for rpt_dashboard: if the cache is read, the change shows up.
-    cached[sha(STAR["rpt_dashboard"])]["tables"] = ["fct_orders"]
+    cached[sha(STAR["rpt_dashboard"])]["refs"] = [["", "GOLD", "FCT_ORDERS"]]
     cache_file.write_text(json.dumps(cached))
     assert deps(load(root))["rpt_dashboard"] == ("fct_orders",)
     # Edited SQL has another hash: parsed afresh, whatever the cache holds for the old text.

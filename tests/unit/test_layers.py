@@ -37,12 +37,21 @@ LAYERS: list[tuple[str, ...]] = [
         "xoelt.drift",
         "xoelt.casts",
         "xoelt.gold",
+        "xoelt.dbt_project",
         "xoelt.targets",
         "xoelt.metrics",
         "xoelt.pipelines",
     ),
     ("xoelt.plan",),
-    ("xoelt.ledger", "xoelt.runtime", "xoelt.stages", "xoelt.alerts", "xoelt.datatests"),
+    (
+        "xoelt.ledger",
+        "xoelt.runtime",
+        "xoelt.stages",
+        "xoelt.alerts",
+        "xoelt.datatests",
+        "xoelt.dbt_engine",
+        "xoelt.dbt_profiles",
+    ),
     (
         "xoelt.core",
         "xoelt.backfill",
@@ -52,7 +61,7 @@ LAYERS: list[tuple[str, ...]] = [
         "xoelt.watchdog",
         "xoelt.report",
     ),
-    ("xoelt.console", "xoelt.deploy", "xoelt.cli", "xoelt.__main__"),
+    ("xoelt.console", "xoelt.deploy", "xoelt.k8sjob", "xoelt.cli", "xoelt.__main__"),
 ]
 
 

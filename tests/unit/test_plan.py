@@ -415,6 +415,28 @@ def test_transform_gold_models_plans_those_and_what_they_depend_on(tmp_path: Pat
     assert [g.name for g in make(tmp_path, data).gold] == ["dim_customers", "fct_orders"]
 
 
+def test_other_databases_gold_reads_are_planned_and_opened_read_only(tmp_path: Path) -> None:
+    write_gold(
+        tmp_path,
+        {
+            "fct_orders": 'SELECT * FROM "CORE_DB"."GOLD"."DIM_AGENTS"',
+            "agg_x": 'SELECT * FROM "GOLD"."FCT_ORDERS"',
+        },
+    )
+    (tmp_path / "sql" / "gold" / "shop" / "agg_x.yml").write_text(
+        "tests:\n  - {kind: relationships, column: A, to: HR_DB.GOLD.PEOPLE, field: A}\n"
+    )
+    plan = make(tmp_path)
+    assert [(g.name, g.depends_on) for g in plan.gold] == [
+        ("fct_orders", ()),
+        ("agg_x", ("fct_orders",)),
+    ]
+    assert plan.as_dict()["gold"][0]["reads"] == ["CORE_DB.GOLD.DIM_AGENTS"]
+    # what a run attaches read-only besides the databases it writes
+    assert plan.read_databases == ["CORE_DB", "HR_DB"]
+    assert "CORE_DB" not in plan.databases
+
+
 def test_a_domain_without_gold_sql_plans_no_gold(tmp_path: Path) -> None:
     assert make(tmp_path).gold == []
 

@@ -60,6 +60,10 @@ def test_s3_defaults_are_bounded_too() -> None:
     config = S3StoreConfig().client_config()
     assert config["connect_timeout"] == 10 and config["read_timeout"] == 60
     assert config["retries"] == {"mode": "standard", "total_max_attempts": 5}
+    defaults = S3StoreConfig()
+    assert defaults.multipart_copy_threshold == 256 * 1024**2
+    assert defaults.copy_part_size == 128 * 1024**2
+    assert (defaults.copy_concurrency, defaults.copy_part_attempts) == (8, 3)
 
 
 def test_s3_settings_from_targets_yaml(tmp_path: Path) -> None:
@@ -71,11 +75,15 @@ def test_s3_settings_from_targets_yaml(tmp_path: Path) -> None:
         "multipart_copy_threshold": 512 * 1024**2,
         "copy_part_size": 256 * 1024**2,
         "copy_concurrency": 16,
+        "copy_part_attempts": 5,
     }
     store = resolve(tmp_path, PROD | {"s3": s3}).store
     assert store.multipart_copy_threshold == 512 * 1024**2
     assert store.copy_part_size == 256 * 1024**2
     assert store.copy_concurrency == 16
+    assert store.copy_part_attempts == 5
+    opened = store.open()
+    assert (opened.copy_concurrency, opened.copy_part_attempts) == (16, 5)
     config = store.client_config()
     assert config["retries"]["total_max_attempts"] == 3
     assert config["max_pool_connections"] >= 16  # a connection for each concurrent part
@@ -87,6 +95,7 @@ def test_s3_settings_from_targets_yaml(tmp_path: Path) -> None:
         ({"multipart_copy_threshold": FIVE_GB + 1}, "multipart_copy_threshold", "less than or"),
         ({"copy_part_size": 1024}, "copy_part_size", "greater than or equal to 5242880"),
         ({"copy_concurrency": 0}, "copy_concurrency", "greater than or equal to 1"),
+        ({"copy_part_attempts": 0}, "copy_part_attempts", "greater than or equal to 1"),
         ({"read_timeout": 0}, "read_timeout", "greater than 0"),
         ({"multipart_threshold": 1}, "multipart_threshold", "multipart_copy_threshold"),
     ],

@@ -66,3 +66,132 @@ xoelt/pipeline: {{ include "xoelt.pipelineLabel" .name | quote }}
 {{- printf "%s:%s" .Values.image.repository $tag -}}
 {{- end -}}
 {{- end -}}
+
+
+{{/*
+The pod spec of every xoelt run: the pipelines' CronJobs and the backfill Job. Call with
+(dict "root" $ "name" "domain/name" "c" $settings "args" (list "run" "domain/name")), where
+$settings holds the pipeline's target, resources, env, nodeSelector, tolerations and affinity
+(pipelineOverrides over the global values). Mirrored by xoelt.k8sjob.pod_spec; a test checks
+both agree.
+*/}}
+{{- define "xoelt.podSpec" -}}
+{{- $emptyDir := dict -}}
+{{- range $key, $value := pick (.root.Values.scratch | default dict) "medium" "sizeLimit" }}
+{{- if $value }}{{ $_ := set $emptyDir $key $value }}{{ end }}
+{{- end -}}
+restartPolicy: Never
+{{- with .root.Values.serviceAccountName }}
+serviceAccountName: {{ . }}
+{{- end }}
+automountServiceAccountToken: {{ .root.Values.automountServiceAccountToken }}
+{{- if not (kindIs "invalid" .root.Values.terminationGracePeriodSeconds) }}
+terminationGracePeriodSeconds: {{ .root.Values.terminationGracePeriodSeconds | int64 }}
+{{- end }}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  - name: xoelt
+    image: {{ include "xoelt.image" .root | quote }}
+    imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+    command: ["xoelt"]
+    args: {{ toJson .args }}
+    env:
+      - name: XOELT_HOME
+        value: /tmp/xoelt
+      - name: HOME
+        value: /tmp
+      {{- with .c.target }}
+      - name: XOELT_TARGET
+        value: {{ . | quote }}
+      {{- end }}
+      {{- if or .root.Values.targetsFile.configMap .root.Values.targetsFile.secret }}
+      - name: XOELT_TARGETS
+        value: {{ printf "%s/%s" (trimSuffix "/" .root.Values.targetsFile.mountPath) .root.Values.targetsFile.key | quote }}
+      {{- end }}
+      {{- with .root.Values.env }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+      {{- with .c.env }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- if or .root.Values.existingSecret .root.Values.envFrom }}
+    envFrom:
+      {{- with .root.Values.existingSecret }}
+      - secretRef:
+          name: {{ . }}
+      {{- end }}
+      {{- with .root.Values.envFrom }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- end }}
+    {{- with .c.resources }}
+    resources:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .root.Values.securityContext }}
+    securityContext:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    volumeMounts:
+      - name: scratch
+        mountPath: /tmp
+      {{- if or .root.Values.targetsFile.configMap .root.Values.targetsFile.secret }}
+      - name: targets
+        mountPath: {{ .root.Values.targetsFile.mountPath }}
+        readOnly: true
+      {{- end }}
+      {{- with .root.Values.extraVolumeMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+volumes:
+  - name: scratch
+    emptyDir: {{ toJson $emptyDir }}
+  {{- if .root.Values.targetsFile.secret }}
+  - name: targets
+    secret:
+      secretName: {{ .root.Values.targetsFile.secret }}
+      items:
+        - key: {{ .root.Values.targetsFile.key }}
+          path: {{ .root.Values.targetsFile.key }}
+  {{- else if .root.Values.targetsFile.configMap }}
+  - name: targets
+    configMap:
+      name: {{ .root.Values.targetsFile.configMap }}
+      items:
+        - key: {{ .root.Values.targetsFile.key }}
+          path: {{ .root.Values.targetsFile.key }}
+  {{- end }}
+  {{- with .root.Values.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with .c.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .c.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .c.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Name of the backfill Job: <prefix>-backfill-<domain>-<name> cut to 43 characters, "-" and
+8 hex digits of the SHA-256 of "<pipeline> <start> <end>" (one name per range). Same rule as
+xoelt.k8sjob.job_name. Call with (dict "root" $ "name" "domain/name" "start" D1 "end" D2).
+*/}}
+{{- define "xoelt.backfillJobName" -}}
+{{- $base := printf "%s-backfill-%s" (include "xoelt.name" .root) .name | lower | replace "/" "-" | replace "_" "-" -}}
+{{- $base = regexReplaceAll "-+$" (trunc 43 (regexReplaceAll "[^a-z0-9-]" $base "-")) "" -}}
+{{- printf "%s-%s" $base (printf "%s %s %s" .name .start .end | sha256sum | trunc 8) -}}
+{{- end -}}

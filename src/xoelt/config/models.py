@@ -272,10 +272,46 @@ class SourceConfig(StrictModel):
         return self
 
 
-class TransformConfig(StrictModel):
-    """Which gold models this pipeline materialises (default: all of sql/gold/<domain>/)."""
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
 
+
+DBT_KEYS = ("project_dir", "select", "exclude", "profiles_dir", "target", "vars")
+
+
+class TransformConfig(StrictModel):
+    """What runs after silver: ``engine: xoelt`` (the default) materialises the gold models
+    of ``sql/gold/<domain>/`` (``gold_models``: only those); ``engine: dbt`` runs ``dbt
+    build`` on a dbt project instead (:mod:`xoelt.dbt_engine`).
+
+    dbt keys: ``project_dir`` (the folder holding ``dbt_project.yml``, relative to the SQL
+    root, ``sql/`` or ``$XOELT_SQL``, unless absolute), ``select`` / ``exclude`` (dbt node
+    selectors, one string or a list), ``profiles_dir`` (your own ``profiles.yml``; default:
+    one xoelt writes for the target), ``target`` (the profile's output to use with your own
+    profiles), ``vars`` (more dbt vars beside xoelt's window vars).
+    """
+
+    engine: Literal["xoelt", "dbt"] = "xoelt"
     gold_models: list[Name] | None = None
+    project_dir: str | None = None
+    select: Annotated[list[str], BeforeValidator(_one_or_many)] = []
+    exclude: Annotated[list[str], BeforeValidator(_one_or_many)] = []
+    profiles_dir: str | None = None
+    target: str | None = None
+    vars: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _keys_for_engine(self) -> TransformConfig:
+        if self.engine == "dbt":
+            if not self.project_dir:
+                raise ValueError("engine dbt needs project_dir (the folder of dbt_project.yml)")
+            if self.gold_models is not None:
+                raise ValueError("gold_models is for engine xoelt; with dbt use select")
+        else:
+            given = [k for k in DBT_KEYS if k in self.model_fields_set]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only with engine: dbt")
+        return self
 
 
 class PipelineConfig(StrictModel):

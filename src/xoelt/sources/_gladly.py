@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from xoelt.config.types import Secret, StrictModel
 from xoelt.sources.base import CsvSink, ExtractContext
-from xoelt.sources.http import HttpClient, RateLimiter, RetryConfig
+from xoelt.sources.http import HttpClient, RetryConfig
+from xoelt.sources.ratelimit import RateLimits
 from xoelt.timewindow import TimeWindow
 
 DEFAULT_BASE_URL = "https://us-1.gladly.com"
@@ -57,6 +58,8 @@ class GladlyConfig(StrictModel):
     user: Secret | None = None
     token: Secret | None = None
     retry: RetryConfig = RetryConfig()
+    # Fields set here replace the kind's documented limits (GladlyKind.LIMITS).
+    rate_limit: RateLimits | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -122,18 +125,23 @@ class GladlyKind(ABC):
 
     :class:`~xoelt.sources.gladly.GladlySource` picks the kind from ``KINDS`` by
     ``config.kind`` and owns what every kind shares (credentials, client, redaction).
+    ``API`` names the endpoints' limit (shared per org host) and ``LIMITS`` is Gladly's
+    documented limit for them, which the source's ``rate_limit:`` block may override.
     """
+
+    API: ClassVar[str]
+    LIMITS: ClassVar[RateLimits]
 
     def __init__(self, config: GladlyConfig) -> None:
         self.config = config
 
+    def limits(self) -> RateLimits:
+        """The documented limits with the configured ``rate_limit:`` fields over them."""
+        return self.LIMITS.merged(self.config.rate_limit)
+
     @abstractmethod
     def describe(self, window: TimeWindow) -> dict[str, Any]:
         """The request(s) ``plan`` shows for this window (method, url, body…)."""
-
-    @abstractmethod
-    def limiter(self, host: str) -> RateLimiter:
-        """The process-wide limiter for the endpoints this kind calls on ``host``."""
 
     @abstractmethod
     def extract(self, client: HttpClient, ctx: ExtractContext, sink: CsvSink) -> None:

@@ -33,7 +33,8 @@ from xoelt.errors import SourceError
 from xoelt.findings import Finding
 from xoelt.sources._gladly import JOBS_PATH, GladlyKind
 from xoelt.sources.base import CsvSink, ExtractContext
-from xoelt.sources.http import HttpClient, RateLimiter, shared_limiter
+from xoelt.sources.http import HttpClient
+from xoelt.sources.ratelimit import RateLimits
 from xoelt.timewindow import TimeWindow
 
 # Jobs can be listed (and files fetched) for 14 days; ask a little less so clock skew between
@@ -167,6 +168,9 @@ class _Tally:
 class ConversationExport(GladlyKind):
     """The conversation export: jobs covering the window, their NDJSON file flattened."""
 
+    API = "gladly-api"
+    LIMITS = RateLimits(per_second=10)  # Gladly's default per org and method; per process
+
     def describe(self, window: TimeWindow) -> dict[str, Any]:
         url = self.config.url
         return {
@@ -178,9 +182,6 @@ class ConversationExport(GladlyKind):
             "time_field": self.config.time_field,
             "note": "startAt is raised to 14 days ago at run time if older (Gladly's limit)",
         }
-
-    def limiter(self, host: str) -> RateLimiter:
-        return shared_limiter(f"gladly:api:{host}", per_second=10)
 
     def extract(self, client: HttpClient, ctx: ExtractContext, sink: CsvSink) -> None:
         """Choose the jobs covering the window, download their file, flatten NDJSON to CSV.

@@ -15,6 +15,11 @@ defaults to ``https://api.bamboohr.com``), HTTP Basic with the API key as user n
   directory holds what the company shares in its directory settings (it must be enabled),
   so its columns can change between runs when those settings change.
 
+``keep: {field: customClient, values: [Warby Parker]}`` keeps only the employees whose
+field (compared as text, a cell as written below) is one of ``values``: BambooHR's custom
+report filters on nothing but ``lastChanged``, so one roster split per client is two sources
+making the same request, each keeping its client's rows (the manifest counts those dropped).
+
 Cells follow xoelt's CSV convention: a JSON ``null`` or an absent key is a missing value
 (NULL in bronze), ``""`` stays an empty string, booleans are ``true``/``false`` and objects
 or lists compact JSON with sorted keys. A configured field the answer's ``fields`` list does
@@ -67,6 +72,13 @@ def _company(value: str) -> str:
     return value
 
 
+class KeepRows(StrictModel):
+    """``keep:``: the employees whose ``field`` is one of ``values`` (the others are dropped)."""
+
+    field: str = Field(pattern=FIELD_ID.pattern)
+    values: list[str] = Field(min_length=1)
+
+
 class BambooHrConfig(StrictModel):
     """The ``extractor:`` block of a ``bamboohr_api`` source."""
 
@@ -77,6 +89,7 @@ class BambooHrConfig(StrictModel):
     fields: list[str] = Field(default_factory=list)  # custom_report only: the columns
     only_current: bool | None = None  # custom_report only; None: BambooHR's default
     title: str = "xoelt extract"
+    keep: KeepRows | None = None
     retry: RetryConfig = RetryConfig()
 
     @field_validator("company")
@@ -99,6 +112,8 @@ class BambooHrConfig(StrictModel):
     def _mode(self) -> BambooHrConfig:
         if self.mode == "custom_report" and not self.fields:
             raise ValueError("mode custom_report needs fields (BambooHR field ids, e.g. id)")
+        if self.mode == "custom_report" and self.keep and self.keep.field not in self.fields:
+            raise ValueError(f"keep.field {self.keep.field!r} is not one of fields")
         if self.mode == "directory" and (self.fields or self.only_current is not None):
             raise ValueError(
                 "mode directory takes neither fields nor only_current: its columns are the "
@@ -173,6 +188,8 @@ class BambooHrSource(Source[BambooHrConfig], source_type="bamboohr_api"):
             out.update(params=kwargs["params"], body=kwargs["json"], columns=config.fields)
         else:
             out["columns"] = "id, then the fields the directory's answer lists"
+        if config.keep:
+            out["keep"] = f"rows whose {config.keep.field} is one of {config.keep.values}"
         return out
 
     @classmethod
@@ -241,14 +258,19 @@ class BambooHrSource(Source[BambooHrConfig], source_type="bamboohr_api"):
                         data={"fields": absent},
                     )
                 )
+        kept = employees
+        if cfg.keep:
+            wanted = set(cfg.keep.values)
+            kept = [e for e in employees if _cell(e.get(cfg.keep.field)) in wanted]
+            sink.details["dropped_by_keep"] = len(employees) - len(kept)
         sink.open(columns)
-        sink.write_many_values([[_cell(e.get(c)) for c in columns] for e in employees])
+        sink.write_many_values([[_cell(e.get(c)) for c in columns] for e in kept])
         sink.details.update(
             mode=cfg.mode,
             company=company,
             fields=columns,
             only_current=cfg.only_current,
-            rows=len(employees),
+            rows=len(kept),
             snapshot_at=snapshot_at,
         )
 

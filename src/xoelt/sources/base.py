@@ -33,6 +33,7 @@ from xoelt.sources.csvio import CsvReader, format_columns, format_row
 from xoelt.sources.http import RetryConfig
 
 if TYPE_CHECKING:
+    from xoelt.sources.ratelimit import SharedLimits
     from xoelt.storage.base import ObjectStore
     from xoelt.timewindow import TimeWindow
 
@@ -51,7 +52,9 @@ class ExtractContext:
     ``progress`` counts rows, bytes and pages for whoever listens (``on_progress``: the CLI's
     bar on a TTY). ``typed_columns``: the silver columns given a type other than VARCHAR, by their
     warehouse names (what :func:`xoelt.columns.standardise` makes of a header), for a
-    source whose values depend on it (Google Sheets reads those unformatted).
+    source whose values depend on it (Google Sheets reads those unformatted). ``limits``:
+    where rate limits shared across processes live (the target's store, see
+    :mod:`xoelt.sources.ratelimit`); None keeps every limit within this process.
     """
 
     source: str
@@ -64,6 +67,7 @@ class ExtractContext:
     findings: list[Finding] = field(default_factory=list)
     typed_columns: frozenset[str] = frozenset()
     on_progress: ProgressListener | None = None
+    limits: SharedLimits | None = None
 
     def __post_init__(self) -> None:
         self.tracker = ExtractProgress(self.source, self.on_progress)

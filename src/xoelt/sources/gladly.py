@@ -24,8 +24,9 @@ Each kind is one :class:`~xoelt.sources._gladly.GladlyKind` object (its ``descri
 
 The base URL is ``base_url`` if given, else ``https://{org}.gladly.com`` when ``org`` is set,
 else ``https://us-1.gladly.com`` (the host of Gladly's sample config). Rate limits: report POSTs
-(both report endpoints) at most 10 a minute and 2 at once per org; other calls 10 a second,
-(``per_second``).
+(both report endpoints) at most 10 a minute and 2 at once per org, held across every xoelt
+process sharing the target (:mod:`xoelt.sources.ratelimit`); other calls 10 a second
+(``per_second``, per process). ``rate_limit:`` overrides any of these.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ from xoelt.sources._gladly import (
 )
 from xoelt.sources._gladly_export import ConversationExport
 from xoelt.sources.base import CsvSink, ExtractContext, Source, copy_csv_rows, env_label, secret_ref
-from xoelt.sources.http import HttpClient, RateLimiter, redact, shared_limiter
+from xoelt.sources.http import HttpClient, redact
+from xoelt.sources.ratelimit import RateLimits, limiter_for
 from xoelt.timewindow import TimeWindow
 
 if TYPE_CHECKING:
@@ -167,8 +169,8 @@ def _whole_days(window: TimeWindow) -> bool:
 class _ReportKind(GladlyKind):
     """A kind that POSTs to a report endpoint (10 a minute and 2 at once per org)."""
 
-    def limiter(self, host: str) -> RateLimiter:
-        return shared_limiter(f"gladly:reports:{host}", per_minute=10, concurrent=2)
+    API = "gladly-reports"
+    LIMITS = RateLimits(concurrent=2, per_minute=10)
 
 
 class Report(_ReportKind):
@@ -304,10 +306,12 @@ class GladlySource(Source[GladlyConfig], source_type="gladly_api"):
         token_ref = secret_ref(self.config.token, TOKEN_VAR, "token")
         user = user_ref.resolve(self.ctx.env).get_secret_value()
         token = token_ref.resolve(self.ctx.env).get_secret_value()
+        host = urlsplit(self.config.url).netloc.lower()  # the org: limits are per org
+        limiter = limiter_for(self.ctx.limits, f"{kind.API}/{host}", kind.limits(), self.ctx.log)
         client = HttpClient(
             self.config.url,
             retry=self.config.retry,
-            limiter=kind.limiter(urlsplit(self.config.url).netloc.lower()),
+            limiter=limiter,
             auth=httpx.BasicAuth(user, token),
             auth_hint=f"check {user_ref.var} and {token_ref.var}",
             log=self.ctx.log,
@@ -345,7 +349,12 @@ class GladlySource(Source[GladlyConfig], source_type="gladly_api"):
         client = HttpClient(
             self.config.url,
             retry=probe_retry(timeout),
-            limiter=shared_limiter(f"gladly:api:{urlsplit(url).netloc.lower()}", per_second=10),
+            limiter=limiter_for(
+                self.ctx.limits,
+                f"gladly-api/{urlsplit(url).netloc.lower()}",
+                ConversationExport.LIMITS.merged(self.config.rate_limit),
+                self.ctx.log,
+            ),
             auth=httpx.BasicAuth(user, token),
             auth_hint=f"check {user_ref.var} and {token_ref.var}",
             log=self.ctx.log,

@@ -11,7 +11,9 @@ onto "transient" (retry) versus "terminal" (fail now). tenacity drives the retri
   Sprout's 202) and connection errors/timeouts; exponential backoff with full jitter, or
   ``Retry-After`` (seconds or HTTP date) when the server sends it, capped at ``max_backoff``.
 - A per-API :class:`RateLimiter` (requests per minute and concurrent requests) shared by
-  every client in the process, so a backfill never exceeds the documented limits.
+  every client in the process, so a backfill never exceeds the documented limits; any
+  :class:`Limiter` will do, e.g. :class:`~xoelt.sources.ratelimit.StoreLimiter`, which holds
+  the limits across every process sharing the target's object store.
 - Bodies can be streamed to disk (:meth:`HttpClient.download`) with constant memory.
 - JSON bodies are decoded with orjson: a page of API messages parses about twice as fast as
   with the stdlib, which is most of an extraction's CPU once the server is fast.
@@ -27,10 +29,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from pydantic import Field
 
@@ -77,13 +79,27 @@ class NoSlotInBudget(SourceError):
     """A retry would have to wait for the rate limit past its request's retry budget."""
 
 
+class Limiter(Protocol):
+    """What the client asks of a rate limiter: one slot per request attempt."""
+
+    def slot(self, deadline: float | None = None) -> AbstractContextManager[None]:
+        """Hold a start (and a concurrency slot) while the request runs; raise
+        :class:`NoSlotInBudget` rather than wait past ``deadline`` (``time.monotonic()``)."""
+        ...
+
+
 @dataclass
 class RateLimiter:
-    """At most ``per_minute`` starts in any 60 s, ``per_second`` in any 1 s, ``concurrent`` at once."""
+    """At most ``per_minute`` starts in any 60 s, ``per_second`` in any 1 s, ``concurrent`` at once.
+
+    Within this process only. ``minute`` is the length of a "minute" in seconds (shorter only
+    in tests, see ``XOELT_RATE_LIMIT_MINUTE_SECONDS``).
+    """
 
     per_minute: int | None = None
     concurrent: int | None = None
     per_second: int | None = None
+    minute: float = 60.0
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -93,7 +109,7 @@ class RateLimiter:
     def __post_init__(self) -> None:
         if self.concurrent:
             self._slots = threading.BoundedSemaphore(self.concurrent)
-        for limit, span in ((self.per_minute, 60.0), (self.per_second, 1.0)):
+        for limit, span in ((self.per_minute, self.minute), (self.per_second, 1.0)):
             if limit:
                 self._windows.append((limit, span, deque()))
 
@@ -141,12 +157,15 @@ def shared_limiter(
     per_minute: int | None = None,
     concurrent: int | None = None,
     per_second: int | None = None,
+    minute: float = 60.0,
 ) -> RateLimiter:
     """The process-wide limiter for ``key`` (e.g. ``gladly:reports:<org>``), made on first use."""
+    if minute != 60.0:
+        key = f"{key}@{minute:g}s"
     with _LIMITERS_LOCK:
         if key not in _LIMITERS:
             _LIMITERS[key] = RateLimiter(
-                per_minute=per_minute, concurrent=concurrent, per_second=per_second
+                per_minute=per_minute, concurrent=concurrent, per_second=per_second, minute=minute
             )
         return _LIMITERS[key]
 
@@ -185,7 +204,7 @@ class HttpClient:
         base_url: str,
         *,
         retry: RetryConfig | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         auth: Any = None,
         headers: Mapping[str, str] | None = None,
         retry_statuses: frozenset[int] = frozenset(),
@@ -196,7 +215,7 @@ class HttpClient:
         import httpx
 
         self.retry = retry or RetryConfig()
-        self.limiter = limiter or RateLimiter()
+        self.limiter: Limiter = limiter or RateLimiter()
         self.retry_statuses = retry_statuses
         self.auth_hint = auth_hint
         self.log = log

@@ -41,20 +41,22 @@ from datetime import UTC, datetime
 from itertools import chain, islice, repeat
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from xoelt.config.types import BaseUrl, Secret, StrictModel
 from xoelt.errors import ConfigError, SourceError
 from xoelt.findings import Finding
 from xoelt.sources.base import CsvSink, Source, env_label, secret_ref
-from xoelt.sources.http import HttpClient, RetryConfig, shared_limiter
+from xoelt.sources.http import HttpClient, RetryConfig
 from xoelt.sources.paging import CursorPaginator
 from xoelt.sources.prefetch import Prefetch
+from xoelt.sources.ratelimit import RateLimits, limiter_for
 from xoelt.timewindow import TimeWindow
 
 TOKEN_ENV = "SPROUT_API_TOKEN"
 CUSTOMER_ENV = "SPROUT_CUSTOMER_ID"
 DOCUMENTED_PER_MINUTE = 60
+LIMITS = RateLimits(per_minute=DOCUMENTED_PER_MINUTE)  # per customer account, every client
 RESULT_CAP = 10_000  # results per query beyond which Sprout truncates (api-contracts.md)
 SORT = ["created_time:asc"]  # the keyset order continuing past the cap relies on
 ID = re.compile(r"^[A-Za-z0-9_-]+$")  # customer, group and profile ids (URL path, filters)
@@ -84,6 +86,21 @@ class SproutSocialConfig(StrictModel):
     retry: RetryConfig = RetryConfig()
     # Never set above your contract: the limit is shared by every client of the account.
     rate_limit_per_minute: int = Field(DOCUMENTED_PER_MINUTE, ge=1)
+    # Fields set here replace LIMITS (per_minute: the same as rate_limit_per_minute).
+    rate_limit: RateLimits | None = None
+
+    @model_validator(mode="after")
+    def _one_per_minute(self) -> SproutSocialConfig:
+        both = self.rate_limit is not None and "per_minute" in self.rate_limit.model_fields_set
+        if both and "rate_limit_per_minute" in self.model_fields_set:
+            raise ValueError("set either rate_limit_per_minute or rate_limit.per_minute, not both")
+        return self
+
+    @property
+    def limits(self) -> RateLimits:
+        """Sprout's documented limit with the configured overrides over it."""
+        per_minute = RateLimits(per_minute=self.rate_limit_per_minute)
+        return LIMITS.merged(per_minute).merged(self.rate_limit)
 
     @field_validator("customer_id")
     @classmethod
@@ -382,7 +399,7 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
             "request": f"POST {config.base_url}/v1/{customer}/messages",
             "body": request_body(config, window),
             "columns": list(config.fields),
-            "rate_limit_per_minute": config.rate_limit_per_minute,
+            "rate_limit_per_minute": config.limits.per_minute,
         }
 
     def _credentials(self) -> tuple[str, str, str]:
@@ -434,14 +451,10 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
         """Stream the window's messages into ``sink``, continuing every query cut at the cap."""
         cfg, window, log = self.config, self.ctx.window, self.ctx.log
         token, customer, token_var = self._credentials()
-        per_minute = cfg.rate_limit_per_minute
-        key = f"sprout:{customer}" + (
-            "" if per_minute == DOCUMENTED_PER_MINUTE else f":{per_minute}"
-        )
         client = HttpClient(
             cfg.base_url,
             retry=cfg.retry,
-            limiter=shared_limiter(key, per_minute=per_minute),
+            limiter=limiter_for(self.ctx.limits, f"sprout/{customer}", cfg.limits, log),
             headers={
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
@@ -582,8 +595,8 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
         client = HttpClient(
             self.config.base_url,
             retry=probe_retry(timeout),
-            limiter=shared_limiter(
-                f"sprout:{customer}", per_minute=self.config.rate_limit_per_minute
+            limiter=limiter_for(
+                self.ctx.limits, f"sprout/{customer}", self.config.limits, self.ctx.log
             ),
             headers={
                 "Authorization": f"Bearer {token}",

@@ -13,6 +13,7 @@ from xoelt.progress import reporting
 from xoelt.runtime import Runtime
 from xoelt.sources import get_source
 from xoelt.sources.base import CsvSink, ExtractContext
+from xoelt.sources.ratelimit import SharedLimits
 from xoelt.stages import StageResult, manifest
 
 
@@ -34,6 +35,8 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
             workdir,
             typed_columns=typed,
             on_progress=rt.progress,
+            # org-wide API limits live next to the run locks, shared by every process
+            limits=SharedLimits(rt.store, sp.stage_bucket, minute=rt.settings.rate_limit_minute),
         )
         sink = CsvSink(workdir / f"{sp.name}.csv", progress=ctx.progress)
         try:  # an unmapped library error becomes this stage's failure in core.execute

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from xoelt.casts import check_casts
-from xoelt.errors import DataError, XoeltError
+from xoelt.errors import DataError, WarehouseError, XoeltError
 from xoelt.plan import SourcePlan
 from xoelt.runtime import Runtime
 from xoelt.stages import StageResult
@@ -114,9 +114,13 @@ def _key_counts(wh: Warehouse, sp: SourcePlan) -> KeyCounts:
 
 
 def gold(rt: Runtime, log: Any) -> dict[str, int]:
-    """Materialise every gold model in order; return rows per model."""
+    """Materialise every gold model in order; return rows per model.
+
+    The tables other databases' pipelines build (:attr:`GoldModel.reads`) must exist first:
+    one missing fails the stage before any model is replaced, naming table and database."""
     wh = rt.warehouse
     counts: dict[str, int] = {}
+    _check_reads(wh, rt.plan.gold)
     for model in rt.plan.gold:
         try:
             execute(wh, f"CREATE SCHEMA IF NOT EXISTS {model.table.schema_sql}")
@@ -126,3 +130,19 @@ def gold(rt: Runtime, log: Any) -> dict[str, int]:
         counts[model.name] = count_rows(wh, model.table)
         log.info("gold", model=model.name, table=str(model.table), rows=counts[model.name])
     return counts
+
+
+def _check_reads(wh: Warehouse, models: list[Any]) -> None:
+    """Every other database's table a model reads exists (its pipeline ran before this one)."""
+    for model in models:
+        for table in model.reads:
+            try:
+                found, why = wh.table_columns(table) is not None, "does not exist"
+            except WarehouseError as exc:  # Snowflake: no such database (or no access)
+                found, why = False, f"cannot be read ({exc})"
+            if not found:
+                raise DataError(
+                    f"gold model {model.name} ({model.path}) reads {table}, which {why}: "
+                    f"run the pipelines of database {table.database} that build "
+                    f"{table.schema}.{table.name} first"
+                )

@@ -6,15 +6,20 @@ for any failure of their backend, mapped once inside the store with the cause ke
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 from xoelt.errors import StorageError
 
 PEEK_BYTES = 8 * 1024
+T = TypeVar("T")
+
+Change = Callable[[bytes | None], tuple[bytes | None, T]]
+"""What :meth:`ObjectStore.update` applies: the current content (None: no object) in, the
+new content (None: leave it as it is) and a result out."""
 
 
 @dataclass(frozen=True)
@@ -83,5 +88,16 @@ class ObjectStore(Protocol):
         Raises :class:`~xoelt.errors.LockHeld` if another run has it.
 
         Called before entering; a lock older than ``ttl_seconds`` was abandoned and is taken over.
+        """
+        ...
+
+    def update(self, bucket: str, key: str, change: Change[T]) -> T:
+        """Read-modify-write a small object atomically against every other writer.
+
+        ``change`` gets the current bytes (None if absent) and returns the new bytes (None:
+        write nothing) and a result, which ``update`` returns. It may run more than once (a
+        lost race runs it again on the newer content), so it must be free of side effects.
+        Content must differ from every earlier version (carry a counter): S3 versions are
+        content hashes.
         """
         ...

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from xoelt.config.types import StrictModel
 from xoelt.errors import InputError, LockHeld, StorageError
-from xoelt.storage.base import ObjectInfo, ObjectMissing
+from xoelt.storage.base import Change, ObjectInfo, ObjectMissing, T
 
 TMP_PREFIX = ".xoelt-tmp-"
 
@@ -189,6 +189,24 @@ class LocalObjectStore:
                 fh.close()
 
         return held()
+
+    def update(self, bucket: str, key: str, change: Change[T]) -> T:
+        """``change`` under an ``flock`` of ``<root>/.locks/<bucket>/<key>.update`` (waited for:
+        holders keep it for one small read and write), the write atomic as any put."""
+        path = self._path(bucket, key)
+        guard = self.root / ".locks" / bucket / f"{key}.update"
+        with _os_errors("cannot update", path):
+            guard.parent.mkdir(parents=True, exist_ok=True)
+            with guard.open("a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes, or we die
+                try:
+                    current: bytes | None = path.read_bytes()
+                except FileNotFoundError:
+                    current = None
+                new, result = change(current)
+                if new is not None:
+                    self.put_bytes(bucket, key, new)
+                return result
 
     def uri(self, bucket: str, key: str) -> str:
         return f"{self.root / bucket}/{key}"

@@ -2,10 +2,12 @@
 
 - Writes are plain PUTs (``upload_file`` goes multipart past 8 MB): S3 makes an object
   visible only once its upload completes, so a killed extract never leaves a partial object.
-- ``copy`` is server-side: CopyObject up to the threshold (at most 5 GB), past it
-  CreateMultipartUpload + UploadPartCopy per part (several at once) + CompleteMultipartUpload
-  (aborted on any error). botocore checks
-  the "200 OK with an <Error> body" that CopyObject/UploadPartCopy can return.
+- ``copy`` is server-side: CopyObject up to the threshold (256 MiB by default, at most 5 GB),
+  past it a multipart copy (:meth:`S3ObjectStore.copy`): UploadPartCopy ranges several at
+  once, each part retried on a transient error, CompleteMultipartUpload with the parts in
+  order, and AbortMultipartUpload on any failure, so a half-copied object is never visible.
+  botocore checks the "200 OK with an <Error> body" that CopyObject/UploadPartCopy can return
+  (it becomes a 500, so it counts as transient).
 - ``read_range`` is a ranged GET (the 8 KB header peek); ``list`` follows continuation tokens.
 - Retries: botocore's ``standard`` mode (throttling such as 503 SlowDown, 5xx, resets), with
   connect/read timeouts and a total attempt count from :class:`S3StoreConfig`.
@@ -15,8 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
+import threading
+import time
 from collections.abc import Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from functools import wraps
@@ -25,14 +30,26 @@ from typing import Any, BinaryIO, Literal
 
 from pydantic import Field
 
+from xoelt import interrupts
 from xoelt.config.types import StrictModel
 from xoelt.errors import LockHeld, StorageError
-from xoelt.storage.base import ObjectInfo, ObjectMissing
+from xoelt.logging import get_logger
+from xoelt.retry import retry_transient
+from xoelt.storage.base import Change, ObjectInfo, ObjectMissing, T
 
 FIVE_GB = 5 * 1024**3
 MIN_PART = 5 * 1024**2
 """S3's smallest part (every part of a multipart upload but the last)."""
+MAX_PARTS = 10_000
+"""S3's most parts in one multipart upload."""
+MIB = 1024**2
+COPIED_HEADERS = ("CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage")
+"""What CopyObject keeps of the source (besides type and metadata) that a multipart upload
+must be given explicitly. Unlike CopyObject, a multipart copy does not carry the object's tags
+over; storage class and encryption follow the destination bucket's defaults in both."""
 LOCK_CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict")
+UPDATE_ATTEMPTS = 40
+"""Lost races an :meth:`S3ObjectStore.update` retries before it gives up (transient)."""
 
 
 class S3StoreConfig(StrictModel):
@@ -45,7 +62,10 @@ class S3StoreConfig(StrictModel):
     ``max_attempts * (connect_timeout + read_timeout)`` plus the backoff.
 
     Objects larger than ``multipart_copy_threshold`` are copied as ``copy_part_size`` ranges
-    (UploadPartCopy), ``copy_concurrency`` at a time.
+    (UploadPartCopy), ``copy_concurrency`` at a time, each part tried ``copy_part_attempts``
+    times in all when it fails for a transient reason (on top of botocore's own retries of
+    each request). The part size grows when an object would otherwise need more than S3's
+    10,000 parts.
     """
 
     type: Literal["s3"] = "s3"
@@ -54,9 +74,10 @@ class S3StoreConfig(StrictModel):
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(60.0, gt=0)
     max_attempts: int = Field(5, ge=1, le=20)
-    multipart_copy_threshold: int = Field(FIVE_GB, ge=MIN_PART, le=FIVE_GB)
-    copy_part_size: int = Field(1024**3, ge=MIN_PART, le=FIVE_GB)
+    multipart_copy_threshold: int = Field(256 * MIB, ge=MIN_PART, le=FIVE_GB)
+    copy_part_size: int = Field(128 * MIB, ge=MIN_PART, le=FIVE_GB)
     copy_concurrency: int = Field(8, ge=1, le=64)
+    copy_part_attempts: int = Field(3, ge=1, le=10)
 
     def open(self) -> S3ObjectStore:
         return S3ObjectStore(
@@ -65,6 +86,7 @@ class S3StoreConfig(StrictModel):
             copy_part_size=self.copy_part_size,
             multipart_copy_threshold=self.multipart_copy_threshold,
             copy_concurrency=self.copy_concurrency,
+            copy_part_attempts=self.copy_part_attempts,
             client_config=self.client_config(),
         )
 
@@ -111,6 +133,26 @@ def _mapped(what: str) -> Any:
     return wrap
 
 
+def copy_ranges(size: int, part_size: int) -> list[tuple[int, int]]:
+    """The inclusive byte ranges of a multipart copy of ``size`` bytes: ``part_size`` each
+    (the last one shorter), the part size grown to whole MiB when ``size`` would need more
+    than 10,000 parts. StorageError if even 5 GB parts cannot hold it (S3's limit is 5 TB)."""
+    part = max(part_size, MIN_PART, -(-size // MAX_PARTS))
+    if part > part_size:
+        part = -(-part // MIB) * MIB
+    if part > FIVE_GB:
+        raise StorageError(f"S3 cannot copy an object of {size} bytes (more than 10,000 x 5 GB)")
+    return [(first, min(first + part, size) - 1) for first in range(0, size, part)]
+
+
+def _first_failure(futures: list[Future[Any]], done: set[Future[Any]]) -> BaseException | None:
+    """The error of the lowest-numbered part that failed, if any did."""
+    for future in futures:
+        if future in done and not future.cancelled() and future.exception() is not None:
+            return future.exception()
+    return None
+
+
 def _expired(info: dict[str, Any], now: datetime) -> bool:
     try:
         return datetime.fromisoformat(str(info["expires_at"])) < now
@@ -126,12 +168,15 @@ class S3ObjectStore:
         *,
         endpoint_url: str | None = None,
         region: str | None = None,
-        copy_part_size: int = 1024**3,
-        multipart_copy_threshold: int = FIVE_GB,
+        copy_part_size: int = 128 * MIB,
+        multipart_copy_threshold: int = 256 * MIB,
         copy_concurrency: int = 8,
+        copy_part_attempts: int = 3,
+        copy_retry_wait: float = 20.0,
         client_config: dict[str, Any] | None = None,
         client: Any = None,
     ) -> None:
+        """``copy_retry_wait`` caps the (jittered, exponential) wait before a part's retry."""
         if client is None:
             import boto3
             from botocore.config import Config
@@ -144,6 +189,8 @@ class S3ObjectStore:
         self.copy_part_size = copy_part_size
         self.multipart_copy_threshold = multipart_copy_threshold
         self.copy_concurrency = copy_concurrency
+        self.copy_part_attempts = copy_part_attempts
+        self.copy_retry_wait = copy_retry_wait
 
     @_mapped("upload")
     def put_file(self, bucket: str, key: str, path: Path) -> None:
@@ -177,43 +224,122 @@ class S3ObjectStore:
 
     @_mapped("copy from")
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
+        """Server-side copy: one CopyObject up to ``multipart_copy_threshold``, else
+        :meth:`_multipart_copy`. Content type, metadata and the other headers are kept."""
         from botocore.exceptions import ClientError
 
         try:
-            size = int(self.client.head_object(Bucket=src_bucket, Key=src_key)["ContentLength"])
+            head = self.client.head_object(Bucket=src_bucket, Key=src_key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise ObjectMissing(f"s3://{src_bucket}/{src_key} is missing") from exc
             raise
         source = {"Bucket": src_bucket, "Key": src_key}
-        if size <= self.multipart_copy_threshold:
+        if int(head["ContentLength"]) <= self.multipart_copy_threshold:
             self.client.copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=source)
             return
-        upload = self.client.create_multipart_upload(Bucket=dst_bucket, Key=dst_key)["UploadId"]
+        self._multipart_copy(source, head, dst_bucket, dst_key)
 
-        def part(number: int, first: int) -> dict[str, Any]:
-            last = min(first + self.copy_part_size, size) - 1
-            answer = self.client.upload_part_copy(
-                Bucket=dst_bucket,
-                Key=dst_key,
-                UploadId=upload,
-                PartNumber=number,
-                CopySource=source,
-                CopySourceRange=f"bytes={first}-{last}",
+    def _multipart_copy(
+        self, source: dict[str, str], head: dict[str, Any], dst_bucket: str, dst_key: str
+    ) -> None:
+        """UploadPartCopy ranges, ``copy_concurrency`` at a time, then CompleteMultipartUpload.
+
+        Every part names the source's ETag (``CopySourceIfMatch``): if the source is replaced
+        mid-copy, S3 refuses the later parts instead of mixing two versions. On the first part
+        that fails for good or on an interrupt (SIGTERM: raised in the main thread, seen by
+        the parts through :func:`xoelt.interrupts.check`), parts not started are cancelled,
+        the ones in flight are waited for, and the upload is aborted: the destination is left
+        untouched.
+        """
+        ranges = copy_ranges(int(head["ContentLength"]), self.copy_part_size)
+        origin = self.uri(source["Bucket"], source["Key"])
+        kept = {name: head[name] for name in COPIED_HEADERS if head.get(name)}
+        upload = self.client.create_multipart_upload(
+            Bucket=dst_bucket,
+            Key=dst_key,
+            ContentType=head.get("ContentType") or "binary/octet-stream",
+            Metadata=head.get("Metadata") or {},
+            **kept,
+        )["UploadId"]
+        log = get_logger(upload=f"s3://{dst_bucket}/{dst_key}")
+        stop = threading.Event()
+
+        def part(number: int, first: int, last: int) -> dict[str, Any]:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            what = f"copy (part {number} of {len(ranges)}) of {origin} to"
+
+            def attempt() -> dict[str, Any]:
+                interrupts.check()  # a signal stops a copy in a backfill's worker thread too
+                if stop.is_set():  # another part failed: do not start (or retry) this one
+                    raise StorageError(f"S3 {what} {self.uri(dst_bucket, dst_key)}: cancelled")
+                try:
+                    answer = self.client.upload_part_copy(
+                        Bucket=dst_bucket,
+                        Key=dst_key,
+                        UploadId=upload,
+                        PartNumber=number,
+                        CopySource=source,
+                        CopySourceIfMatch=head["ETag"],
+                        CopySourceRange=f"bytes={first}-{last}",
+                    )
+                except (ClientError, BotoCoreError) as exc:
+                    raise _storage_error(what, dst_bucket, dst_key, exc) from exc
+                return {"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]}
+
+            return retry_transient(
+                attempt,
+                what=f"S3 {what} {self.uri(dst_bucket, dst_key)}",
+                log=log,
+                attempts=self.copy_part_attempts,
+                max_wait=self.copy_retry_wait,
+                sleep=pause,
             )
-            return {"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]}
 
-        starts = range(0, size, self.copy_part_size)
+        def pause(seconds: float) -> None:
+            stop.wait(seconds)  # a retry's wait ends early when the copy is being given up
+
+        # S3 copies each range server-side; several at once is what makes a big copy fast
+        pool = ThreadPoolExecutor(min(self.copy_concurrency, len(ranges)), "xoelt-s3-copy")
         try:
-            # S3 copies each range server-side; a few at once is what makes a big copy fast
-            with ThreadPoolExecutor(max_workers=min(self.copy_concurrency, len(starts))) as pool:
-                parts = list(pool.map(part, range(1, len(starts) + 1), starts))
+            futures = [pool.submit(part, n, *r) for n, r in enumerate(ranges, start=1)]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = _first_failure(futures, done)
+            if failed is not None:
+                raise failed
+            parts = [f.result() for f in futures]
             self.client.complete_multipart_upload(
                 Bucket=dst_bucket, Key=dst_key, UploadId=upload, MultipartUpload={"Parts": parts}
             )
         except BaseException:
-            self.client.abort_multipart_upload(Bucket=dst_bucket, Key=dst_key, UploadId=upload)
+            stop.set()
+            # parts still in flight may land after an abort; wait for them to end first
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._abort(dst_bucket, dst_key, upload, log)
             raise
+        finally:
+            pool.shutdown(wait=False)
+
+    def _abort(self, bucket: str, key: str, upload: str, log: Any) -> None:
+        """AbortMultipartUpload (retried); if even that fails, say so and leave it to the
+        bucket's ``AbortIncompleteMultipartUpload`` lifecycle rule."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        def attempt() -> None:
+            try:
+                self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                    return  # already gone (aborted, or completed after all)
+                raise _storage_error("abort upload", bucket, key, exc) from exc
+            except BotoCoreError as exc:
+                raise _storage_error("abort upload", bucket, key, exc) from exc
+
+        try:
+            retry_transient(attempt, what=f"abort upload to {self.uri(bucket, key)}", log=log)
+        except StorageError as exc:
+            log.warning("multipart upload not aborted", upload_id=upload, error=str(exc))
 
     def list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -317,6 +443,41 @@ class S3ObjectStore:
         finally:
             with contextlib.suppress(ClientError):
                 self.client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+
+    @_mapped("update")
+    def update(self, bucket: str, key: str, change: Change[T]) -> T:
+        """GET, ``change``, then a conditional PUT: ``If-Match`` on the ETag read, or
+        ``If-None-Match: *`` to create. Another writer in between makes the PUT fail
+        (412, or 409 for a concurrent conditional write): read again and retry, with jitter.
+        """
+        from botocore.exceptions import ClientError
+
+        for attempt in range(UPDATE_ATTEMPTS):
+            try:
+                answer = self.client.get_object(Bucket=bucket, Key=key)
+                current: bytes | None = answer["Body"].read()
+                etag: str | None = answer["ETag"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                    raise
+                current, etag = None, None
+            new, result = change(current)
+            if new is None:
+                return result
+            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            try:
+                self.client.put_object(Bucket=bucket, Key=key, Body=new, **condition)
+                return result
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code not in (*LOCK_CONFLICTS, "NoSuchKey"):  # NoSuchKey: deleted meanwhile
+                    raise
+            time.sleep(random.uniform(0.005, 0.02 * min(attempt + 1, 10)))
+        raise StorageError(
+            f"S3 update s3://{bucket}/{key}: lost the race to other writers "
+            f"{UPDATE_ATTEMPTS} times",
+            transient=True,
+        )
 
     def uri(self, bucket: str, key: str) -> str:
         return f"s3://{bucket}/{key}"

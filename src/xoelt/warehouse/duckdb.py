@@ -77,10 +77,15 @@ class DuckDBConfig(StrictModel):
         return CAPABILITIES
 
     def open(
-        self, databases: Sequence[str], default_database: str, env: Mapping[str, str]
+        self,
+        databases: Sequence[str],
+        default_database: str,
+        env: Mapping[str, str],
+        read_only: Sequence[str] = (),
     ) -> DuckDBWarehouse:
-        """Attach one file per database (created on first use)."""
-        return DuckDBWarehouse(Path(self.directory), databases, default_database)
+        """Attach one file per database (created on first use); ``read_only`` databases
+        (other pipelines' gold that this one reads) only if their file exists."""
+        return DuckDBWarehouse(Path(self.directory), databases, default_database, read_only)
 
     def location(self, database: str) -> str:
         return str((Path(self.directory) / f"{database}.duckdb").resolve())
@@ -146,7 +151,13 @@ class DuckDBWarehouse:
 
     capabilities = CAPABILITIES
 
-    def __init__(self, directory: Path, databases: Sequence[str], default_database: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        databases: Sequence[str],
+        default_database: str,
+        read_only: Sequence[str] = (),
+    ) -> None:
         import duckdb
 
         self.directory = directory
@@ -156,6 +167,7 @@ class DuckDBWarehouse:
             raise WarehouseError(f"cannot create {directory}: {exc.strerror or exc}") from exc
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET TimeZone = 'UTC'")
+        self.read_only: set[str] = set()  # attached READ_ONLY: other pipelines' databases
         for db in dict.fromkeys([default_database, *databases]):
             path = directory / f"{db}.duckdb"
             try:
@@ -163,10 +175,33 @@ class DuckDBWarehouse:
             except duckdb.Error as exc:
                 self.con.close()
                 raise WarehouseError(f"cannot open {path}: {str(exc).splitlines()[0]}") from exc
+        writable = {default_database, *databases}
+        for db in dict.fromkeys(d for d in read_only if d not in writable):
+            self._attach_read_only(duckdb, db)
         self.con.execute(f"USE {quote(default_database)}")
         for macro in MACROS:
             self.con.execute(macro)
         self._drop_stale_shadows()
+
+    def _attach_read_only(self, duckdb: Any, db: str) -> None:
+        """Attach another pipeline's database to read its tables; a missing file is left
+        unattached (the gold stage names the table it lacks).
+
+        Read-only, so any number of readers share the file; but DuckDB locks a file per
+        process, and one that a process holds read-write cannot be opened by another at all,
+        so a run reading ``db`` while that database's pipeline is loading fails here."""
+        path = self.directory / f"{db}.duckdb"
+        if not path.is_file():
+            return
+        try:
+            self.con.execute(f"ATTACH {duckdb_literal(str(path))} AS {quote(db)} (READ_ONLY)")
+        except duckdb.Error as exc:
+            self.con.close()
+            raise WarehouseError(
+                f"cannot open {path} read-only (to read database {db}): "
+                f"{str(exc).splitlines()[0]}; is a pipeline of {db} running now?"
+            ) from exc
+        self.read_only.add(db)
 
     def _drop_stale_shadows(self) -> None:
         """Drop load shadows (``<TABLE>__XO_LOAD``) a killed process left behind.
@@ -181,6 +216,8 @@ class DuckDBWarehouse:
             [SHADOW_SUFFIX],
         ).fetchall()
         for catalog, schema, name in stale:
+            if catalog in self.read_only:  # its own pipeline's process cleans it up
+                continue
             self.con.execute(f"DROP TABLE IF EXISTS {quote(catalog)}.{quote(schema)}.{quote(name)}")
 
     def location(self, database: str) -> str:

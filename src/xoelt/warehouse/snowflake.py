@@ -187,9 +187,16 @@ class SnowflakeConfig(StrictModel):
         return bronze_script(load, existing, run, copy_transformations=self.copy_transformations)
 
     def open(
-        self, databases: Sequence[str], default_database: str, env: Mapping[str, str]
+        self,
+        databases: Sequence[str],
+        default_database: str,
+        env: Mapping[str, str],
+        read_only: Sequence[str] = (),
     ) -> SnowflakeWarehouse:
-        """Connect (retrying transient failures); the session's database is the default."""
+        """Connect (retrying transient failures); the session's database is the default.
+
+        One session reaches every database the role may use, so ``databases`` and
+        ``read_only`` (those other pipelines' gold reads) need no opening here."""
         return SnowflakeWarehouse(
             self.connect_kwargs(env),
             default_database,

@@ -149,6 +149,28 @@ def test_directory_refuses_fields(harness: SourceHarness, bamboo: FakeBambooHr) 
     assert "mode directory takes neither fields nor only_current" in result.output
 
 
+def test_keep_writes_only_the_employees_whose_field_matches(
+    harness: SourceHarness, bamboo: FakeBambooHr, creds: None
+) -> None:
+    keep = {"field": "status", "values": ["Inactive", "Leave"]}
+    result = _run(harness, _source(bamboo, keep=keep))
+    assert result.exit_code == 0, result.output
+    header, *_, last = REPORT_CSV.splitlines(keepends=True)
+    assert _text(harness) == header + last  # 103, the one Inactive employee
+    assert bamboo.requests("report")[0].json()["fields"] == FIELDS  # the same request
+    details = _manifest(harness)["details"]
+    assert (details["rows"], details["dropped_by_keep"]) == (1, 2)
+
+
+def test_keep_on_a_field_the_report_does_not_ask_for_is_refused(
+    harness: SourceHarness, bamboo: FakeBambooHr
+) -> None:
+    path = harness.pipeline("roster", _source(bamboo, keep={"field": "department", "values": ["Care"]}))  # fmt: skip
+    result = harness.cli("validate", str(path))
+    assert result.exit_code == 2
+    assert "keep.field 'department' is not one of fields" in result.output
+
+
 def test_503_with_retry_after_is_waited_out(
     harness: SourceHarness, bamboo: FakeBambooHr, creds: None
 ) -> None:

@@ -402,6 +402,7 @@ def test_example_pipeline_plans_and_validates_without_credentials(
     for var in ("SPROUT_API_TOKEN", "SPROUT_CUSTOMER_ID"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XOELT_PIPELINES", str(REPO / "pipelines"))
+    monkeypatch.setenv("XOELT_SQL", str(REPO / "sql"))  # the example's gold models
     example = REPO / "pipelines" / "warbyparker" / "sprout_messages_daily.yaml"
     validated = harness.cli("validate", str(example))
     assert validated.exit_code == 0, validated.output
