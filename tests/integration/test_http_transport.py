@@ -142,3 +142,11 @@ def test_gzip_bodies_are_decoded_by_httpx(server: RawServer) -> None:
 def test_a_configured_proxy_keeps_httpx_default_transport(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     assert transport() is None
+
+
+def test_a_header_with_a_line_break_fails_without_showing_it(server: RawServer) -> None:
+    client = _client(headers={"Authorization": "Bearer s3cret\nX: y"})
+    with client, pytest.raises(httpx.LocalProtocolError) as caught:
+        client.get(f"http://127.0.0.1:{server.port}/")
+    assert "s3cret" not in str(caught.value) and caught.value.__cause__ is None
+    assert server.requests == []
