@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from xoelt.errors import SourceError
 from xoelt.sources.base import CsvSink
 from xoelt.sources.csvio import format_columns, format_row
-from xoelt.sources.sprout_social import RowMaker
+from xoelt.sources.sprout_social import RowMaker, Tail, second_of
 from xoelt.timewindow import TimeWindow
 
 ZONE = ZoneInfo("America/New_York")
@@ -190,3 +190,47 @@ def test_a_page_of_the_wrong_width_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="columns differ in length"):
         sink.write_columns([["x"], []])
     sink.close()
+
+
+class _ReferenceTail:
+    """Tail.page as it was written per message (the definition the page-wise one keeps)."""
+
+    def __init__(self) -> None:
+        self.second: str | None = None
+        self.guids: set[Any] = set()
+        self.ordered = True
+
+    def page(self, data: list[dict[str, Any]]) -> None:
+        seconds = [second_of(m.get("created_time")) for m in data]
+        dated = [t for t in seconds if t is not None]
+        if not dated:
+            return
+        if dated != sorted(dated) or (self.second is not None and dated[0] < self.second):
+            self.ordered = False
+        if dated[-1] != self.second:
+            self.second, self.guids = dated[-1], set()
+        for msg, second in zip(reversed(data), reversed(seconds), strict=True):
+            if second is None:
+                continue
+            if second != dated[-1]:
+                break
+            self.guids.add(msg.get("guid"))
+
+
+guid_message = st.fixed_dictionaries(
+    {"guid": st.integers(0, 50)},
+    optional={"created_time": st.one_of(stamp, st.sampled_from(["2026-11-02T05:00:00Z"] * 3))},
+)
+
+
+@given(st.lists(st.lists(guid_message, max_size=6), max_size=4))
+def test_tail_page_agrees_with_the_per_message_definition(pages: list[list[Any]]) -> None:
+    tail, reference = Tail(), _ReferenceTail()
+    for page in pages:
+        tail.page(page)
+        reference.page(page)
+        assert (tail.second, tail.guids, tail.ordered) == (
+            reference.second,
+            reference.guids,
+            reference.ordered,
+        )

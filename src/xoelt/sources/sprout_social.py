@@ -368,12 +368,19 @@ class Tail:
         Per page, not per message: the order check compares the page with itself sorted
         (C speed on the canonical text form), and only the page's trailing second is walked.
         """
-        stamps = [m.get("created_time") for m in data]
-        if all(type(t) is str and len(t) == 20 and t[19] == "Z" for t in stamps):
+        n = len(data)
+        stamps: list[Any] = list(map(dict.get, data, repeat("created_time", n)))
+        # Every stamp a 20-character string ending in Z (checked in C: each 20th character).
+        if (
+            set(map(type, stamps)) == {str}
+            and set(map(len, stamps)) == {20}
+            and "".join(stamps)[19::20] == "Z" * n
+        ):
             seconds: list[str | None] = stamps
+            dated: list[str] = stamps
         else:
             seconds = [second_of(t) for t in stamps]
-        dated = [t for t in seconds if t is not None]
+            dated = [t for t in seconds if t is not None]
         if not dated:
             return
         if dated != sorted(dated) or (self.second is not None and dated[0] < self.second):
