@@ -15,6 +15,7 @@ The loader validates a block with ``get_source(t).Config.model_validate(block, c
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import operator
 from abc import ABC, abstractmethod
@@ -31,6 +32,7 @@ from xoelt.findings import Finding
 from xoelt.progress import ExtractProgress, ProgressListener, Reporter
 from xoelt.sources.csvio import CsvReader, format_row
 from xoelt.sources.http import RetryConfig
+from xoelt.sources.parts import Part, PartMark, PartStream, part_name
 
 if TYPE_CHECKING:
     from xoelt.storage.base import ObjectStore
@@ -97,16 +99,43 @@ class CsvSink:
     written: after each page, every 4,096 single rows, and at :meth:`close`.
     """
 
-    def __init__(self, path: Path, progress: Reporter | None = None) -> None:
-        self.path = path
+    def __init__(
+        self,
+        path: Path,
+        progress: Reporter | None = None,
+        *,
+        fmt: str | None = None,
+        part_bytes: int | None = None,
+        gzip_level: int = 1,
+    ) -> None:
         self.progress = progress
         self._reported = (0, 0)  # rows, bytes already reported
         self.rows = 0
         self.fieldnames: list[str] | None = None
         self.details: dict[str, Any] = {}
         self._file: TextIO | None = None
+        self._stream: PartStream | None = None
         self._writer: Any = None
         self._single = False
+        self._part_start = 0  # rows written before the current part
+        # fmt None: one plain file at ``path`` (the sink as a plain CSV writer); else parts
+        # named ``<stem>.part-NNNNN.<fmt>`` beside it, rolled at ``part_bytes``.
+        self.fmt = fmt
+        self.part_bytes = part_bytes
+        self.gzip_level = gzip_level if fmt == "csv.gz" else None
+        self._base = path
+        self.path = path if fmt is None else path.with_name(part_name(path.stem, 0, fmt))
+
+    def _path_of(self, index: int) -> Path:
+        if self.fmt is None:
+            return self._base
+        return self._base.with_name(part_name(self._base.stem, index, self.fmt))
+
+    @property
+    def parts(self) -> list[Part]:
+        """The part files written (one for a small window), with their rows and sizes;
+        complete after :meth:`close`."""
+        return [] if self._stream is None else list(self._stream.parts)
 
     def open(self, fieldnames: Sequence[str]) -> None:
         """Write the header; must be called once, before any row."""
@@ -119,11 +148,28 @@ class CsvSink:
         if len(set(fieldnames)) != len(fieldnames):
             raise SourceError(f"duplicate column names in source header: {list(fieldnames)}")
         self.fieldnames = list(fieldnames)
-        # A large buffer: a row is a few hundred bytes, and 8 KB flushes cost a syscall each.
-        self._file = self.path.open("w", newline="", encoding="utf-8", buffering=1 << 20)
+        self._stream = PartStream(self._path_of, level=self.gzip_level, part_bytes=self.part_bytes)
+        # A large buffer: a row is a few hundred bytes, and 8 KB flushes cost a syscall each
+        # (smaller only for tiny parts, so a part can fill before its buffer does).
+        buffer = min(1 << 20, max(self.part_bytes or 1 << 20, 4096))
+        self._file = io.TextIOWrapper(
+            io.BufferedWriter(self._stream, buffer_size=buffer),
+            encoding="utf-8",
+            newline="",
+            write_through=False,
+        )
         self._writer = csv.writer(self._file)
         self._writer.writerow(self.fieldnames)
         self._single = len(self.fieldnames) == 1
+
+    def _roll(self) -> None:
+        """The current part is full: finish it and start the next with the header."""
+        assert self._stream is not None and self._file is not None
+        self._file.flush()
+        self._stream.parts[-1].rows = self.rows - self._part_start
+        self._part_start = self.rows
+        self._stream.next_part()
+        self._writer.writerow(self.fieldnames)
 
     def write_values(self, values: Sequence[Any]) -> None:
         """One row in header order; a row of another width is an error (no silent loss)."""
@@ -140,6 +186,8 @@ class CsvSink:
         else:
             self._writer.writerow(values)
         self.rows += 1
+        if self._stream is not None and self._stream.full:
+            self._roll()
         if not self.rows & 0xFFF and self.progress is not None:
             self._report()
 
@@ -161,6 +209,8 @@ class CsvSink:
             for i, values in enumerate(rows):
                 self._write(values, self.rows + i + 1)
         self.rows += len(rows)
+        if self._stream is not None and self._stream.full:
+            self._roll()
         if self.progress is not None:
             self._report()
 
@@ -185,10 +235,11 @@ class CsvSink:
         else:
             self._writer.writerow(values)
 
-    def mark(self) -> tuple[int, int]:
-        """Where the file is now, as (bytes, rows): :meth:`rewind` goes back to it."""
+    def mark(self) -> tuple[PartMark, int]:
+        """Where the output is now, as (position, rows): :meth:`rewind` goes back to it."""
         self._text_file.flush()
-        return self._text_file.buffer.tell(), self.rows
+        assert self._stream is not None
+        return self._stream.mark(), self.rows
 
     def write_raw(self, data: bytes, rows: int) -> None:
         """``rows`` complete records that are already in xoelt's CSV convention, as bytes.
@@ -199,19 +250,22 @@ class CsvSink:
         self._text_file.flush()
         self._text_file.buffer.write(data)
         self.rows += rows
+        if self._stream is not None and self._stream.full:
+            self._roll()
         if self.progress is not None:
             self._report()
 
-    def rewind(self, mark: tuple[int, int]) -> None:
+    def rewind(self, mark: tuple[PartMark, int]) -> None:
         """Drop everything written since :meth:`mark` gave ``mark`` (a byte copy that fell
-        back). Progress already reported is not taken back: it may over-count the rows
-        written again."""
-        size, rows = mark
+        back), parts started since included. Progress already reported is not taken back:
+        it may over-count the rows written again."""
+        position, rows = mark
         self._text_file.flush()
-        self._text_file.buffer.seek(size)
-        self._text_file.buffer.truncate()
+        assert self._stream is not None
+        self._stream.rewind(position)
         self.rows = rows
-        self._reported = (min(self._reported[0], rows), min(self._reported[1], size))
+        self._part_start = sum(p.rows for p in self._stream.parts[:-1])
+        self._reported = (min(self._reported[0], rows), min(self._reported[1], position.position))
 
     @property
     def _text_file(self) -> TextIO:
@@ -223,7 +277,10 @@ class CsvSink:
         if self._file is not None:
             if self.progress is not None:
                 self._report()
-            self._file.close()
+            self._file.flush()
+            assert self._stream is not None
+            self._stream.parts[-1].rows = self.rows - self._part_start
+            self._file.close()  # closes the part stream: the last part's gzip trailer
             self._file = None
 
 
@@ -292,6 +349,8 @@ class Source(ABC, Generic[ConfigT]):
 
     source_type: ClassVar[str]
     Config: ClassVar[type[StrictModel]]
+    # The extract output format when the source's ``output.format`` is unset.
+    output_format: ClassVar[str] = "csv.gz"
 
     def __init_subclass__(cls, *, source_type: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

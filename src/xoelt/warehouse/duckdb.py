@@ -46,6 +46,7 @@ from xoelt.warehouse.base import (
 )
 
 SHADOW_SUFFIX = "__XO_LOAD"
+PART_COLUMN = "_XO_PART"  # read_csv's column naming the part a row came from
 
 CAPABILITIES = Capabilities(
     dialect="duckdb",
@@ -259,6 +260,13 @@ def bronze_script(load: BronzeLoad, existing: Sequence[str] | None, run: RunStam
     )
     csv_columns = "{" + ", ".join(f"{duckdb_literal(c)}: 'VARCHAR'" for c in load.columns) + "}"
     missing = [c for c in cols if c not in load.columns]
+    files = load.files
+    if len(files) == 1:
+        source, source_file = duckdb_literal(load.file_uri), duckdb_literal(load.file_uri)
+        part_column = ""
+    else:  # one read over every part; each row says which it came from
+        source = "[" + ", ".join(duckdb_literal(p.file_uri) for p in files) + "]"
+        source_file, part_column = quote(PART_COLUMN), f"filename = {duckdb_literal(PART_COLUMN)}, "
     run_id = "{run_id}" if run is None else duckdb_literal(run.run_id)
     loaded_at = "{loaded_at}" if run is None else duckdb_literal(run.loaded_at)
     select = ", ".join(
@@ -266,7 +274,7 @@ def bronze_script(load: BronzeLoad, existing: Sequence[str] | None, run: RunStam
         + [f"NULL AS {quote(c)}" for c in missing]
         + [
             run_id,
-            duckdb_literal(load.file_uri),
+            source_file,
             "NULL",
             f"{loaded_at}::TIMESTAMPTZ",
             f"{duckdb_literal(load.window_start)}::TIMESTAMPTZ",
@@ -276,10 +284,20 @@ def bronze_script(load: BronzeLoad, existing: Sequence[str] | None, run: RunStam
     target_cols = ", ".join(quote(c) for c in [*load.columns, *missing, *METADATA_NAMES])
     insert = (
         f"INSERT INTO {shadow.sql} ({target_cols}) SELECT {select} FROM read_csv("
-        f"{duckdb_literal(load.file_uri)}, header = true, delim = ',', quote = '\"', escape = '\"', "
+        f"{source}, header = true, delim = ',', quote = '\"', escape = '\"', "
         f"all_varchar = true, auto_detect = false, strict_mode = true, allow_quoted_nulls = false, "
+        f"compression = '{'gzip' if load.compressed else 'none'}', {part_column}"
         f"columns = {csv_columns})"
     )
+    # rowid runs over all parts in order (read in list order, insertion order kept): a
+    # part's row number is rowid past the rows of the parts before it.
+    row_number = "rowid + 1"
+    if len(files) > 1 and all(p.rows is not None for p in files):
+        before, whens = 0, []
+        for part in files:
+            whens.append(f"WHEN {duckdb_literal(part.file_uri)} THEN {before}")
+            before += part.rows or 0
+        row_number += f" - CASE {quote('_XO_SOURCE_FILE')} {' '.join(whens)} END"
     drop_shadow = ddl(f"DROP TABLE IF EXISTS {shadow.sql}")
     return Script(
         prepare=(
@@ -287,7 +305,7 @@ def bronze_script(load: BronzeLoad, existing: Sequence[str] | None, run: RunStam
             drop_shadow,
             ddl(f"CREATE TABLE {shadow.sql} ({columns_ddl})"),
             Step(insert, Yields.AFFECTED, reconcile=0),
-            Step(f"UPDATE {shadow.sql} SET {quote('_XO_FILE_ROW_NUMBER')} = rowid + 1"),
+            Step(f"UPDATE {shadow.sql} SET {quote('_XO_FILE_ROW_NUMBER')} = {row_number}"),
         ),
         body=(
             ddl(f"DROP TABLE IF EXISTS {load.table.sql}"),
@@ -295,6 +313,7 @@ def bronze_script(load: BronzeLoad, existing: Sequence[str] | None, run: RunStam
         ),
         on_failure=(drop_shadow,),
         holds=load.table,
+        holds_by="_XO_SOURCE_FILE",
         begin="BEGIN TRANSACTION",
         native=True,
     )
