@@ -163,7 +163,8 @@ class CsvSink:
         self._single = len(self.fieldnames) == 1
 
     def _roll(self) -> None:
-        """The current part is full: finish it and start the next with the header."""
+        """The current part is full and a row is coming: finish the part and start the next
+        with the header (so no part is ever empty but a window's only one)."""
         assert self._stream is not None and self._file is not None
         self._file.flush()
         self._stream.parts[-1].rows = self.rows - self._part_start
@@ -179,6 +180,8 @@ class CsvSink:
             raise SourceError(
                 f"row {self.rows + 1} has {len(values)} fields, the header has {len(self.fieldnames)}"
             )
+        if self._stream is not None and self._stream.full:  # roll before a row, never after
+            self._roll()
         if "" in values:  # inline, not self._write: this runs once per row of a user file
             self._text_file.write(format_row(values))
         elif self._single and values[0] is None:
@@ -186,8 +189,6 @@ class CsvSink:
         else:
             self._writer.writerow(values)
         self.rows += 1
-        if self._stream is not None and self._stream.full:
-            self._roll()
         if not self.rows & 0xFFF and self.progress is not None:
             self._report()
 
@@ -195,6 +196,8 @@ class CsvSink:
         """Rows in header order, written in one call (a page of API results)."""
         if self._writer is None or self.fieldnames is None:
             raise SourceError("CsvSink.open(fieldnames) must be called before writing rows")
+        if self._stream is not None and self._stream.full and rows:
+            self._roll()
         width = len(self.fieldnames)
         # Both checks iterate in C (map over builtins): a page costs no Python loop per row.
         if any(n != width for n in set(map(len, rows))):
@@ -209,8 +212,6 @@ class CsvSink:
             for i, values in enumerate(rows):
                 self._write(values, self.rows + i + 1)
         self.rows += len(rows)
-        if self._stream is not None and self._stream.full:
-            self._roll()
         if self.progress is not None:
             self._report()
 
@@ -247,11 +248,11 @@ class CsvSink:
         The caller vouches for them (:mod:`xoelt.sources.csvcopy` proves it for the bytes
         it copies); they go straight to the file after the text written so far.
         """
+        if self._stream is not None and self._stream.full and rows:
+            self._roll()
         self._text_file.flush()
         self._text_file.buffer.write(data)
         self.rows += rows
-        if self._stream is not None and self._stream.full:
-            self._roll()
         if self.progress is not None:
             self._report()
 

@@ -368,7 +368,9 @@ def check_parts(
         got[part.key] = got.get(part.key, 0) + int(rows) - offset
     for part in parts:
         assert part.rows is not None  # the runner is given only parts with known counts
-        check_count(part.rows, Count(got.get(part.key, 0), f" from part {part.key}"), mismatch)
+        loaded = got.get(part.key, 0)
+        if loaded != part.rows:
+            raise DataError(mismatch(part.rows, Count(loaded, f" from part {part.key}")))
 
 
 def run_script(
