@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import io
 import json
-from pathlib import Path
 
 import duckdb
 import yaml
@@ -37,7 +36,9 @@ def uploads() -> dict[str, bytes]:
         writer.writerow([i % 1000, f"name {i}", note])  # keys repeat in this file
     quoted_text = quoted.getvalue().replace('""', "")  # csv writes '' as "": make some missing
     quoted_text = quoted_text.replace(',"",', ",,")
-    plain = "Id,Name,Note\n" + "".join(f"{i % 1500},later {i},p{i * 7919 % 100003}\n" for i in range(ROWS))
+    plain = "Id,Name,Note\n" + "".join(
+        f"{i % 1500},later {i},p{i * 7919 % 100003}\n" for i in range(ROWS)
+    )
     return {"a.csv": quoted_text.encode(), "b.csv": plain.encode()}
 
 
@@ -130,7 +131,11 @@ def test_many_gzip_parts_load_the_same_bronze_and_silver_as_one_plain_file(
         ), table
     # the incremental silver kept each key's last row of the window: from the last file
     keyed = dict((k, n) for k, n, _ in rows(project, "PARTS_DB", "SILVER.KEYED", source_cols))
-    assert len(keyed) == 1500 and keyed["0"] == f"later {ROWS - 1500}" and keyed["1499"] == f"later {ROWS - 1}"
+    assert (
+        len(keyed) == 1500
+        and keyed["0"] == f"later {ROWS - 1500}"
+        and keyed["1499"] == f"later {ROWS - 1}"
+    )
     # bronze's file row numbers count within each part, whose key is the source file
     numbered = query(
         project,
@@ -140,7 +145,10 @@ def test_many_gzip_parts_load_the_same_bronze_and_silver_as_one_plain_file(
     )
     assert [n for _, n, _, _ in numbered] == [p["rows"] for p in many["parts"]]
     assert all((lo, hi) == (1, n) for _, n, lo, hi in numbered)
-    assert all(f.endswith(p["key"].rsplit("/", 1)[1]) for (f, *_), p in zip(numbered, many["parts"]))
+    assert all(
+        f.endswith(p["key"].rsplit("/", 1)[1])
+        for (f, *_), p in zip(numbered, many["parts"], strict=True)
+    )
 
 
 def test_plan_shows_the_parts_and_a_bad_part_size_is_a_config_error(project: Project) -> None:
@@ -161,3 +169,29 @@ def test_plan_shows_the_parts_and_a_bad_part_size_is_a_config_error(project: Pro
     assert failed.returncode == 2
     assert "parts.yaml" in failed.stderr and "part_size" in failed.stderr
     assert "'huge' is not a size" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_every_part_must_share_the_header_and_a_rerun_leaves_no_stale_part(
+    project: Project,
+) -> None:
+    setup(project)
+    run = ("--date", "2026-11-03", "--source", "snap")
+    project.xoelt("extract", "parts/parts", *run, check=True)
+    parts = manifest(project, "parts", "snap")["parts"]
+    ingest = project.home / "objects" / "xoelt-ingest"
+    second = ingest / parts[1]["key"]
+    text = gzip.decompress(second.read_bytes()).decode()
+    second.write_bytes(gzip.compress(text.replace("Id,Name,Note", "Id,Name,Other", 1).encode()))
+    failed = project.xoelt("stage", "parts/parts", *run)
+    assert failed.returncode == 1
+    assert "/full_refresh/2026-11-02/snap.part-00001.csv.gz has another header" in failed.stderr
+    assert "column 3 is 'Other', not 'Note'" in failed.stderr
+
+    # fewer, bigger parts on a rerun: the earlier run's extra parts are removed
+    doc = project.root / "pipelines" / "parts" / "parts.yaml"
+    doc.write_text(doc.read_text().replace("part_size: 4KiB", "part_size: 1MiB"))
+    project.xoelt("extract", "parts/parts", *run, check=True)
+    project.xoelt("stage", "parts/parts", *run, check=True)
+    for bucket in ("xoelt-ingest", "xoelt-stage"):
+        files = sorted(p.name for p in (project.home / "objects" / bucket).rglob("snap.part-*"))
+        assert files == ["snap.part-00000.csv.gz"], bucket

@@ -149,7 +149,10 @@ def test_object_keys_are_segmented_by_load_strategy_and_window_with_manifests_be
     orders, customers = sources["orders"], sources["customers"]
     assert (orders.ingest_bucket, orders.stage_bucket) == ("shop-ingest", "shop-stage")
     assert orders.ingest_key == "ingest/shop/orders_daily/orders/2026-11-02/orders.part-00000.csv"
-    assert orders.stage_key == "stage/shop/orders_daily/orders/full_refresh/2026-11-02/orders.part-00000.csv"
+    assert (
+        orders.stage_key
+        == "stage/shop/orders_daily/orders/full_refresh/2026-11-02/orders.part-00000.csv"
+    )
     assert orders.ingest_manifest_key == "ingest/shop/orders_daily/orders/2026-11-02/_manifest.json"
     assert (
         orders.stage_manifest_key
@@ -247,7 +250,9 @@ def test_intraday_window_aligns_to_the_schedule_and_keys_carry_its_start_time(
     assert plan.window.start.isoformat() == "2026-11-03T12:00:00-05:00"
     assert plan.window.end.isoformat() == "2026-11-03T14:00:00-05:00"
     orders = plan.sources[0]
-    assert orders.ingest_key == "ingest/shop/orders_daily/orders/2026-11-03/1200/orders.part-00000.csv"
+    assert (
+        orders.ingest_key == "ingest/shop/orders_daily/orders/2026-11-03/1200/orders.part-00000.csv"
+    )
     assert orders.stage_key == (
         "stage/shop/orders_daily/orders/full_refresh/2026-11-03/1200/orders.part-00000.csv"
     )

@@ -92,8 +92,12 @@ class CsvSink:
     missing value (an empty unquoted field, NULL in bronze) and ``''`` an empty string
     (``""``, an empty string in bronze); give each what the source said.
 
-    The file is a private temp file; the extract stage publishes it to the ingest store only
-    after the extractor returns, so a failed extraction never leaves a partial object behind.
+    Given ``fmt`` (``csv.gz`` or ``csv``) it writes parts beside ``path``
+    (``<stem>.part-00000.<fmt>``, …; :mod:`xoelt.sources.parts`), starting the next part, with
+    the header, before the first row that comes once a part holds ``part_bytes``; without,
+    one plain file at ``path``. The files are private temp files; the extract stage publishes
+    them to the ingest store only after the extractor returns, so a failed extraction never
+    leaves a partial object behind.
     ``details`` ends up in the ingest manifest (e.g. which upload files were taken).
     ``progress`` (the extraction's :meth:`ExtractContext.progress`) hears rows and bytes
     written: after each page, every 4,096 single rows, and at :meth:`close`.

@@ -91,6 +91,13 @@ def verify_staged(store: ObjectStore, sp: SourcePlan, staged: dict[str, Any]) ->
     return in_parallel(check, listed_parts(staged, sp.stage_key))
 
 
+def _first_difference(first: list[str], other: list[str]) -> str:
+    for i, (a, b) in enumerate(zip(first, other, strict=False), start=1):
+        if a != b:
+            return f"column {i} is {b!r}, not {a!r}"
+    return f"{len(other)} columns, not {len(first)}"
+
+
 def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     """Copy every ingest part to the stage bucket (a few at once) and record the
     standardised header, which every part must share."""
@@ -126,7 +133,7 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
         if other != header:
             raise DataError(
                 f"part {store.uri(sp.stage_bucket, key)} has another header than the first "
-                f"part's ({len(other)} columns, not {len(header)}); run `xoelt extract` again"
+                f"part's ({_first_difference(header, other)}); run `xoelt extract` again"
             )
     keys = {key for key, _, _ in copied}
     for stale in store.list(sp.stage_bucket, sp.stage_part_prefix):

@@ -7,6 +7,10 @@ xoelt's CSV convention (:mod:`xoelt.sources.csvio`): an empty unquoted field is 
 quoted one (``""``) an empty string (``allow_quoted_nulls = false``; DuckDB's default reads
 both as NULL). ``strict_mode`` fails a row with more or fewer fields than the header.
 
+A window's parts are read by one ``read_csv([...])`` (``compression`` explicit; with several,
+``filename`` says which part each row came from, for the per-part reconciliation, and a
+part's row number is ``rowid`` past the rows of the parts before it).
+
 Why bronze loads go through a shadow table: DuckDB's CSV reader has no file-row-number
 column, and ``ROW_NUMBER() OVER ()`` serialises the insert (about 1.9x slower on 10 M rows).
 Rows inserted into a fresh, committed table get ``rowid`` 0..n-1 in file order (insertion

@@ -5,9 +5,11 @@ DDL first (it would commit an open transaction), then ``BEGIN; TRUNCATE; COPY IN
 reconcile COPY's per-file answer with the extracted row count, and ``COMMIT`` — or ``ROLLBACK``
 explicitly, because a failed statement does not end a Snowflake transaction.
 
-The COPY names the staged file with ``FILES = ('<key>')`` rather than a path after the stage
-name: a stage path is a prefix (``…/x.csv`` would also load ``…/x.csv.tmp``), and fakesnow
-cannot parse a path after a stage name at all.
+One COPY loads every staged part of the window, named with ``FILES = ('<key>', …)`` (with
+``COMPRESSION = GZIP`` or ``NONE``) rather than a path or a PATTERN: a stage path is a prefix
+(``…/x.csv`` would also load ``…/x.csv.tmp``), a pattern could pick up a stale part, and
+fakesnow cannot parse a path after a stage name at all. Snowflake loads the files of one
+COPY in parallel and answers one row per file: each is reconciled with its part's count.
 
 The connection settings are :class:`SnowflakeConfig` (``type: snowflake`` in a target); its
 ``copy_transformations: false`` is an emulator mode for fakesnow, which cannot run
@@ -437,6 +439,9 @@ def bronze_script(
     With ``copy_transformations=False`` (emulator mode, for fakesnow) the file is COPYed as
     plain text, header row included, into a helper table, and bronze is filled from it with
     ``ROW_NUMBER() OVER ()`` giving the file row number (and marking the header as row 1).
+    With several parts, fakesnow COPYs them one after the other: each part's header is then
+    at a row the manifest's counts place, which tells the INSERT the part and its row number
+    (a wrong count fails the per-part reconciliation anyway).
     That relies on the helper's rows coming back in insertion order, which holds on the
     emulator only; Snowflake does not promise it (and wants an ORDER BY in ROW_NUMBER), which
     is why production uses ``METADATA$FILE_ROW_NUMBER``.
