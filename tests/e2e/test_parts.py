@@ -195,3 +195,24 @@ def test_every_part_must_share_the_header_and_a_rerun_leaves_no_stale_part(
     for bucket in ("xoelt-ingest", "xoelt-stage"):
         files = sorted(p.name for p in (project.home / "objects" / bucket).rglob("snap.part-*"))
         assert files == ["snap.part-00000.csv.gz"], bucket
+
+
+def test_on_duckdb_a_part_whose_count_disagrees_fails_the_load_naming_it(
+    project: Project,
+) -> None:
+    setup(project)
+    run = ("--date", "2026-11-03", "--source", "snap")
+    project.xoelt("run", "parts/parts", *run, check=True)
+    stage = project.home / "objects" / "xoelt-stage" / "stage" / "parts" / "parts" / "snap"
+    path = stage / "full_refresh" / DAY / "_manifest.json"
+    body = json.loads(path.read_text())
+    body["parts"][1]["rows"] += 1
+    body["rows"] += 1
+    path.write_text(json.dumps(body))
+    failed = project.xoelt("load", "parts/parts", *run)
+    assert failed.returncode == 1
+    key = body["parts"][1]["key"]
+    n = body["parts"][1]["rows"]
+    assert f"extracted {n}, loaded {n - 1} from part " in failed.stderr
+    assert key.rsplit("/", 1)[1] in failed.stderr and "bronze left unchanged" in failed.stderr
+    assert query(project, "PARTS_DB", "SELECT COUNT(*) FROM BRONZE.UP_SNAP") == [(2 * ROWS,)]

@@ -418,17 +418,18 @@ def run_script(
                 for step in script.body:
                     run(step)
                 if expected is not None:
+                    # part by part first: a part's mismatch is the one worth naming
                     for step, count in checks:
-                        offset = step.reconcile or 0
                         if parts and count.files:
-                            check_parts(parts, count.files, offset, mismatch)
-                        offset *= max(len(count.files), 1)
+                            check_parts(parts, count.files, step.reconcile or 0, mismatch)
+                    if script.holds is not None and len(parts) > 1 and script.holds_by:
+                        check_parts(parts, held_by(wh, script), 0, mismatch)
+                    for step, count in checks:
+                        offset = (step.reconcile or 0) * max(len(count.files), 1)
                         check_count(
                             expected, Count(max(count.rows - offset, 0), count.note), mismatch
                         )
                     if script.holds is not None:
-                        if len(parts) > 1 and script.holds_by:
-                            check_parts(parts, held_by(wh, script), 0, mismatch)
                         held = count_rows(wh, script.holds, script.holds_where)
                         check_count(expected, Count(held), mismatch)
         except BaseException:
