@@ -3,9 +3,10 @@
 A window's CSV is written as one or more part files, each a complete CSV with the same
 header, gzip-compressed (``csv.gz``) or plain (``csv``). :class:`PartStream` is the raw
 stream under the sink's text layer: bytes go to the current part (through one zlib
-compressor for gzip), and ``written`` counts the bytes that reached the part's file —
-compressed bytes for gzip — so the sink can roll to the next part, at a record boundary,
-once a part has reached its size. Snowflake loads the parts of one COPY in parallel (one
+compressor for gzip), and the bytes that reached the part's file — compressed bytes for
+gzip — are counted, so the sink can roll to the next part (``full``), at a record boundary,
+once a part has reached its size. zlib hands out compressed output a block at a time (tens
+of KB), so a gzip part closes at the first block past the size. Snowflake loads the parts of one COPY in parallel (one
 load thread per file; 100–250 MB compressed per file is its advice).
 
 The gzip member is written by hand (header, raw deflate, CRC-32 and length trailer) rather
@@ -100,10 +101,13 @@ class PartStream(io.RawIOBase):
             self._z = zlib.compressobj(self.level, zlib.DEFLATED, -zlib.MAX_WBITS)
         self.full = False
 
-    def _raw(self, data: bytes) -> None:
+    def _raw(self, data: Any) -> None:
         assert self._fh is not None
-        self._fh.write(data)
-        self._written += len(data)
+        view = memoryview(data).cast("B")
+        size = len(view)
+        while view:  # an unbuffered file may take part of a write
+            view = view[self._fh.write(view) :]
+        self._written += size
         if self.part_bytes is not None and self._written >= self.part_bytes:
             self.full = True
 
@@ -132,7 +136,7 @@ class PartStream(io.RawIOBase):
             if out:
                 self._raw(out)
         else:
-            self._raw(bytes(b) if not isinstance(b, bytes) else b)
+            self._raw(b)
         self._position += n
         return n
 
