@@ -102,6 +102,11 @@ def test_production_load_is_one_copy_over_every_part_with_gzip_compression() -> 
     assert script.holds == load.table and script.holds_by == "_XO_SOURCE_FILE"
 
 
+def test_more_parts_than_one_copy_takes_is_refused_with_the_fix() -> None:
+    with pytest.raises(DataError, match=r"1001 staged parts: .* at most 1,000 files; raise"):
+        bronze_script(parts_load("WBP_DB", [1] * 1001), None, RUN)
+
+
 def test_plain_parts_are_copied_with_no_compression() -> None:
     script = bronze_script(parts_load("WBP_DB", [1, 1], fmt="csv"), None, RUN)
     copy = next(s for s in script.body if s.yields is Yields.COPIED)

@@ -37,7 +37,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from xoelt.config.types import IDENTIFIER, Identifier, Secret, StrictModel
-from xoelt.errors import WarehouseError
+from xoelt.errors import DataError, WarehouseError
 from xoelt.retry import retry_transient
 from xoelt.warehouse.base import (
     METADATA_COLUMNS,
@@ -83,6 +83,7 @@ CSV_FORMAT = (
 EMULATOR_CSV_FORMAT = "TYPE = 'CSV' FIELD_DELIMITER = ',' FIELD_OPTIONALLY_ENCLOSED_BY = '\"'"
 COPY_OPTIONS = "FORCE = TRUE ON_ERROR = ABORT_STATEMENT"
 MAX_QUERY_TAG = 2000
+MAX_COPY_FILES = 1000  # Snowflake's limit on a COPY's FILES list
 # The validation pass: no transformation, so the column count is checked (default TRUE, said
 # anyway); RETURN_ERRORS loads nothing and answers every bad record.
 CHECK_OPTIONS = "ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE"
@@ -454,6 +455,11 @@ def bronze_script(
     if any(where != stage for where, _ in located):
         raise ValueError(f"the parts of one load are in one stage, not {located}")
     paths = [path for _, path in located]
+    if len(paths) > MAX_COPY_FILES:
+        raise DataError(
+            f"{len(paths)} staged parts: one COPY names at most {MAX_COPY_FILES:,} files; "
+            "raise the source's output.part_size"
+        )
     prepare = [
         ddl(f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}"),
         ddl(
