@@ -31,6 +31,14 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _size(n: int) -> str:
+    """Bytes as the largest binary unit that divides them (``128 MiB``), else bytes."""
+    for unit, name in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n % unit == 0:
+            return f"{n // unit} {name}"
+    return f"{n} bytes"
+
+
 def render_plan(plan: RunPlan, show_sql: bool = True) -> None:
     from rich.markup import escape
 
@@ -46,6 +54,10 @@ def render_plan(plan: RunPlan, show_sql: bool = True) -> None:
         if sp.request:
             c.print(f"  request  {escape(json.dumps(sp.request, default=str))}")
         c.print(f"  ingest   {sp.ingest_bucket}/{sp.ingest_key}")
+        c.print(
+            f"  output   {sp.format} in parts of {_size(sp.output.part_size)} "
+            f"(part-00001… once a part is full)"
+        )
         c.print(f"  stage    {sp.stage_bucket}/{sp.stage_key}")
         c.print(f"  bronze   {sp.bronze_table}")
         c.print(f"  silver   {sp.silver_table}")

@@ -14,15 +14,16 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from xoelt.config.models import Pipeline, SchemaPolicy, SilverConfig
+from xoelt.config.models import OutputConfig, Pipeline, SchemaPolicy, SilverConfig
 from xoelt.dbt_project import DbtPlan, dbt_plan
 from xoelt.errors import InputError
 from xoelt.gold import GoldModel, load_models
 from xoelt.sources import get_source
+from xoelt.sources.parts import part_name
 from xoelt.strategies import STRATEGIES, LoadStrategy, SilverColumns, SilverJob
 from xoelt.targets import BoundTarget
 from xoelt.timewindow import TimeWindow, resolve_window
-from xoelt.warehouse.base import BronzeLoad, Script, TableRef
+from xoelt.warehouse.base import BronzeLoad, FilePart, Script, TableRef
 
 COLUMNS_FROM_HEADER = "STAGED_FILE_HEADER"
 
@@ -43,6 +44,8 @@ class SourcePlan:
     sql: dict[str, list[str]] = field(default_factory=dict)
     # the source's schema policy over globals' (key by key)
     schema_policy: SchemaPolicy = field(default_factory=SchemaPolicy)
+    # how extract writes the window's data (format resolved: the source type's default)
+    output: OutputConfig = field(default_factory=lambda: OutputConfig(format="csv"))
 
     @property
     def strategy(self) -> LoadStrategy:
@@ -56,15 +59,47 @@ class SourcePlan:
     def stage_manifest_key(self) -> str:
         return self.stage_key.rsplit("/", 1)[0] + "/_manifest.json"
 
-    def bronze_load(self, columns: list[str], file_uri: str, window: TimeWindow) -> BronzeLoad:
+    @property
+    def format(self) -> str:
+        return self.output.format or "csv"
+
+    def ingest_part_key(self, index: int) -> str:
+        """The ingest key of part ``index`` (``ingest_key`` is part 0's)."""
+        if index == 0:
+            return self.ingest_key
+        return self.ingest_key.rsplit("/", 1)[0] + "/" + part_name(self.name, index, self.format)
+
+    @property
+    def ingest_part_prefix(self) -> str:
+        """What every part's ingest key starts with (to find a rerun's stale parts)."""
+        return self.ingest_key.rsplit("/", 1)[0] + f"/{self.name}.part-"
+
+    @property
+    def stage_part_prefix(self) -> str:
+        return self.stage_key.rsplit("/", 1)[0] + f"/{self.name}.part-"
+
+    def stage_part_key(self, ingest_key: str) -> str:
+        """Where stage copies the ingest part ``ingest_key`` (same file name)."""
+        return self.stage_key.rsplit("/", 1)[0] + "/" + ingest_key.rsplit("/", 1)[-1]
+
+    def bronze_load(
+        self,
+        columns: list[str],
+        file_uri: str,
+        window: TimeWindow,
+        parts: tuple[FilePart, ...] = (),
+    ) -> BronzeLoad:
+        """What load reads: ``parts`` (key, location, rows), or at plan time only the first
+        part's location ``file_uri``."""
         return BronzeLoad(
             table=self.bronze_table,
             columns=columns,
             bucket=self.stage_bucket,
-            key=self.stage_key,
-            file_uri=file_uri,
+            key=parts[0].key if parts else self.stage_key,
+            file_uri=parts[0].file_uri if parts else file_uri,
             window_start=window.start.isoformat(),
             window_end=window.end.isoformat(),
+            parts=parts,
         )
 
     def silver_job(self, window: TimeWindow) -> SilverJob:
@@ -152,6 +187,7 @@ class RunPlan:
                     "request": sp.request,
                     "ingest_key": f"{sp.ingest_bucket}/{sp.ingest_key}",
                     "stage_key": f"{sp.stage_bucket}/{sp.stage_key}",
+                    "output": {"format": sp.format, "part_size": sp.output.part_size},
                     "bronze_table": str(sp.bronze_table),
                     "silver_table": str(sp.silver_table),
                     "sql": sp.sql,
@@ -200,20 +236,24 @@ def build_plan(
             src.snowflake.target_table,
         )
         silver = TableRef(sf.database, sf.silver_schema, src.silver.table or name.upper())
-        stage_key = f"stage/{base}/{name}/{src.load_strategy}/{window.tag}/{name}.csv"
+        cls = get_source(src.source_type)
+        output = src.output.model_copy(update={"format": src.output.format or cls.output_format})
+        first = part_name(name, 0, output.format or "csv")
+        stage_key = f"stage/{base}/{name}/{src.load_strategy}/{window.tag}/{first}"
         draft = SourcePlan(
             name=name,
             source_type=src.source_type,
             load_strategy=src.load_strategy,
             ingest_bucket=storage.ingest_bucket,
-            ingest_key=f"ingest/{base}/{name}/{window.tag}/{name}.csv",
+            ingest_key=f"ingest/{base}/{name}/{window.tag}/{first}",
             stage_bucket=storage.stage_bucket,
             stage_key=stage_key,
             bronze_table=bronze,
             silver_table=silver,
             silver=src.silver,
             schema_policy=src.schema_policy.under(pipeline.globals.schema_policy),
-            request=get_source(src.source_type).describe(pipeline.extractor_config(name), window),
+            request=cls.describe(pipeline.extractor_config(name), window),
+            output=output,
         )
         load = draft.bronze_load(
             [COLUMNS_FROM_HEADER], target.file_location(storage.stage_bucket, stage_key), window

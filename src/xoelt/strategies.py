@@ -39,6 +39,16 @@ SILVER_META: tuple[tuple[str, str], ...] = (
     ("_XO_RUN_ID", "VARCHAR"),
     ("_XO_LOADED_AT", "TIMESTAMP_TZ"),
 )
+# A window's rows in the order extract wrote them: by part (part files' names sort in
+# order), then row within the part.
+_FILE_ORDER = (quote("_XO_SOURCE_FILE"), quote("_XO_FILE_ROW_NUMBER"))
+
+
+def _latest(alias: str = "") -> str:
+    """ORDER BY terms putting a window's last-written row first."""
+    return ", ".join(f"{alias}{c} DESC" for c in _FILE_ORDER)
+
+
 UNKNOWN_COLUMNS = "/* …every other bronze column, as VARCHAR, in bronze order… */"
 _META_NAMES = [quote(n) for n, _ in SILVER_META]
 
@@ -210,12 +220,11 @@ class Incremental(LoadStrategy):
     def script(self, job: SilverJob, columns: SilverColumns) -> Script:
         table = job.silver_table
         key = [quote(k) for k in job.silver.primary_key]
-        row_number = quote("_XO_FILE_ROW_NUMBER")
         dedup = (
-            f"SELECT {', '.join([*columns.casts(), *_META_NAMES, row_number])} "
+            f"SELECT {', '.join([*columns.casts(), *_META_NAMES, *_FILE_ORDER])} "
             f"FROM {job.bronze.sql} "
             f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(key)} "
-            f"ORDER BY {row_number} DESC) = 1"
+            f"ORDER BY {_latest()}) = 1"
         )
         on = " AND ".join(f"t.{k} = s.{k}" for k in key)
         updated = [c for c in [*(quote(n) for n in columns.names), *_META_NAMES] if c not in key]
@@ -286,14 +295,13 @@ class Historical(LoadStrategy):
                 f"source columns {', '.join(clash)} have the names of {job.silver_table}'s "
                 "SCD2 columns; rename them in the source (or use another hard_deletes mode)"
             )
-        fr = quote("_XO_FILE_ROW_NUMBER")
         # Deduplicated on the typed key: keys that differ only as text are one key.
         snapshot = (
             f"INSERT INTO {tables.snapshots.sql} ({', '.join([*columns.refs(), *_META_NAMES])}) "
             f"SELECT {', '.join([*columns.refs(), *_META_NAMES])} FROM (SELECT "
-            f"{', '.join([*columns.casts(), *_META_NAMES, fr])} FROM {job.bronze.sql}) AS b "
-            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(f'b.{quote(k)}' for k in pk)} "
-            f"ORDER BY b.{fr} DESC) = 1"
+            f"{', '.join([*columns.casts(), *_META_NAMES, *_FILE_ORDER])} FROM {job.bronze.sql}) "
+            f"AS b QUALIFY ROW_NUMBER() OVER (PARTITION BY "
+            f"{', '.join(f'b.{quote(k)}' for k in pk)} ORDER BY {_latest('b.')}) = 1"
         )
         return Script(
             prepare=tables.prepare(

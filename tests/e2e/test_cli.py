@@ -27,7 +27,7 @@ def test_validate_and_plan(project: Project) -> None:
     ct = src["contact_timestamps"]
     assert ct["source_type"] == "s3_upload" and ct["load_strategy"] == "full_refresh"
     assert ct["ingest_key"].endswith(
-        "ingest/demo/gladly_demo/contact_timestamps/2026-11-02/contact_timestamps.csv"
+        "ingest/demo/gladly_demo/contact_timestamps/2026-11-02/contact_timestamps.part-00000.csv"
     )
     assert "/full_refresh/2026-11-02/" in ct["stage_key"]
     assert ct["bronze_table"] == "DEMO_DB.BRONZE.GLADLY_CONTACT_TIMESTAMPS"

@@ -140,3 +140,30 @@ def test_each_stage_runs_under_its_own_query_tag(sf_project: Project) -> None:
     silver = " ".join(by_stage[("transform", "contact_timestamps")])
     assert '"SILVER"."CONTACT_TIMESTAMPS"' in silver
     assert any("fct_contacts" in s.lower() for s in by_stage[("transform", "gold")])
+
+
+def test_a_window_in_parts_loads_with_one_copy_on_snowflake(sf_project: Project) -> None:
+    """Plain parts of 1 KiB (several for the window) and a gzip part, through S3 and COPY."""
+    from tests.integration.snowflake_fixtures import STATEMENTS
+
+    pipe = sf_project.root / "pipelines" / "demo" / "gladly_demo.yaml"
+    doc = yaml.safe_load(pipe.read_text())
+    doc["sources"]["contact_timestamps"]["output"] = {"format": "csv", "part_size": "1KiB"}
+    doc["sources"]["work_sessions"]["output"] = {"format": "csv.gz"}
+    pipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+    first = len(STATEMENTS)
+    proc = run(sf_project, "run", PIPE, "--date", "2026-11-03", "--format", "json")
+    report = json.loads(proc.stdout)
+    rows = {s["name"]: s["rows"] for s in report["sources"]}
+    assert rows["contact_timestamps"]["load"] == rows["contact_timestamps"]["extract"] == 135
+    assert rows["work_sessions"]["load"] == rows["work_sessions"]["extract"]
+    copies = [s for s in STATEMENTS[first:] if s.startswith("COPY INTO") and "__XO_COPY" in s]
+    by_table = {
+        t: [s for s in copies if f'"GLADLY_{t}__XO_COPY"' in s]
+        for t in ("CONTACT_TIMESTAMPS", "WORK_SESSIONS")
+    }
+    # one COPY statement for all the parts (fakesnow may record a statement twice)
+    [contacts] = set(by_table["CONTACT_TIMESTAMPS"])
+    assert contacts.count("contact_timestamps.part-") >= 3
+    [sessions] = set(by_table["WORK_SESSIONS"])
+    assert "work_sessions.part-00000.csv.gz" in sessions

@@ -27,7 +27,7 @@ SOURCE = "contact_timestamps"
 
 def staged(project: Project) -> Path:
     folder = project.home / "objects" / "xoelt-stage" / "stage" / "demo" / "gladly_demo"
-    return folder / SOURCE / "full_refresh" / WINDOW_DAY / f"{SOURCE}.csv"
+    return folder / SOURCE / "full_refresh" / WINDOW_DAY / f"{SOURCE}.part-00000.csv"
 
 
 def swap_columns(text: str, a: str, b: str) -> str:

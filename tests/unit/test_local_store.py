@@ -62,3 +62,19 @@ def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
     with store.lock("stage", "locks/p/s/2026-11-02.lock", "run-3", 60):
         pass
     assert list(store.list("stage", "")) == []  # locks do not show up as objects
+
+
+def test_list_reads_the_prefix_folder_with_a_partial_name(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path)
+    for key in ("w/d/s.part-00000.csv", "w/d/s.part-00001.csv", "w/d/t.part-00000.csv", "w/e/x"):
+        store.put_bytes("b", key, b"x")
+    keys = [o.key for o in store.list("b", "w/d/s.part-")]
+    assert keys == ["w/d/s.part-00000.csv", "w/d/s.part-00001.csv"]
+    assert [o.key for o in store.list("b", "w/")] == [
+        "w/d/s.part-00000.csv",
+        "w/d/s.part-00001.csv",
+        "w/d/t.part-00000.csv",
+        "w/e/x",
+    ]
+    assert list(store.list("b", "w/nothing/here")) == []
+    assert list(store.list("b", "../b/w/")) == []  # never outside the bucket

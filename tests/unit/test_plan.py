@@ -148,8 +148,11 @@ def test_object_keys_are_segmented_by_load_strategy_and_window_with_manifests_be
     sources = by_name(make(tmp_path))
     orders, customers = sources["orders"], sources["customers"]
     assert (orders.ingest_bucket, orders.stage_bucket) == ("shop-ingest", "shop-stage")
-    assert orders.ingest_key == "ingest/shop/orders_daily/orders/2026-11-02/orders.csv"
-    assert orders.stage_key == "stage/shop/orders_daily/orders/full_refresh/2026-11-02/orders.csv"
+    assert orders.ingest_key == "ingest/shop/orders_daily/orders/2026-11-02/orders.part-00000.csv"
+    assert (
+        orders.stage_key
+        == "stage/shop/orders_daily/orders/full_refresh/2026-11-02/orders.part-00000.csv"
+    )
     assert orders.ingest_manifest_key == "ingest/shop/orders_daily/orders/2026-11-02/_manifest.json"
     assert (
         orders.stage_manifest_key
@@ -158,7 +161,7 @@ def test_object_keys_are_segmented_by_load_strategy_and_window_with_manifests_be
     # another strategy is another stage folder: switching a source's strategy never reads
     # files staged for the old one
     assert customers.stage_key == (
-        "stage/shop/orders_daily/customers/historical/2026-11-02/customers.csv"
+        "stage/shop/orders_daily/customers/historical/2026-11-02/customers.part-00000.csv"
     )
 
 
@@ -236,7 +239,7 @@ def test_daily_window_on_a_dst_day_is_23_or_25_hours_and_keyed_by_that_day(
     plan = make(tmp_path, run_at=run_date)
     assert plan.window.duration == timedelta(hours=hours)
     assert plan.window.tag == day
-    assert f"/orders/{day}/orders.csv" in plan.sources[0].ingest_key
+    assert f"/orders/{day}/orders.part-00000.csv" in plan.sources[0].ingest_key
 
 
 def test_intraday_window_aligns_to_the_schedule_and_keys_carry_its_start_time(
@@ -247,9 +250,11 @@ def test_intraday_window_aligns_to_the_schedule_and_keys_carry_its_start_time(
     assert plan.window.start.isoformat() == "2026-11-03T12:00:00-05:00"
     assert plan.window.end.isoformat() == "2026-11-03T14:00:00-05:00"
     orders = plan.sources[0]
-    assert orders.ingest_key == "ingest/shop/orders_daily/orders/2026-11-03/1200/orders.csv"
+    assert (
+        orders.ingest_key == "ingest/shop/orders_daily/orders/2026-11-03/1200/orders.part-00000.csv"
+    )
     assert orders.stage_key == (
-        "stage/shop/orders_daily/orders/full_refresh/2026-11-03/1200/orders.csv"
+        "stage/shop/orders_daily/orders/full_refresh/2026-11-03/1200/orders.part-00000.csv"
     )
     assert orders.stage_manifest_key.endswith("/2026-11-03/1200/_manifest.json")
 

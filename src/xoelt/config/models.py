@@ -240,10 +240,59 @@ class SilverConfig(StrictModel):
     tests: list[DataTest] = []
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
+_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+}
+MIN_PART_BYTES = 1024
+MAX_PART_BYTES = 5 * 2**30  # S3's largest single PUT / CopyObject
+
+
+def _byte_size(value: Any) -> int:
+    """``part_size``: a whole number of bytes or ``"128MiB"``, ``"100 MB"``, ``"4KiB"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size (134217728, or with a unit: 128MiB, 100MB)")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a size (134217728, or with a unit: 128MiB, 100MB)")
+        size = int(float(match.group(1)) * _UNITS[(match.group(2) or "b").lower()])
+    if not MIN_PART_BYTES <= size <= MAX_PART_BYTES:
+        raise ValueError(
+            f"{value!r}: a part is between {MIN_PART_BYTES} bytes (1KiB) and 5GiB (S3's "
+            "largest single object write)"
+        )
+    return size
+
+
+class OutputConfig(StrictModel):
+    """How extract writes a window's data: ``format`` ``csv.gz`` (gzip-compressed CSV) or
+    ``csv`` (plain), in parts of about ``part_size`` bytes as written (compressed for
+    ``csv.gz``; default 128MiB, what Snowflake recommends per loaded file); a window smaller
+    than that is one part. Every part starts with the same header. Unset ``format`` is the
+    source type's default (``csv.gz``; ``csv`` for ``s3_upload``, whose byte copy gzip would
+    slow down about twofold). ``gzip_level`` (1–9, default 1): higher is a few percent
+    smaller and much slower.
+    """
+
+    format: Literal["csv.gz", "csv"] | None = None
+    part_size: Annotated[int, PlainValidator(_byte_size)] = 128 * 2**20
+    gzip_level: int = Field(1, ge=1, le=9)
+
+
 class SourceConfig(StrictModel):
     source_type: str
     load_strategy: str
     extractor: dict[str, Any] = {}
+    output: OutputConfig = OutputConfig()
     snowflake: SourceSnowflake
     silver: SilverConfig = SilverConfig()
     schema_policy: SchemaPolicy = SchemaPolicy()

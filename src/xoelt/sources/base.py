@@ -15,6 +15,7 @@ The loader validates a block with ``get_source(t).Config.model_validate(block, c
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import operator
 from abc import ABC, abstractmethod
@@ -31,6 +32,7 @@ from xoelt.findings import Finding
 from xoelt.progress import ExtractProgress, ProgressListener, Reporter
 from xoelt.sources.csvio import CsvReader, format_columns, format_row
 from xoelt.sources.http import RetryConfig
+from xoelt.sources.parts import Part, PartMark, PartStream, part_name
 
 if TYPE_CHECKING:
     from xoelt.sources.ratelimit import SharedLimits
@@ -94,23 +96,54 @@ class CsvSink:
     missing value (an empty unquoted field, NULL in bronze) and ``''`` an empty string
     (``""``, an empty string in bronze); give each what the source said.
 
-    The file is a private temp file; the extract stage publishes it to the ingest store only
-    after the extractor returns, so a failed extraction never leaves a partial object behind.
+    Given ``fmt`` (``csv.gz`` or ``csv``) it writes parts beside ``path``
+    (``<stem>.part-00000.<fmt>``, …; :mod:`xoelt.sources.parts`), starting the next part, with
+    the header, before the first row that comes once a part holds ``part_bytes``; without,
+    one plain file at ``path``. The files are private temp files; the extract stage publishes
+    them to the ingest store only after the extractor returns, so a failed extraction never
+    leaves a partial object behind.
     ``details`` ends up in the ingest manifest (e.g. which upload files were taken).
     ``progress`` (the extraction's :meth:`ExtractContext.progress`) hears rows and bytes
     written: after each page, every 4,096 single rows, and at :meth:`close`.
     """
 
-    def __init__(self, path: Path, progress: Reporter | None = None) -> None:
-        self.path = path
+    def __init__(
+        self,
+        path: Path,
+        progress: Reporter | None = None,
+        *,
+        fmt: str | None = None,
+        part_bytes: int | None = None,
+        gzip_level: int = 1,
+    ) -> None:
         self.progress = progress
         self._reported = (0, 0)  # rows, bytes already reported
         self.rows = 0
         self.fieldnames: list[str] | None = None
         self.details: dict[str, Any] = {}
         self._file: TextIO | None = None
+        self._stream: PartStream | None = None
         self._writer: Any = None
         self._single = False
+        self._part_start = 0  # rows written before the current part
+        # fmt None: one plain file at ``path`` (the sink as a plain CSV writer); else parts
+        # named ``<stem>.part-NNNNN.<fmt>`` beside it, rolled at ``part_bytes``.
+        self.fmt = fmt
+        self.part_bytes = part_bytes
+        self.gzip_level = gzip_level if fmt == "csv.gz" else None
+        self._base = path
+        self.path = path if fmt is None else path.with_name(part_name(path.stem, 0, fmt))
+
+    def _path_of(self, index: int) -> Path:
+        if self.fmt is None:
+            return self._base
+        return self._base.with_name(part_name(self._base.stem, index, self.fmt))
+
+    @property
+    def parts(self) -> list[Part]:
+        """The part files written (one for a small window), with their rows and sizes;
+        complete after :meth:`close`."""
+        return [] if self._stream is None else list(self._stream.parts)
 
     def open(self, fieldnames: Sequence[str]) -> None:
         """Write the header; must be called once, before any row."""
@@ -123,11 +156,29 @@ class CsvSink:
         if len(set(fieldnames)) != len(fieldnames):
             raise SourceError(f"duplicate column names in source header: {list(fieldnames)}")
         self.fieldnames = list(fieldnames)
-        # A large buffer: a row is a few hundred bytes, and 8 KB flushes cost a syscall each.
-        self._file = self.path.open("w", newline="", encoding="utf-8", buffering=1 << 20)
+        self._stream = PartStream(self._path_of, level=self.gzip_level, part_bytes=self.part_bytes)
+        # A large buffer: a row is a few hundred bytes, and 8 KB flushes cost a syscall each
+        # (smaller only for tiny parts, so a part can fill before its buffer does).
+        buffer = min(1 << 20, max(self.part_bytes or 1 << 20, 4096))
+        self._file = io.TextIOWrapper(
+            io.BufferedWriter(self._stream, buffer_size=buffer),
+            encoding="utf-8",
+            newline="",
+            write_through=False,
+        )
         self._writer = csv.writer(self._file)
         self._writer.writerow(self.fieldnames)
         self._single = len(self.fieldnames) == 1
+
+    def _roll(self) -> None:
+        """The current part is full and a row is coming: finish the part and start the next
+        with the header (so no part is ever empty but a window's only one)."""
+        assert self._stream is not None and self._file is not None
+        self._file.flush()
+        self._stream.parts[-1].rows = self.rows - self._part_start
+        self._part_start = self.rows
+        self._stream.next_part()
+        self._writer.writerow(self.fieldnames)
 
     def write_values(self, values: Sequence[Any]) -> None:
         """One row in header order; a row of another width is an error (no silent loss)."""
@@ -137,6 +188,8 @@ class CsvSink:
             raise SourceError(
                 f"row {self.rows + 1} has {len(values)} fields, the header has {len(self.fieldnames)}"
             )
+        if self._stream is not None and self._stream.full:  # roll before a row, never after
+            self._roll()
         if "" in values:  # inline, not self._write: this runs once per row of a user file
             self._text_file.write(format_row(values))
         elif self._single and values[0] is None:
@@ -151,6 +204,8 @@ class CsvSink:
         """Rows in header order, written in one call (a page of API results)."""
         if self._writer is None or self.fieldnames is None:
             raise SourceError("CsvSink.open(fieldnames) must be called before writing rows")
+        if self._stream is not None and self._stream.full and rows:
+            self._roll()
         width = len(self.fieldnames)
         # Both checks iterate in C (map over builtins): a page costs no Python loop per row.
         if any(n != width for n in set(map(len, rows))):
@@ -209,10 +264,11 @@ class CsvSink:
         else:
             self._writer.writerow(values)
 
-    def mark(self) -> tuple[int, int]:
-        """Where the file is now, as (bytes, rows): :meth:`rewind` goes back to it."""
+    def mark(self) -> tuple[PartMark, int]:
+        """Where the output is now, as (position, rows): :meth:`rewind` goes back to it."""
         self._text_file.flush()
-        return self._text_file.buffer.tell(), self.rows
+        assert self._stream is not None
+        return self._stream.mark(), self.rows
 
     def write_raw(self, data: bytes, rows: int) -> None:
         """``rows`` complete records that are already in xoelt's CSV convention, as bytes.
@@ -220,22 +276,25 @@ class CsvSink:
         The caller vouches for them (:mod:`xoelt.sources.csvcopy` proves it for the bytes
         it copies); they go straight to the file after the text written so far.
         """
+        if self._stream is not None and self._stream.full and rows:
+            self._roll()
         self._text_file.flush()
         self._text_file.buffer.write(data)
         self.rows += rows
         if self.progress is not None:
             self._report()
 
-    def rewind(self, mark: tuple[int, int]) -> None:
+    def rewind(self, mark: tuple[PartMark, int]) -> None:
         """Drop everything written since :meth:`mark` gave ``mark`` (a byte copy that fell
-        back). Progress already reported is not taken back: it may over-count the rows
-        written again."""
-        size, rows = mark
+        back), parts started since included. Progress already reported is not taken back:
+        it may over-count the rows written again."""
+        position, rows = mark
         self._text_file.flush()
-        self._text_file.buffer.seek(size)
-        self._text_file.buffer.truncate()
+        assert self._stream is not None
+        self._stream.rewind(position)
         self.rows = rows
-        self._reported = (min(self._reported[0], rows), min(self._reported[1], size))
+        self._part_start = sum(p.rows for p in self._stream.parts[:-1])
+        self._reported = (min(self._reported[0], rows), min(self._reported[1], position.position))
 
     @property
     def _text_file(self) -> TextIO:
@@ -247,7 +306,10 @@ class CsvSink:
         if self._file is not None:
             if self.progress is not None:
                 self._report()
-            self._file.close()
+            self._file.flush()
+            assert self._stream is not None
+            self._stream.parts[-1].rows = self.rows - self._part_start
+            self._file.close()  # closes the part stream: the last part's gzip trailer
             self._file = None
 
 
@@ -316,6 +378,8 @@ class Source(ABC, Generic[ConfigT]):
 
     source_type: ClassVar[str]
     Config: ClassVar[type[StrictModel]]
+    # The extract output format when the source's ``output.format`` is unset.
+    output_format: ClassVar[str] = "csv.gz"
 
     def __init_subclass__(cls, *, source_type: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -74,7 +74,8 @@ def copy_body(raw: ByteStream, width: int, sink: CsvSink, chunk_bytes: int | Non
     ``sink.rows``); raises :class:`Fallback` when the file is outside what the copy proves
     exact (see the module docstring), possibly after writing some rows.
     """
-    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    # chunks no bigger than a part: the sink rolls to the next part between two writes
+    chunk_bytes = chunk_bytes or min(CHUNK_BYTES, max(sink.part_bytes or CHUNK_BYTES, 4096))
     scan = _Scanner(width)
     carry = _skip_header(raw, scan, chunk_bytes)
     while True:

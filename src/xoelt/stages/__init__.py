@@ -7,15 +7,40 @@ is imported when the stage first runs, so ``--help`` and ``plan`` never load the
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from xoelt.findings import Finding
 
 if TYPE_CHECKING:
     from xoelt.plan import SourcePlan
     from xoelt.runtime import Runtime
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+PART_WORKERS = 4
+"""Object-store requests in flight at once for a window's parts (uploads, copies, peeks):
+each is I/O the store does, so a few threads overlap their round trips."""
+
+
+def in_parallel(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``work`` over ``items`` on a small thread pool, results in order; the first error is
+    raised (after the calls already running finish). One item runs in this thread."""
+    todo = list(items)
+    if len(todo) <= 1:
+        return [work(item) for item in todo]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(PART_WORKERS, len(todo))) as pool:
+        futures = [pool.submit(work, item) for item in todo]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from xoelt.runtime import Runtime
 from xoelt.sources import get_source
 from xoelt.sources.base import CsvSink, ExtractContext
 from xoelt.sources.ratelimit import SharedLimits
-from xoelt.stages import StageResult, manifest
+from xoelt.stages import StageResult, in_parallel, manifest
 
 
 def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
@@ -38,7 +38,13 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
             # org-wide API limits live next to the run locks, shared by every process
             limits=SharedLimits(rt.store, sp.stage_bucket, minute=rt.settings.rate_limit_minute),
         )
-        sink = CsvSink(workdir / f"{sp.name}.csv", progress=ctx.progress)
+        sink = CsvSink(
+            workdir / f"{sp.name}.csv",
+            progress=ctx.progress,
+            fmt=sp.format,
+            part_bytes=sp.output.part_size,
+            gzip_level=sp.output.gzip_level,
+        )
         try:  # an unmapped library error becomes this stage's failure in core.execute
             with reporting(ctx.progress):  # the HTTP client's pages
                 cls(config, ctx).extract(sink)
@@ -52,7 +58,19 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
         if sink.fieldnames is None:
             raise SourceError("the source produced no header (no columns)")
         rt.store.delete(sp.ingest_bucket, sp.ingest_manifest_key)
-        rt.store.put_file(sp.ingest_bucket, sp.ingest_key, sink.path)
+        parts: list[dict[str, Any]] = [
+            {"key": sp.ingest_part_key(i), "rows": p.rows, "bytes": p.bytes}
+            for i, p in enumerate(sink.parts)
+        ]
+        published = {part["key"] for part in parts}
+        in_parallel(
+            lambda i: rt.store.put_file(sp.ingest_bucket, parts[i]["key"], sink.parts[i].path),
+            range(len(parts)),
+        )
+        # A rerun that wrote fewer parts leaves no stale one beside the manifest's.
+        for stale in rt.store.list(sp.ingest_bucket, sp.ingest_part_prefix):
+            if stale.key not in published:
+                rt.store.delete(sp.ingest_bucket, stale.key)
         body = {
             "pipeline": plan.name,
             "source": sp.name,
@@ -62,12 +80,20 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
             "key": sp.ingest_key,
             "rows": sink.rows,
             "columns": sink.fieldnames,
-            "bytes": sink.path.stat().st_size,
+            "bytes": sum(part["bytes"] for part in parts),
+            "format": sp.format,
+            "parts": parts,
             "details": sink.details,
             "findings": [f.as_dict() for f in ctx.findings],
         }
         manifest.write(rt.store, sp.ingest_bucket, sp.ingest_manifest_key, body)
-        log.info("extracted", rows=sink.rows, key=sp.ingest_key, columns=len(sink.fieldnames))
+        log.info(
+            "extracted",
+            rows=sink.rows,
+            key=sp.ingest_key,
+            parts=len(parts),
+            columns=len(sink.fieldnames),
+        )
         return StageResult(sink.rows, len(sink.fieldnames), tuple(ctx.findings))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Load: replace bronze with the staged file, atomically, reconciling row counts.
+"""Load: replace bronze with the staged parts (one COPY), atomically, reconciling row counts
+in total and part by part.
 
 Before anything is loaded, the staged header is compared with bronze's columns and the
 source's schema policy applied (:mod:`xoelt.drift`): a refused drift fails with bronze
@@ -7,6 +8,7 @@ untouched; what the policy lets through is recorded as findings.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from xoelt.drift import Drift, check_drift
@@ -24,12 +26,15 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     staged = manifest.read(
         store, sp.stage_bucket, sp.stage_manifest_key, "run `xoelt stage` for this window first"
     )
-    verify_staged(store, sp, staged)
+    located = rt.plan.target.file_location
+    parts = tuple(
+        dataclasses.replace(p, file_uri=located(sp.stage_bucket, p.key))
+        for p in verify_staged(store, sp, staged)
+    )
     columns = [c["name"] for c in staged["columns"]]
     drift = Drift.between(rt.warehouse.table_columns(sp.bronze_table), columns)
     findings = check_drift(drift, sp.schema_policy, sp.silver, sp.bronze_table)
-    location = rt.plan.target.file_location(sp.stage_bucket, sp.stage_key)
-    spec = sp.bronze_load(columns, location, rt.plan.window)
+    spec = sp.bronze_load(columns, parts[0].file_uri, rt.plan.window, parts)
     stamp = RunStamp(rt.run_id, rt.started_at.isoformat())
     # An atomic load that failed transiently (network, a retryable Snowflake answer) rolled
     # back and can simply run again.
@@ -42,6 +47,7 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
         "loaded",
         table=str(sp.bronze_table),
         rows=loaded,
+        parts=len(parts),
         new_columns=list(drift.new),
         missing_columns=list(drift.missing),
     )

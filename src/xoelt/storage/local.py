@@ -124,10 +124,15 @@ class LocalObjectStore:
 
     def list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         base = self.root / bucket
-        if not base.is_dir():
+        # walk only the prefix's folder: a part listing must not cost a walk of the bucket
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        if any(p in ("", ".", "..") for p in folder.split("/")):
+            folder = ""  # an odd prefix matches nothing it would not match from the top
+        start = base / folder if folder else base
+        if not start.is_dir():
             return
         found = []
-        for dirpath, _dirs, files in os.walk(base, onerror=_raise):
+        for dirpath, _dirs, files in os.walk(start, onerror=_raise):
             for name in files:
                 if name.startswith(TMP_PREFIX):
                     continue

@@ -103,17 +103,23 @@ class Yields(enum.Enum):
 
 @dataclass(frozen=True)
 class Count:
-    """A step's row count; ``note`` explains an odd one (e.g. COPY found no file)."""
+    """A step's row count; ``note`` explains an odd one (e.g. COPY found no file).
+
+    ``files``: the count file by file, where the answer gives one (a COPY's row per file):
+    the runner reconciles each with its part's extracted rows.
+    """
 
     rows: int
     note: str = ""
+    files: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
 class Step:
-    """One statement. ``ddl`` marks schema changes; ``reconcile`` (an offset, usually 0) says
-    the step's count must equal the script's expected rows plus that offset; ``rejects``
-    names what a :attr:`Yields.REJECTED` step's answer rows are, for the error."""
+    """One statement. ``ddl`` marks schema changes; ``reconcile`` (an offset per file the
+    step read, usually 0; 1 where each file's header is read as a row) says the step's count
+    must equal the script's expected rows plus that offset, file by file where the count
+    has them; ``rejects`` names what a :attr:`Yields.REJECTED` step's answer rows are."""
 
     sql: str
     yields: Yields = Yields.NOTHING
@@ -134,7 +140,9 @@ class Script:
     ``holds``: before COMMIT this table (its rows matching ``holds_where``, a condition, if
     set) must hold exactly the expected rows — what the statements' own counts say is then
     checked against the table itself, so a statement that ran twice (a retried request whose
-    first answer was lost) cannot commit duplicates. ``on_failure``
+    first answer was lost) cannot commit duplicates. ``holds_by`` names the column that says
+    which file a row came from: when several parts are expected, the table's rows are also
+    counted file by file against each part's. ``on_failure``
     steps run (best effort) after a failure, e.g. dropping a half-filled shadow table.
     ``begin`` is how the engine spells BEGIN, for :meth:`statements`.
     """
@@ -145,6 +153,7 @@ class Script:
     on_failure: tuple[Step, ...] = ()
     holds: TableRef | None = None
     holds_where: str | None = None
+    holds_by: str | None = None
     begin: str = "BEGIN"
     native: bool = False  # written in the engine's own dialect (else Snowflake's, translated)
 
@@ -239,8 +248,30 @@ def count_rows(wh: Warehouse, table: TableRef, where: str | None = None) -> int:
 
 
 @dataclass(frozen=True)
+class FilePart:
+    """One staged part: its key in the stage bucket, where the warehouse reads it, and the
+    rows extract wrote to it (None: unknown, at plan time)."""
+
+    key: str
+    file_uri: str
+    rows: int | None = None
+
+    def named_by(self, name: str) -> bool:
+        """Whether ``name``, a file as a warehouse reports it (an ``s3://`` URL, a path in
+        the stage, a local path), is this part."""
+        return name in (self.key, self.file_uri) or name.endswith("/" + self.key)
+
+    @property
+    def compressed(self) -> bool:
+        return self.key.endswith(".gz")
+
+
+@dataclass(frozen=True)
 class BronzeLoad:
-    """Everything needed to (re)load one bronze table from one staged CSV file."""
+    """Everything needed to (re)load one bronze table from a window's staged CSV parts.
+
+    ``key``/``file_uri`` are the first part's; ``parts`` all of them (empty: that one file).
+    """
 
     table: TableRef
     columns: Sequence[str]
@@ -249,6 +280,17 @@ class BronzeLoad:
     file_uri: str
     window_start: str
     window_end: str
+    parts: tuple[FilePart, ...] = ()
+
+    @property
+    def files(self) -> tuple[FilePart, ...]:
+        """Every part to load, in order (at least the first)."""
+        return self.parts or (FilePart(self.key, self.file_uri),)
+
+    @property
+    def compressed(self) -> bool:
+        """The parts are gzip files (a window's parts are all one format)."""
+        return self.files[0].compressed
 
     def bronze_columns(self, existing: Sequence[str] | None) -> list[str]:
         """Bronze's source columns after this load: today's, then the file's new ones."""
@@ -305,15 +347,48 @@ def bronze_mismatch(table: TableRef) -> Mismatch:
     return message
 
 
+def _part_of(parts: Sequence[FilePart], name: str) -> FilePart:
+    for part in parts:
+        if part.named_by(name):
+            return part
+    raise DataError(f"the load read {name}, which is not one of this window's parts")
+
+
+def check_parts(
+    parts: Sequence[FilePart],
+    counted: Sequence[tuple[str, int]],
+    offset: int,
+    mismatch: Mismatch,
+) -> None:
+    """Each part's rows (``counted``: file name, count) must be its extracted rows plus
+    ``offset``; a part counted nowhere counts 0. The error names the part."""
+    got: dict[str, int] = {}
+    for name, rows in counted:
+        part = _part_of(parts, str(name))
+        got[part.key] = got.get(part.key, 0) + int(rows) - offset
+    for part in parts:
+        assert part.rows is not None  # the runner is given only parts with known counts
+        loaded = got.get(part.key, 0)
+        if loaded != part.rows:
+            raise DataError(mismatch(part.rows, Count(loaded, f" from part {part.key}")))
+
+
 def run_script(
-    wh: Warehouse, script: Script, *, expected: int | None, mismatch: Mismatch
+    wh: Warehouse,
+    script: Script,
+    *,
+    expected: int | None,
+    mismatch: Mismatch,
+    parts: Sequence[FilePart] = (),
 ) -> ScriptResult:
     """Execute ``script`` on ``wh``: prepare, BEGIN, body, reconcile, COMMIT; cleanup always.
 
     A step marked ``reconcile`` must count ``expected`` (plus its offset) and the ``holds``
     table must hold ``expected`` rows, checked before COMMIT: a mismatch is a DataError and
     nothing the body did is kept. A :attr:`Yields.REJECTED` step that rejects anything is a
-    DataError at once (in ``prepare``: before the transaction even starts).
+    DataError at once (in ``prepare``: before the transaction even starts). ``parts``
+    (with their extracted rows) are reconciled one by one too: with each file of a count
+    that has files, and when there are several, with ``holds`` counted by ``holds_by``.
     """
     if not wh.capabilities.transactional_ddl and any(step.ddl for step in script.body):
         raise WarehouseError(
@@ -343,8 +418,14 @@ def run_script(
                 for step in script.body:
                     run(step)
                 if expected is not None:
+                    # part by part first: a part's mismatch is the one worth naming
                     for step, count in checks:
-                        offset = step.reconcile or 0
+                        if parts and count.files:
+                            check_parts(parts, count.files, step.reconcile or 0, mismatch)
+                    if script.holds is not None and len(parts) > 1 and script.holds_by:
+                        check_parts(parts, held_by(wh, script), 0, mismatch)
+                    for step, count in checks:
+                        offset = (step.reconcile or 0) * max(len(count.files), 1)
                         check_count(
                             expected, Count(max(count.rows - offset, 0), count.note), mismatch
                         )
@@ -363,13 +444,24 @@ def run_script(
     return result
 
 
+def held_by(wh: Warehouse, script: Script) -> list[tuple[str, int]]:
+    """The ``holds`` table's rows counted by ``holds_by`` (the file each came from)."""
+    assert script.holds is not None and script.holds_by is not None
+    by = quote(script.holds_by)
+    condition = f" WHERE {script.holds_where}" if script.holds_where else ""
+    rows = wh.query(f"SELECT {by}, COUNT(*) FROM {script.holds.sql}{condition} GROUP BY {by}").rows
+    return [(str(name), int(n)) for name, n in rows]
+
+
 def load_bronze(wh: Warehouse, load: BronzeLoad, run: RunStamp, expected_rows: int) -> int:
-    """Atomically replace bronze with the staged file's rows; fail unless exactly
-    ``expected_rows`` reached it. Returns the rows in bronze."""
+    """Atomically replace bronze with the staged parts' rows; fail unless exactly
+    ``expected_rows`` reached it, and each part's rows where they are known. Returns the
+    rows in bronze."""
     table = load.table
     script = wh.bronze_script(load, wh.table_columns(table), run)
+    parts = load.parts if all(p.rows is not None for p in load.parts) else ()
     try:
-        run_script(wh, script, expected=expected_rows, mismatch=bronze_mismatch(table))
+        run_script(wh, script, expected=expected_rows, mismatch=bronze_mismatch(table), parts=parts)
     except DataError:
         raise
     except WarehouseError as exc:

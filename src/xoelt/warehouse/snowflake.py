@@ -5,9 +5,11 @@ DDL first (it would commit an open transaction), then ``BEGIN; TRUNCATE; COPY IN
 reconcile COPY's per-file answer with the extracted row count, and ``COMMIT`` — or ``ROLLBACK``
 explicitly, because a failed statement does not end a Snowflake transaction.
 
-The COPY names the staged file with ``FILES = ('<key>')`` rather than a path after the stage
-name: a stage path is a prefix (``…/x.csv`` would also load ``…/x.csv.tmp``), and fakesnow
-cannot parse a path after a stage name at all.
+One COPY loads every staged part of the window, named with ``FILES = ('<key>', …)`` (with
+``COMPRESSION = GZIP`` or ``NONE``) rather than a path or a PATTERN: a stage path is a prefix
+(``…/x.csv`` would also load ``…/x.csv.tmp``), a pattern could pick up a stale part, and
+fakesnow cannot parse a path after a stage name at all. Snowflake loads the files of one
+COPY in parallel and answers one row per file: each is reconciled with its part's count.
 
 The connection settings are :class:`SnowflakeConfig` (``type: snowflake`` in a target); its
 ``copy_transformations: false`` is an emulator mode for fakesnow, which cannot run
@@ -35,7 +37,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from xoelt.config.types import IDENTIFIER, Identifier, Secret, StrictModel
-from xoelt.errors import WarehouseError
+from xoelt.errors import DataError, WarehouseError
 from xoelt.retry import retry_transient
 from xoelt.warehouse.base import (
     METADATA_COLUMNS,
@@ -81,6 +83,7 @@ CSV_FORMAT = (
 EMULATOR_CSV_FORMAT = "TYPE = 'CSV' FIELD_DELIMITER = ',' FIELD_OPTIONALLY_ENCLOSED_BY = '\"'"
 COPY_OPTIONS = "FORCE = TRUE ON_ERROR = ABORT_STATEMENT"
 MAX_QUERY_TAG = 2000
+MAX_COPY_FILES = 1000  # Snowflake's limit on a COPY's FILES list
 # The validation pass: no transformation, so the column count is checked (default TRUE, said
 # anyway); RETURN_ERRORS loads nothing and answers every bad record.
 CHECK_OPTIONS = "ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE"
@@ -208,14 +211,17 @@ class SnowflakeConfig(StrictModel):
 
 @dataclass(frozen=True)
 class CopyOutcome:
-    """What a COPY INTO reported: files processed and rows loaded (summed over files)."""
+    """What a COPY INTO reported: files processed and rows loaded (summed over files), and
+    each file's rows loaded, by the name COPY gives it."""
 
     files: int
     rows_loaded: int
+    by_file: tuple[tuple[str, int], ...] = ()
 
     @property
     def count(self) -> Count:
-        return Count(self.rows_loaded, "" if self.files else " (COPY found no staged file)")
+        note = "" if self.files else " (COPY found no staged file)"
+        return Count(self.rows_loaded, note, self.by_file)
 
 
 def split_location(file_uri: str) -> tuple[str, str]:
@@ -235,7 +241,7 @@ def copy_outcome(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> CopyO
     names = [c.lower() for c in columns]
     if "rows_loaded" not in names:
         return CopyOutcome(0, 0)
-    loaded = 0
+    by_file: list[tuple[str, int]] = []
     for row in rows:
         rec = dict(zip(names, row, strict=True))
         status = str(rec.get("status", "")).upper()
@@ -243,8 +249,8 @@ def copy_outcome(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> CopyO
             raise WarehouseError(
                 f"COPY {status or 'failed'} for {rec.get('file')}: {rec.get('first_error')}"
             )
-        loaded += int(rec["rows_loaded"])
-    return CopyOutcome(len(rows), loaded)
+        by_file.append((str(rec.get("file")), int(rec["rows_loaded"])))
+    return CopyOutcome(len(rows), sum(n for _, n in by_file), tuple(by_file))
 
 
 # Snowflake answers DML with one row of named counts.
@@ -441,6 +447,9 @@ def bronze_script(
     With ``copy_transformations=False`` (emulator mode, for fakesnow) the file is COPYed as
     plain text, header row included, into a helper table, and bronze is filled from it with
     ``ROW_NUMBER() OVER ()`` giving the file row number (and marking the header as row 1).
+    With several parts, fakesnow COPYs them one after the other: each part's header is then
+    at a row the manifest's counts place, which tells the INSERT the part and its row number
+    (a wrong count fails the per-part reconciliation anyway).
     That relies on the helper's rows coming back in insertion order, which holds on the
     emulator only; Snowflake does not promise it (and wants an ORDER BY in ROW_NUMBER), which
     is why production uses ``METADATA$FILE_ROW_NUMBER``.
@@ -448,7 +457,16 @@ def bronze_script(
     table = load.table
     file_cols = list(load.columns)
     cols = load.bronze_columns(existing)
-    stage, path = split_location(load.file_uri)
+    located = [split_location(part.file_uri) for part in load.files]
+    stage = located[0][0]
+    if any(where != stage for where, _ in located):
+        raise ValueError(f"the parts of one load are in one stage, not {located}")
+    paths = [path for _, path in located]
+    if len(paths) > MAX_COPY_FILES:
+        raise DataError(
+            f"{len(paths)} staged parts: one COPY names at most {MAX_COPY_FILES:,} files; "
+            "raise the source's output.part_size"
+        )
     prepare = [
         ddl(f"CREATE SCHEMA IF NOT EXISTS {table.schema_sql}"),
         ddl(
@@ -482,7 +500,11 @@ def bronze_script(
             ]
         )
 
-    files = f"FILES = ({literal(path)})"
+    # One COPY over every part: Snowflake loads the files in parallel. FILES, not PATTERN:
+    # exactly the parts stage recorded, never a stale one from an earlier run.
+    files = f"FILES = ({', '.join(literal(p) for p in paths)})"
+    compression = f"COMPRESSION = {'GZIP' if load.compressed else 'NONE'}"
+    described = paths[0] if len(paths) == 1 else f"the {len(paths)} parts of {paths[0]}…"
     truncate = Step(f"TRUNCATE TABLE {table.sql}")
     if copy_transformations:
         check = table.with_name(table.name + CHECK_SUFFIX)
@@ -494,9 +516,10 @@ def bronze_script(
             ),
             Step(
                 f"COPY INTO {check.sql} FROM {stage} {files} "
-                f"FILE_FORMAT = ({CSV_FORMAT} {CHECK_OPTIONS}) VALIDATION_MODE = RETURN_ERRORS",
+                f"FILE_FORMAT = ({CSV_FORMAT} {compression} {CHECK_OPTIONS}) "
+                "VALIDATION_MODE = RETURN_ERRORS",
                 Yields.REJECTED,
-                rejects=f"row(s) of {path} with more or fewer fields than its header "
+                rejects=f"row(s) of {described} with more or fewer fields than its header "
                 f"({len(file_cols)})",
             ),
         ]
@@ -504,7 +527,7 @@ def bronze_script(
         select = f"{fields}, {metadata('METADATA$FILENAME', 'METADATA$FILE_ROW_NUMBER')}"
         copy = (
             f"COPY INTO {table.sql} ({target}) FROM (SELECT {select} FROM {stage}) "
-            f"{files} FILE_FORMAT = ({CSV_FORMAT}) {COPY_OPTIONS}"
+            f"{files} FILE_FORMAT = ({CSV_FORMAT} {compression}) {COPY_OPTIONS}"
         )
         # The check runs first: a ragged file changes nothing, not even bronze's columns.
         return Script(
@@ -512,6 +535,7 @@ def bronze_script(
             body=(truncate, Step(copy, Yields.COPIED, reconcile=0)),
             cleanup=(ddl(f"DROP TABLE IF EXISTS {check.sql}"),),
             holds=table,
+            holds_by="_XO_SOURCE_FILE",
         )
 
     helper = table.with_name(table.name + COPY_SUFFIX)
@@ -528,15 +552,37 @@ def bronze_script(
         f"COPY INTO {helper.sql} ({source}) FROM {stage} "
         f"{files} FILE_FORMAT = ({EMULATOR_CSV_FORMAT}) {COPY_OPTIONS}"
     )
-    # METADATA$FILENAME would be the path within the stage: write the same.
+    # METADATA$FILENAME would be the path within the stage: write the same. fakesnow COPYs
+    # the files one after the other, so part i's header is helper row `headers[i]`.
+    headers, at = [], 1
+    for part in load.files:
+        headers.append(at)
+        at += (part.rows or 0) + 1
+    if len(headers) == 1 or any(part.rows is None for part in load.files):
+        source_file, row_number, keep = literal(paths[0]), f"{row} - 1", f"{row} > 1"
+    else:
+        whens = zip(headers[1:], paths, headers, strict=False)
+        source_file = (
+            "CASE "
+            + " ".join(f"WHEN {row} < {nxt} THEN {literal(p)}" for nxt, p, _ in whens)
+            + f" ELSE {literal(paths[-1])} END"
+        )
+        starts = zip(headers[1:], headers, strict=False)
+        row_number = (
+            f"{row} - CASE "
+            + " ".join(f"WHEN {row} < {nxt} THEN {h}" for nxt, h in starts)
+            + f" ELSE {headers[-1]} END"
+        )
+        keep = f"{row} NOT IN ({', '.join(map(str, headers))})"
     insert = (
         f"INSERT INTO {table.sql} ({target}) SELECT {source}, "
-        f"{metadata(literal(path), f'{row} - 1')} FROM (SELECT *, ROW_NUMBER() OVER () AS {row} "
-        f"FROM {helper.sql}) WHERE {row} > 1"
+        f"{metadata(source_file, row_number)} FROM (SELECT *, ROW_NUMBER() OVER () AS {row} "
+        f"FROM {helper.sql}) WHERE {keep}"
     )
     return Script(
         prepare=tuple(prepare),
-        # the header row is COPYed as data (one line more than rows) and dropped by the INSERT
+        # each part's header row is COPYed as data (one line more than its rows) and dropped
+        # by the INSERT
         body=(
             truncate,
             Step(copy, Yields.COPIED, reconcile=1),
@@ -544,4 +590,5 @@ def bronze_script(
         ),
         cleanup=(ddl(f"DROP TABLE IF EXISTS {helper.sql}"),),
         holds=table,
+        holds_by="_XO_SOURCE_FILE",
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,12 +21,23 @@ from xoelt.cli import cli
 FAST_RETRY = {"max_attempts": 4, "initial_backoff": 0.01, "max_backoff": 0.05, "timeout_seconds": 1}
 
 
+def data_text(files: list[Path]) -> str:
+    """The CSV an extract wrote, from ``harness.ingest_files()``: its parts (gzip or plain)
+    in order, read as one file (the header once)."""
+    parts = sorted(p for p in files if p.name.endswith((".csv", ".csv.gz")))
+    assert parts, f"no data parts among {files}"
+    texts = [
+        (gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()).decode("utf-8")
+        for p in parts
+    ]
+    head, *rest = texts
+    return head + "".join(t.split("\r\n", 1)[1] for t in rest)
+
+
 def ingest_csv(files: list[Path]) -> tuple[list[list[str]], dict[str, Any]]:
     """(rows of the ingest CSV, its manifest) from ``harness.ingest_files()``."""
-    data = next(p for p in files if p.suffix == ".csv")
     manifest = next(p for p in files if p.name.endswith("_manifest.json"))
-    with data.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+    rows = list(csv.reader(io.StringIO(data_text(files), newline="")))
     return rows, json.loads(manifest.read_text())
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.fakes import FOREVER, FakeApis
 from tests.fakes.bamboohr import FAULTS, FakeBambooHr
-from tests.integration.sources.conftest import FAST_RETRY, SourceHarness, ingest_csv
+from tests.integration.sources.conftest import FAST_RETRY, SourceHarness, data_text, ingest_csv
 
 KEY = "bamboo-test-key-5c1e9d"
 COMPANY = "acme"
@@ -70,8 +70,7 @@ def _run(harness: SourceHarness, source: dict[str, Any]) -> Any:
 
 
 def _text(harness: SourceHarness) -> str:
-    [path] = [p for p in harness.ingest_files() if p.suffix == ".csv"]
-    return path.read_bytes().decode("utf-8")
+    return data_text(harness.ingest_files())
 
 
 def _manifest(harness: SourceHarness) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -23,7 +24,7 @@ from click.testing import CliRunner
 
 from tests.fakes import FakeApis, Fault
 from tests.fakes.gladly import WS_COLUMNS, FakeGladly, csv_text
-from tests.integration.sources.conftest import SourceHarness
+from tests.integration.sources.conftest import SourceHarness, data_text
 from xoelt.cli import cli
 from xoelt.sources.csvio import CsvReader
 
@@ -100,10 +101,8 @@ def _extract(harness: SourceHarness, day: str = "2026-11-03") -> Any:
 
 def _output(harness: SourceHarness) -> tuple[list[list[str]], dict[str, Any]]:
     files = harness.ingest_files()
-    data = next(p for p in files if p.suffix == ".csv")
     manifest = json.loads(next(p for p in files if p.name == "_manifest.json").read_text())
-    with data.open(newline="", encoding="utf-8") as fh:
-        return list(csv.reader(fh)), manifest
+    return list(csv.reader(io.StringIO(data_text(files), newline=""))), manifest
 
 
 def _failed(harness: SourceHarness, result: Any, *needles: str) -> None:
@@ -644,9 +643,8 @@ def test_export_flattens_the_jobs_covering_the_local_day(
     assert got[3]["content.addedTopicIds"] == '["t1"]'
     # An absent key and a JSON null are missing values (bare empty: NULL in bronze), never
     # the empty string (read with the CSV convention's reader, which tells them apart).
-    data = next(p for p in harness.ingest_files() if p.suffix == ".csv")
-    with data.open(newline="", encoding="utf-8") as fh:
-        exact = [dict(zip(EXPORT_HEADER, r, strict=True)) for r in list(CsvReader(fh))[1:]]
+    text = io.StringIO(data_text(harness.ingest_files()), newline="")
+    exact = [dict(zip(EXPORT_HEADER, r, strict=True)) for r in list(CsvReader(text))[1:]]
     assert exact[0]["responder.id"] is None and exact[2]["content.note"] is None
     assert manifest["rows"] == 4
     jobs = manifest["details"]["jobs"]

@@ -11,6 +11,7 @@ Faults are injected by request number (``tests.fakes.sprout``).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ import pytest
 
 from tests.fakes import FOREVER, FakeApis, Fault
 from tests.fakes.sprout import FAULTS, FakeSprout
-from tests.integration.sources.conftest import SourceHarness
+from tests.integration.sources.conftest import SourceHarness, data_text
 
 REPO = Path(__file__).resolve().parents[3]
 TOKEN = "sprout-test-token-8f3a"
@@ -136,9 +137,7 @@ def _run(harness: SourceHarness, source: dict[str, Any], day: str = "2026-11-03"
 
 
 def _csv(harness: SourceHarness) -> list[list[str]]:
-    [path] = [p for p in harness.ingest_files() if p.suffix == ".csv"]
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.reader(fh))
+    return list(csv.reader(io.StringIO(data_text(harness.ingest_files()), newline="")))
 
 
 def _manifest(harness: SourceHarness) -> dict[str, Any]:
@@ -546,8 +545,8 @@ def test_extraction_progress_hears_pages_rows_and_bytes(
     harness.pipeline("sprout", _source(sprout))
     heard: list[ExtractCounts] = []
     execute(make_plan("test/sprout", "2026-11-03"), stages=("extract",), progress=heard.append)
-    [csv_file] = [p for p in harness.ingest_files() if p.suffix == ".csv"]
+    written = len(data_text(harness.ingest_files()).encode())  # bytes of CSV, before gzip
     last = heard[-1]
-    assert last == ExtractCounts("src", rows=7, bytes=csv_file.stat().st_size, pages=3, done=True)
+    assert last == ExtractCounts("src", rows=7, bytes=written, pages=3, done=True)
     assert len(sprout.requests()) == 3  # a page per API answer, from the prefetch thread too
     assert [c.pages for c in heard] == sorted(c.pages for c in heard)
