@@ -11,6 +11,7 @@ dotted paths answered nested, flat, through lists or through non-objects.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -234,3 +235,25 @@ def test_tail_page_agrees_with_the_per_message_definition(pages: list[list[Any]]
             reference.guids,
             reference.ordered,
         )
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz"])
+def test_pages_by_columns_roll_parts_as_pages_by_rows(tmp_path: Path, fmt: str) -> None:
+    rows = RowMaker(["a", "b"], WINDOW)
+    # Hashes: gzip cannot shrink them much, so its parts fill too (and its buffers flush).
+    noise = [hashlib.sha512(b"%d" % n).hexdigest() * 2 for n in range(1600)]
+    pages = [[{"a": f"{p}-{i}", "b": noise[p * 200 + i]} for i in range(200)] for p in range(8)]
+    parts = {}
+    for columns in (True, False):
+        sink = CsvSink(tmp_path / str(columns) / "m.csv", fmt=fmt, part_bytes=1024)
+        (tmp_path / str(columns)).mkdir()
+        sink.open(rows.names)
+        for page in pages:
+            if columns:
+                sink.write_columns(rows.columns(page))
+            else:
+                sink.write_many_values([rows.row(m) for m in page])
+        sink.close()
+        parts[columns] = [(p.rows, p.path.read_bytes()) for p in sink.parts]
+    assert len(parts[True]) > 1
+    assert parts[True] == parts[False]

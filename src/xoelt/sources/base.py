@@ -238,6 +238,8 @@ class CsvSink:
             raise SourceError(f"a page's columns differ in length: {list(map(len, columns))}")
         if width == 1 and None in columns[0]:
             self._write([None], self.rows + list(columns[0]).index(None) + 1)  # refuses it
+        if self._stream is not None and self._stream.full and count:  # as write_many_values
+            self._roll()
         self._text_file.write(format_columns(columns))
         self.rows += count
         if self.progress is not None:
