@@ -32,6 +32,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.benchmarks.conftest import Figures
+
 HERE = Path(__file__).resolve().parent
 SERVER = HERE / "fake_sprout_server.py"
 TOKEN, CUSTOMER = "bench-token", "1001"
@@ -100,11 +102,11 @@ def _server(rows: int, page_size: int) -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{line.split()[1]}"
 
 
-def _extract(root: Path, rows: int, page_size: int, fmt: str) -> dict[str, Any]:
+def _extract(root: Path, rows: int, page_size: int, fmt: str, transport: str) -> dict[str, Any]:
     """One extraction in a fresh process: its wall time, peak RSS and manifest."""
     server, url = _server(rows, page_size)
-    home = root / f"home-{rows}-{page_size}-{fmt}"
-    log = root / f"extract-{rows}-{page_size}-{fmt}.log"
+    home = root / f"home-{rows}-{page_size}-{fmt}-{transport}"
+    log = root / f"extract-{rows}-{page_size}-{fmt}-{transport}.log"
     try:
         _pipeline(root, url, fmt)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("XOELT_", "SPROUT_"))}
@@ -113,6 +115,7 @@ def _extract(root: Path, rows: int, page_size: int, fmt: str) -> dict[str, Any]:
             XOELT_PIPELINES=str(root / "pipelines"),
             SPROUT_API_TOKEN=TOKEN,
             SPROUT_CUSTOMER_ID=CUSTOMER,
+            XOELT_HTTP_TRANSPORT=transport,
         )
         argv = [sys.executable, "-m", "xoelt", "--log-format", "json"]
         argv += ["extract", "bench/sprout_bench", "--date", "2026-11-03"]
@@ -151,7 +154,7 @@ def _count_lines(paths: list[Path]) -> int:
     return total
 
 
-def _report(label: str, runs: dict[int, dict[str, Any]]) -> None:
+def _report(label: str, runs: dict[int, dict[str, Any]], figures: Figures) -> None:
     print(f"\n== {label}")
     print(
         f"{'rows':>10} {'wall s':>7} {'cpu s':>6} {'rows/s':>8} {'rows/cpu-s':>10}"
@@ -173,20 +176,26 @@ def _report(label: str, runs: dict[int, dict[str, Any]]) -> None:
     print(
         f"marginal rows per CPU-second of the extract process: {per_cpu:,.0f}  (load-independent)"
     )
+    figures.add(f"paginated extract: {label}", "marginal rows/s", marginal, "rows/s", ">= 100,000")
+    figures.add(f"paginated extract: {label}", "rows per client CPU-s", per_cpu, "rows/s")
+    figures.add(f"paginated extract: {label}", "peak RSS 1M / 100k", ratio, "x", "<= 1.2")
 
 
 @pytest.mark.bench
 @pytest.mark.parametrize(
-    ("page_size", "fmt", "label"),
+    ("page_size", "fmt", "transport", "label"),
     [
-        (100, "csv", "pages of 100 rows (the documented maximum), plain CSV"),
-        (100, "csv.gz", "pages of 100 rows, gzip CSV parts (level 1, the default output)"),
-        (1000, "csv", "pages of 1,000 rows: BEYOND the documented max of 100, for comparison only"),
+        (100, "csv", "httpx", "pages of 100, plain CSV, httpx transport (default)"),
+        (100, "csv", "stdlib", "pages of 100, plain CSV, stdlib transport (opt-in)"),
+        (100, "csv.gz", "httpx", "pages of 100, gzip parts (default output), httpx transport"),
+        (1000, "csv", "httpx", "pages of 1,000 (BEYOND the documented max), plain CSV, httpx"),
     ],
 )
-def test_extract_paginated(tmp_path: Path, page_size: int, fmt: str, label: str) -> None:
-    runs = {rows: _extract(tmp_path, rows, page_size, fmt) for rows in SIZES}
-    _report(label, runs)
+def test_extract_paginated(
+    tmp_path: Path, page_size: int, fmt: str, transport: str, label: str, figures: Figures
+) -> None:
+    runs = {rows: _extract(tmp_path, rows, page_size, fmt, transport) for rows in SIZES}
+    _report(label, runs, figures)
     for rows, run in runs.items():
         assert run["rows"] == rows
         assert _count_lines(run["parts"]) == rows + len(run["parts"])

@@ -16,7 +16,26 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from xoelt.errors import ConfigError
 from xoelt.sources.http_transport import transport
+
+
+@pytest.fixture(autouse=True)
+def _opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transport is opt-in: every test here asks for it as a user would."""
+    monkeypatch.setenv("XOELT_HTTP_TRANSPORT", "stdlib")
+
+
+def test_httpx_default_transport_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XOELT_HTTP_TRANSPORT")
+    assert transport() is None
+    monkeypatch.setenv("XOELT_HTTP_TRANSPORT", "httpx")
+    assert transport() is None
+    monkeypatch.setenv("XOELT_HTTP_TRANSPORT", "curl")
+    with pytest.raises(
+        ConfigError, match="XOELT_HTTP_TRANSPORT: 'curl' is not one of httpx, stdlib"
+    ):
+        transport()
 
 
 class RawServer:

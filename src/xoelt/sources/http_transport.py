@@ -11,15 +11,21 @@ cookies, timeouts and content decoding (gzip) work as before, and errors are htt
 Connections are pooled per origin (scheme, host, port) and reused when the previous
 response was read to its end; an idle connection the server has closed (its socket reads
 as ready) is dropped before reuse rather than failing the next request. TLS uses httpx's
-own SSL context (certifi, ``SSL_CERT_FILE``). :func:`transport` returns None, and the
-client keeps httpx's default transport, when the environment names a proxy (httpx honours
-``HTTP(S)_PROXY`` only with its default transport).
+own SSL context (certifi, ``SSL_CERT_FILE``).
+
+It is opt-in (``XOELT_HTTP_TRANSPORT=stdlib``): by default every source keeps httpx's own,
+well-kept transport (httpcore), because a SaaS API's rate limit (Sprout: 60 requests a
+minute) bounds an extraction long before 100 µs of CPU per request does; the saving only
+matters for high-volume page-heavy extractions against fast APIs (``make bench`` measures
+both). :func:`transport` also returns None, keeping httpx's default, when the environment
+names a proxy (httpx honours ``HTTP(S)_PROXY`` only with its default transport).
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import select
 import socket
 import threading
@@ -27,15 +33,24 @@ import urllib.request
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from xoelt.errors import ConfigError
+
 if TYPE_CHECKING:
     import httpx
 
 _Origin = tuple[str, str, int]
 
 
+CHOICES = ("httpx", "stdlib")
+
+
 def transport() -> httpx.BaseTransport | None:
-    """The fast transport, or None when a proxy is configured (use httpx's default)."""
-    if urllib.request.getproxies():
+    """The stdlib transport when ``XOELT_HTTP_TRANSPORT=stdlib`` and no proxy is configured;
+    otherwise None (httpx's default transport)."""
+    choice = os.environ.get("XOELT_HTTP_TRANSPORT", "httpx").strip().lower() or "httpx"
+    if choice not in CHOICES:
+        raise ConfigError(f"XOELT_HTTP_TRANSPORT: {choice!r} is not one of {', '.join(CHOICES)}")
+    if choice == "httpx" or urllib.request.getproxies():
         return None
     import httpx
 
