@@ -2,6 +2,8 @@
 # xoelt: the ELT command in a container. `docker run IMAGE run warbyparker/gladly_daily`.
 #
 # Build:  docker build -t xoelt:0.1.0 .
+#         docker build --build-arg XOELT_EXTRAS="dbt dbt-snowflake" -t xoelt:0.1.0-dbt .
+#         (optional extras from pyproject.toml, e.g. dbt as the transform engine)
 # Two stages: `build` installs the locked dependencies and xoelt (uv, from uv.lock, no dev
 # dependencies) into /opt/venv; the final image is the same slim Python plus that venv,
 # pipelines/ and sql/, run as a non-root user. No credentials are baked in: they come from
@@ -15,6 +17,7 @@ ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 FROM ${UV_IMAGE} AS uv
 
 FROM ${PYTHON_IMAGE} AS build
+ARG XOELT_EXTRAS=""
 COPY --from=uv /uv /usr/local/bin/uv
 # Bytecode compiled at build time: the runtime filesystem is read-only.
 ENV UV_COMPILE_BYTECODE=1 \
@@ -26,11 +29,16 @@ WORKDIR /build
 # Dependencies first (their layer is reused while only src/ changes), then xoelt itself,
 # installed non-editable so the final image needs no source tree.
 COPY pyproject.toml uv.lock README.md ./
+# XOELT_EXTRAS is split into words on purpose: one --extra per name.
+# hadolint ignore=SC2086
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-project
+    set -- && for extra in ${XOELT_EXTRAS}; do set -- "$@" --extra "$extra"; done \
+    && uv sync --frozen --no-dev --no-install-project "$@"
 COPY src/ src/
+# hadolint ignore=SC2086 (the same word split)
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable
+    set -- && for extra in ${XOELT_EXTRAS}; do set -- "$@" --extra "$extra"; done \
+    && uv sync --frozen --no-dev --no-editable "$@"
 
 FROM ${PYTHON_IMAGE}
 ARG XOELT_UID=10001
