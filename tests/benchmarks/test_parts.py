@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.conftest import Figures
 from tests.benchmarks.test_extract_upload import make_plain_csv
 from xoelt.core import execute
 from xoelt.pipelines import load_pipeline
@@ -59,7 +60,9 @@ CASES = [  # (label, format, part size)
 
 
 @pytest.mark.bench
-def test_parts_vs_one_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parts_vs_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, figures: Figures
+) -> None:
     sql_root = Path(__file__).resolve().parents[2] / "sql"
     monkeypatch.setenv("XOELT_SQL", str(sql_root))
     source = tmp_path / "big.csv"
@@ -93,6 +96,12 @@ def test_parts_vs_one_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         [manifest] = ingest.rglob("_manifest.json")
         body = json.loads(manifest.read_text())
         total = sum(seconds.values())
+        figures.add(
+            f"extract+stage+load {ROWS / 1e6:g} M rows (DuckDB)",
+            f"{label}, {len(body['parts'])} part(s)",
+            ROWS / total,
+            "rows/s",
+        )
         lines.append(
             f"{label:22} {len(body['parts']):5} {body['bytes'] / 1e6:9.1f} "
             + " ".join(f"{seconds[s]:8.2f}" for s in STAGES)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.benchmarks.conftest import Figures
 from xoelt.sources.ratelimit import RateLimits, SharedLimits, limiter_for
 from xoelt.storage.local import LocalObjectStore
 
@@ -31,7 +32,7 @@ class CountingStore(LocalObjectStore):
 
 
 @pytest.mark.bench
-def test_slot_overhead(tmp_path: Path) -> None:
+def test_slot_overhead(tmp_path: Path, figures: Figures) -> None:
     store = CountingStore(tmp_path)
     shared = SharedLimits(store, "stage")
     limits = RateLimits(per_minute=10_000_000)
@@ -45,5 +46,6 @@ def test_slot_overhead(tmp_path: Path) -> None:
                 pass
         per_slot = (time.perf_counter() - started) / SLOTS * 1e6
         print(f"{label:>22}: {per_slot:5.1f} us per request")
+        figures.add("rate-limit slot, 10 M/min budget", label, per_slot, "µs per request")
     print(f"{'store updates':>22}: {store.updates} for {SLOTS} requests")
     assert 1 <= store.updates <= SLOTS // 1000
