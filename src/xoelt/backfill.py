@@ -38,7 +38,7 @@ from xoelt.plan import RunPlan, build_plan, pipeline_gold
 from xoelt.runtime import Runtime, SharedConnections
 from xoelt.schedule import fire_times
 from xoelt.settings import Settings
-from xoelt.stages import BRONZE_STAGE, STAGES
+from xoelt.stages import BRONZE_STAGE, stages_of
 from xoelt.targets import resolve_target
 
 
@@ -91,7 +91,7 @@ def plan_windows(
 
 def required_stages(plan: RunPlan) -> set[tuple[str, str]]:
     """Every (source, stage) ledger row a complete run of the window leaves, gold included."""
-    required = {(sp.name, stage) for sp in plan.sources for stage in STAGES}
+    required = {(sp.name, stage) for sp in plan.sources for stage in stages_of(sp)}
     if plan.gold:
         required.add((GOLD, GOLD))
     return required

@@ -14,6 +14,7 @@ from typing import Any
 
 from xoelt.casts import check_casts
 from xoelt.errors import DataError, WarehouseError, XoeltError
+from xoelt.findings import Finding
 from xoelt.plan import SourcePlan
 from xoelt.runtime import Runtime
 from xoelt.stages import StageResult
@@ -30,7 +31,16 @@ from xoelt.warehouse.base import (
 
 
 def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
-    """Silver for one source: its strategy's script over what bronze holds, reconciled."""
+    """Silver for one source: its strategy's script over what bronze holds (a derived
+    source: the rows of its parent's bronze its ``where`` keeps), reconciled. A bronze-only
+    source (silver disabled) writes nothing: its row says so in a finding."""
+    if not sp.has_silver:
+        log.info("silver disabled", bronze=str(sp.bronze_table))
+        note = Finding(
+            "silver_disabled",
+            f"silver.enabled is false: bronze {sp.bronze_table} only, no silver written",
+        )
+        return StageResult(0, findings=(note,))
     wh = rt.warehouse
     bronze_cols = wh.table_columns(sp.bronze_table)
     if bronze_cols is None:
@@ -42,7 +52,7 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
             f"silver.columns names columns bronze {sp.bronze_table} lacks: {', '.join(missing)}"
         )
     _check_bronze_window(wh, sp, rt.plan.window)
-    findings = check_casts(wh, sp.bronze_table, sp.silver, sp.schema_policy.max_cast_failures)
+    findings = check_casts(wh, sp.bronze_rows, sp.silver, sp.schema_policy.max_cast_failures)
     columns = SilverColumns.of(source_cols, sp.silver)
     script = sp.strategy.script(sp.silver_job(rt.plan.window), columns)
     # New bronze columns reach silver's existing tables (DDL: before the transaction).
@@ -64,6 +74,7 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     log.info(
         "silver",
         table=str(sp.silver_table),
+        **({"from_source": sp.parent, "bronze_rows": counts.rows} if sp.derived else {}),
         rows=result.rows,
         strategy=sp.load_strategy,
         duplicate_keys_dropped=counts.rows - counts.distinct_keys,
@@ -94,20 +105,22 @@ def _check_bronze_window(wh: Warehouse, sp: SourcePlan, window: TimeWindow) -> N
 
 
 def _key_counts(wh: Warehouse, sp: SourcePlan) -> KeyCounts:
-    """Bronze's rows and distinct primary keys; a NULL in a key part is a DataError."""
-    rows = count_rows(wh, sp.bronze_table)
+    """The rows silver reads from bronze (a derived source's: filtered) and their distinct
+    primary keys; a NULL in a key part is a DataError."""
+    rows_from = sp.bronze_rows
+    rows = count_rows(wh, rows_from)
     key_names = sp.silver.primary_key
     if not key_names:
         return KeyCounts(rows, rows)
     key = ", ".join(quote(k) for k in key_names)
     nulls = " OR ".join(f"{quote(k)} IS NULL" for k in key_names)
     distinct = execute(
-        wh, f"SELECT COUNT(*) FROM (SELECT DISTINCT {key} FROM {sp.bronze_table.sql}) AS k"
+        wh, f"SELECT COUNT(*) FROM (SELECT DISTINCT {key} FROM {rows_from.sql}) AS k"
     )
-    null_rows = int(execute(wh, f"SELECT COUNT(*) FROM {sp.bronze_table.sql} WHERE {nulls}")[0][0])
+    null_rows = int(execute(wh, f"SELECT COUNT(*) FROM {rows_from.sql} WHERE {nulls}")[0][0])
     if null_rows:
         raise DataError(
-            f"{null_rows} bronze row(s) of {sp.bronze_table} have a NULL in primary key "
+            f"{null_rows} bronze row(s) of {rows_from} have a NULL in primary key "
             f"{', '.join(key_names)}"
         )
     return KeyCounts(rows, int(distinct[0][0]))
