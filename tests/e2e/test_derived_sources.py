@@ -183,6 +183,15 @@ def test_a_derived_source_is_transformed_alone_and_refuses_the_other_stages(
     wrong = people.xoelt("transform", PIPE, "--source", "team_a", "--date", RUN_DATES[1])
     assert wrong.returncode == 1
     assert "run `xoelt load` for this window first" in wrong.stderr
+    # a where naming a column bronze lacks fails before any SQL runs, saying which
+    path = people.root / "pipelines" / "demo" / "people.yaml"
+    path.write_text(path.read_text().replace("TEAM = 'a'", "TAEM = 'a'"))
+    typo = people.xoelt("transform", PIPE, "--source", "team_a", "--date", RUN_DATES[0])
+    assert typo.returncode == 1
+    assert (
+        "where \"TAEM = 'a'\" names TAEM, which bronze DEMO_DB.BRONZE.LANDING_PEOPLE "
+        "(source people) lacks; its columns: ID, TEAM, NAME, AGE"
+    ) in typo.stderr
 
 
 def test_plan_shows_the_parent_the_filter_and_the_run_order(people: Project) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,9 @@ def test_a_derived_transform_waits_for_the_parents_bronze_lock(
     execute(plan, settings=settings)
     monkeypatch.setattr(runtime, "TABLE_LOCK_WAIT_SECONDS", 0.3)
     store = LocalObjectStore(settings.home / "objects")
-    with store.lock("xoelt-stage", BRONZE_LOCK, "another window's load", 60):
-        with pytest.raises(StageFailed) as failed:
-            execute(plan, stages=("transform",), source="team_a", settings=settings)
+    held = store.lock("xoelt-stage", BRONZE_LOCK, "another window's load", 60)
+    with held, pytest.raises(StageFailed) as failed:
+        execute(plan, stages=("transform",), source="team_a", settings=settings)
     assert isinstance(failed.value.__cause__, LockHeld)
     message = str(failed.value)
     assert message.startswith("transform failed source=team_a window=")
@@ -65,7 +65,7 @@ def test_a_run_keeps_the_bronze_lock_from_the_parents_load_to_the_last_derived_s
     real_run = Stage.run
 
     @contextlib.contextmanager
-    def table_lock(self: Any, table: Any, what: str, log: Any = None) -> Iterator[None]:
+    def table_lock(self: Any, table: Any, what: str, log: Any = None) -> Generator[None]:
         with real_lock(self, table, what, log):
             events.append(("lock", str(table)))
             yield

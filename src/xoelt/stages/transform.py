@@ -51,6 +51,7 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
         raise DataError(
             f"silver.columns names columns bronze {sp.bronze_table} lacks: {', '.join(missing)}"
         )
+    _check_where(sp, bronze_cols)
     _check_bronze_window(wh, sp, rt.plan.window)
     findings = check_casts(wh, sp.bronze_rows, sp.silver, sp.schema_policy.max_cast_failures)
     columns = SilverColumns.of(source_cols, sp.silver)
@@ -88,6 +89,30 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
         tests.raise_for_errors(found)
         found = (*found, *tests.findings)
     return StageResult(result.rows, findings=found)
+
+
+def _check_where(sp: SourcePlan, bronze_cols: list[str]) -> None:
+    """A derived source's ``where`` names only columns its parent's bronze has (else the
+    warehouse's own error would say less): unquoted names compare upper-cased, as Snowflake
+    resolves them."""
+    if sp.where is None:
+        return
+    from sqlglot import exp
+
+    from xoelt.config.datatests import parse_expression
+
+    named = set()
+    for column in parse_expression(sp.where).find_all(exp.Column):
+        ident = column.this
+        if isinstance(ident, exp.Identifier):
+            named.add(ident.this if ident.quoted else ident.this.upper())
+    missing = sorted(named - set(bronze_cols))
+    if missing:
+        raise DataError(
+            f"where {sp.where!r} names {', '.join(missing)}, which bronze {sp.bronze_table} "
+            f"(source {sp.parent}) lacks; its columns: "
+            f"{', '.join(c for c in bronze_cols if c not in METADATA_NAMES)}"
+        )
 
 
 def _check_bronze_window(wh: Warehouse, sp: SourcePlan, window: TimeWindow) -> None:
