@@ -215,3 +215,21 @@ def test_plan_shows_the_parent_the_filter_and_the_run_order(people: Project) -> 
     assert "source team_a (derived from people, historical)" in text
     assert "where    TEAM = 'a'" in text
     assert "silver   (disabled: bronze only)" in text
+
+
+def test_a_pull_without_a_column_a_derived_source_reads_is_refused_at_load(
+    people: Project,
+) -> None:
+    people.xoelt("run", PIPE, "--date", RUN_DATES[0], check=True)
+    path = people.root / "no-team.csv"
+    path.write_text("id,name,age\r\n1,Ann,31\r\n", newline="")
+    LocalObjectStore(people.home / "objects").put_file(
+        "xoelt-landing", "people/2026-11-03/people.csv", path
+    )
+    proc = people.xoelt("run", PIPE, "--date", RUN_DATES[1])
+    assert proc.returncode == 1
+    assert "load failed source=people" in proc.stderr
+    assert "TEAM missing from this pull (derived source team_b's where reads it)" in proc.stderr
+    # bronze still holds the 2nd's window, every derived silver untouched
+    assert query(people, 'SELECT COUNT(*) FROM "BRONZE"."LANDING_PEOPLE"') == [(4,)]
+    assert query(people, 'SELECT COUNT(*) FROM "SILVER"."TEAM_A"') == [(2,)]

@@ -276,6 +276,18 @@ def parse_predicate(text: str) -> str:
     return text.strip()
 
 
+def predicate_columns(text: str) -> set[str]:
+    """The column names a predicate reads, as Snowflake resolves them (unquoted: upper-case)."""
+    from sqlglot import exp
+
+    named = set()
+    for column in parse_expression(text).find_all(exp.Column):
+        ident = column.this
+        if isinstance(ident, exp.Identifier):
+            named.add(ident.this if ident.quoted else ident.this.upper())
+    return named
+
+
 DataTest = Annotated[
     NotNull | Unique | AcceptedValues | Relationships | RowCount | Volume | Freshness | Expression,
     Field(discriminator="kind"),

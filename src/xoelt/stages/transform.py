@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any
 
 from xoelt.casts import check_casts
+from xoelt.config.datatests import predicate_columns
 from xoelt.errors import DataError, WarehouseError, XoeltError
 from xoelt.findings import Finding
 from xoelt.plan import SourcePlan
@@ -97,16 +98,7 @@ def _check_where(sp: SourcePlan, bronze_cols: list[str]) -> None:
     resolves them."""
     if sp.where is None:
         return
-    from sqlglot import exp
-
-    from xoelt.config.datatests import parse_expression
-
-    named = set()
-    for column in parse_expression(sp.where).find_all(exp.Column):
-        ident = column.this
-        if isinstance(ident, exp.Identifier):
-            named.add(ident.this if ident.quoted else ident.this.upper())
-    missing = sorted(named - set(bronze_cols))
+    missing = sorted(predicate_columns(sp.where) - set(bronze_cols))
     if missing:
         raise DataError(
             f"where {sp.where!r} names {', '.join(missing)}, which bronze {sp.bronze_table} "
