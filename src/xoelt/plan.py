@@ -62,6 +62,12 @@ class SourcePlan:
         return self.silver.enabled
 
     @property
+    def ordered_backfill(self) -> bool:
+        """Whether a backfill must take this source's windows in order (its strategy's SCD2
+        history; a bronze-only source keeps none)."""
+        return self.has_silver and self.strategy.ordered_backfill
+
+    @property
     def bronze_rows(self) -> BronzeRows:
         """The bronze rows silver reads: the whole table, or a derived source's filtered rows."""
         return BronzeRows(self.bronze_table, self.where)
