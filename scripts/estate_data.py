@@ -290,6 +290,8 @@ def write_pipelines(urls: Mapping[str, str], dest: Path) -> Path:
         src = ROOT / "pipelines" / f"{name}.yaml"
         doc = yaml.safe_load(src.read_text(encoding="utf-8"))
         for source in doc["sources"].values():
+            if "from_source" in source:
+                continue  # derived: it reads its parent's bronze, it calls no API
             kind = where[source["source_type"]]
             if kind == "wbp" and name.startswith("condenast/"):
                 kind = "cnd"  # Condé Nast's own Gladly org
@@ -369,12 +371,16 @@ def estate_table(env: Mapping[str, str]) -> list[tuple[str, str, str, int]]:
         plan = json.loads(
             xoelt(env, "plan", name, "--date", "2026-11-03", "--format", "json", quiet=True)
         )
-        kinds = {s["bronze_table"]: s for s in plan["sources"]}
-        kinds.update({s["silver_table"]: s for s in plan["sources"]})
+        # a derived source's bronze is its parent's: the table is the parent's row
+        kinds = {s["bronze_table"]: s for s in plan["sources"] if "from_source" not in s}
+        kinds.update({s["silver_table"]: s for s in plan["sources"] if s["silver_table"]})
         for t in status["tables"]:
             src = kinds.get(t["table"])
-            what = (f"{name}: {src['name']} ({src['source_type']})", src["load_strategy"]) if src \
-                else (f"{name}: sql/gold", "gold")  # fmt: skip
+            if src is None:
+                what = (f"{name}: sql/gold", "gold")
+            else:
+                kind = f"from {src['from_source']}" if "from_source" in src else src["source_type"]
+                what = (f"{name}: {src['name']} ({kind})", src["load_strategy"])
             rows.setdefault(t["table"], (t["table"], *what, t["rows"] or 0))
     order = {"BRONZE": 0, "SILVER": 1, "GOLD": 2}
     return sorted(

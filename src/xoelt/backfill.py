@@ -38,7 +38,7 @@ from xoelt.plan import RunPlan, build_plan, pipeline_gold
 from xoelt.runtime import Runtime, SharedConnections
 from xoelt.schedule import fire_times
 from xoelt.settings import Settings
-from xoelt.stages import BRONZE_STAGE, STAGES
+from xoelt.stages import BRONZE_STAGE, stages_of
 from xoelt.targets import resolve_target
 
 
@@ -91,7 +91,7 @@ def plan_windows(
 
 def required_stages(plan: RunPlan) -> set[tuple[str, str]]:
     """Every (source, stage) ledger row a complete run of the window leaves, gold included."""
-    required = {(sp.name, stage) for sp in plan.sources for stage in STAGES}
+    required = {(sp.name, stage) for sp in plan.sources for stage in stages_of(sp)}
     if plan.gold:
         required.add((GOLD, GOLD))
     return required
@@ -152,7 +152,7 @@ def backfill(
     if not plans:
         return result
     first = plans[0]
-    ordered = any(sp.strategy.ordered_backfill for sp in first.sources)
+    ordered = any(sp.ordered_backfill for sp in first.sources)
     if workers > 1 and (ordered or not first.target.warehouse.capabilities.concurrent_windows):
         workers = 1
     with SharedConnections(first) as session:
@@ -239,7 +239,7 @@ class Slice:
 
 def ordered_sources(plans: list[RunPlan]) -> list[str]:
     """Sources whose windows must load in window order (SCD2 history): they forbid slicing."""
-    return [sp.name for sp in plans[0].sources if sp.strategy.ordered_backfill] if plans else []
+    return [sp.name for sp in plans[0].sources if sp.ordered_backfill] if plans else []
 
 
 def slice_windows(plans: list[RunPlan], part: Slice) -> list[RunPlan]:

@@ -33,7 +33,7 @@ from typing import Any
 from xoelt.config.models import SilverConfig
 from xoelt.errors import DataError
 from xoelt.findings import Finding
-from xoelt.warehouse.base import TableRef, Warehouse, execute, quote
+from xoelt.warehouse.base import Relation, Warehouse, execute, quote
 
 UNCOUNTED_TYPES = frozenset({"VARCHAR", "VARIANT"})
 MAX_EXAMPLES = 3
@@ -61,7 +61,7 @@ def _fails(column: str, type_: str) -> str:
     return f"{ref} <> '' AND TRY_CAST({ref} AS {type_}) IS NULL"
 
 
-def count_sql(table: TableRef, columns: Sequence[tuple[str, str]]) -> str:
+def count_sql(table: Relation, columns: Sequence[tuple[str, str]]) -> str:
     """One aggregate over bronze: per column, its non-empty values, then the failed ones."""
     parts = []
     for column, type_ in columns:
@@ -70,7 +70,7 @@ def count_sql(table: TableRef, columns: Sequence[tuple[str, str]]) -> str:
     return f"SELECT {', '.join(parts)} FROM {table.sql}"
 
 
-def examples_sql(table: TableRef, column: str, type_: str) -> str:
+def examples_sql(table: Relation, column: str, type_: str) -> str:
     """The first distinct values of ``column`` (in file order) that do not convert."""
     ref = quote(column)
     return (
@@ -80,7 +80,7 @@ def examples_sql(table: TableRef, column: str, type_: str) -> str:
 
 
 def count_failures(
-    wh: Warehouse, table: TableRef, columns: Sequence[tuple[str, str]]
+    wh: Warehouse, table: Relation, columns: Sequence[tuple[str, str]]
 ) -> list[CastCount]:
     """Count each column's values that do not convert (with examples where some fail)."""
     if not columns:
@@ -139,7 +139,7 @@ def _data(count: CastCount, limit: int | float) -> dict[str, Any]:
 
 
 def check_casts(
-    wh: Warehouse, bronze: TableRef, silver: SilverConfig, limit: int | float | None
+    wh: Warehouse, bronze: Relation, silver: SilverConfig, limit: int | float | None
 ) -> tuple[Finding, ...]:
     """Count bronze's cast failures; the findings to record, or a DataError (carrying them)
     naming each column above ``limit`` (None: 0) with its count and examples."""

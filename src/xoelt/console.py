@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from xoelt.doctor import DoctorReport
     from xoelt.listing import ListReport
     from xoelt.migrate import MigrateReport
-    from xoelt.plan import RunPlan
+    from xoelt.plan import RunPlan, SourcePlan
     from xoelt.progress import ExtractCounts, ProgressListener
     from xoelt.watchdog import WatchdogReport
 
@@ -50,6 +50,17 @@ def render_plan(plan: RunPlan, show_sql: bool = True) -> None:
     c.print(f"[bold]window[/]   {w.refresh_type} {escape(w.label)}  ({w.duration})")
     for sp in plan.sources:
         c.print()
+        if sp.derived:
+            c.print(
+                f"[bold cyan]source {sp.name}[/] (derived from {sp.parent}, {sp.load_strategy})"
+            )
+            c.print(f"  from     {sp.parent}'s bronze {sp.bronze_table}")
+            c.print(f"  where    {escape(sp.where or '(every row)')}")
+            c.print(f"  silver   {sp.silver_table}")
+            if sp.silver.tests:
+                c.print(f"  tests    {escape(', '.join(t.label for t in sp.silver.tests))}")
+            _plan_sql(c, sp, show_sql)
+            continue
         c.print(f"[bold cyan]source {sp.name}[/] ({sp.source_type}, {sp.load_strategy})")
         if sp.request:
             c.print(f"  request  {escape(json.dumps(sp.request, default=str))}")
@@ -60,14 +71,10 @@ def render_plan(plan: RunPlan, show_sql: bool = True) -> None:
         )
         c.print(f"  stage    {sp.stage_bucket}/{sp.stage_key}")
         c.print(f"  bronze   {sp.bronze_table}")
-        c.print(f"  silver   {sp.silver_table}")
+        c.print(f"  silver   {sp.silver_table if sp.has_silver else '(disabled: bronze only)'}")
         if sp.silver.tests:
             c.print(f"  tests    {escape(', '.join(t.label for t in sp.silver.tests))}")
-        if show_sql:
-            for stage, statements in sp.sql.items():
-                c.print(f"  [dim]-- {stage}[/]")
-                for stmt in statements:
-                    c.print(f"  [dim]{escape(stmt)};[/]")
+        _plan_sql(c, sp, show_sql)
     if plan.dbt is not None:
         d = plan.dbt
         c.print()
@@ -95,6 +102,16 @@ def render_plan(plan: RunPlan, show_sql: bool = True) -> None:
             c.print(f"  {g.table}{deps}  [dim]{g.path}[/]")
             if g.tests:
                 c.print(f"    tests  {escape(', '.join(t.label for t in g.tests))}")
+
+
+def _plan_sql(c: Any, sp: SourcePlan, show_sql: bool) -> None:
+    from rich.markup import escape
+
+    if show_sql:
+        for stage, statements in sp.sql.items():
+            c.print(f"  [dim]-- {stage}[/]")
+            for stmt in statements:
+                c.print(f"  [dim]{escape(stmt)};[/]")
 
 
 def render_report(report: RunReport) -> None:

@@ -26,11 +26,11 @@ from xoelt.findings import Finding, as_details, from_details
 from xoelt.gold import load_models
 from xoelt.logging import get_logger
 from xoelt.pipelines import PipelineInvalid, discover, load_pipeline, resolve
-from xoelt.plan import RunPlan, build_plan
+from xoelt.plan import RunPlan, SourcePlan, build_plan
 from xoelt.progress import ProgressListener
 from xoelt.runtime import Runtime, SharedConnections
 from xoelt.settings import Settings
-from xoelt.stages import BRONZE_STAGE, LAST_STAGE, STAGES, Stage, StageResult
+from xoelt.stages import BRONZE_STAGE, LAST_STAGE, STAGES, Stage, StageResult, stages_of
 from xoelt.stages.transform import gold
 from xoelt.targets import resolve_target
 from xoelt.timewindow import align_to_schedule, parse_run_at
@@ -166,6 +166,10 @@ def execute(
     settings = settings or Settings.from_env()
     wanted = [STAGES[name] for name in STAGES if name in stages]
     selected = plan.select(source)
+    if source is not None:
+        _derived_only(selected, wanted)
+    # a derived source has no extract/stage/load: a run of only those leaves it out
+    selected = [sp for sp in selected if any(s.name in stages_of(sp) for s in wanted)]
     report = RunReport(run_id or "", plan, stages=tuple(s.name for s in wanted))
     error: BaseException | None = None
     try:
@@ -189,7 +193,7 @@ def execute(
 
 
 def _execute(
-    rt: Runtime, report: RunReport, selected: Sequence[Any], wanted: Sequence[Stage]
+    rt: Runtime, report: RunReport, selected: Sequence[SourcePlan], wanted: Sequence[Stage]
 ) -> None:
     """The body of :func:`execute`: the stages, then gold, filling ``report`` as they go."""
     plan = rt.plan
@@ -198,30 +202,22 @@ def _execute(
     if needing:  # open (and migrate) up front so every stage is in the ledger
         with _failing_as(needing[0].name, ", ".join(sp.name for sp in selected), window):
             _ = rt.warehouse
-    for sp in selected:
-        log = get_logger(pipeline=plan.name, source=sp.name, run_id=rt.run_id, window=window)
-        item = SourceReport(sp.name)
-        report.sources.append(item)
-        with _failing_as(wanted[0].name, sp.name, window):
-            lock = rt.lock(sp.name)
-        with lock, contextlib.ExitStack() as held:
-            # From load through silver the window holds its bronze table: no other
-            # window's load in between (taken at the first of those stages it runs).
-            bronze = _Once(
-                held, partial(rt.table_lock, sp.bronze_table, f"bronze {sp.bronze_table}", log)
-            )
-            for stage in wanted:
-                t0 = time.perf_counter()
-                work = partial(_run_stage, rt, sp, stage, log, bronze)
-                try:
-                    result = _recorded(rt, sp.name, stage.name, log, work)
-                except StageFailed as exc:  # what the failing stage noticed is counted too
-                    item.findings.extend(exc.findings)
-                    raise
-                finally:  # a failed stage's time is reported as well
-                    item.seconds[stage.name] = round(time.perf_counter() - t0, 3)
-                item.rows[stage.name] = result.rows
-                item.findings.extend(result.findings)
+    for family in _families(selected):
+        with contextlib.ExitStack() as held:
+            first = family[0]
+            # Every source of the family holds its window's lock (taken up front, in run
+            # order, so two runs never wait on each other's); from load through the last
+            # silver the window holds the bronze table they share: no other window's load
+            # in between (taken at the first of those stages it runs).
+            for sp in family:
+                with _failing_as(wanted[0].name, sp.name, window):
+                    lock = rt.lock(sp.name)
+                held.enter_context(lock)
+            log = get_logger(pipeline=plan.name, source=first.name, run_id=rt.run_id, window=window)
+            what = f"bronze {first.bronze_table}"
+            bronze = _Once(held, partial(rt.table_lock, first.bronze_table, what, log))
+            for sp in family:
+                _run_source(rt, report, sp, wanted, bronze)
     if LAST_STAGE in report.stages and plan.dbt is not None:
         _dbt_gold(rt, report)
     if LAST_STAGE in report.stages and plan.gold:
@@ -250,6 +246,54 @@ def _execute(
             report.gold_seconds = round(time.perf_counter() - t0, 3)
     if rt.warehouse_open:
         report.warehouse_path = rt.warehouse.location(plan.database)
+
+
+def _families(selected: Sequence[SourcePlan]) -> list[list[SourcePlan]]:
+    """The selected sources (in run order) grouped by the bronze table they read: a real
+    source and the sources derived from it, which follow it (:func:`xoelt.plan.run_order`)."""
+    families: list[list[SourcePlan]] = []
+    for sp in selected:
+        if families and families[-1][0].bronze_table == sp.bronze_table:
+            families[-1].append(sp)
+        else:
+            families.append([sp])
+    return families
+
+
+def _run_source(
+    rt: Runtime, report: RunReport, sp: SourcePlan, wanted: Sequence[Stage], bronze: _Once
+) -> None:
+    """The wanted stages this source runs (a derived one: transform only), in order."""
+    window = rt.plan.window.label
+    log = get_logger(pipeline=rt.plan.name, source=sp.name, run_id=rt.run_id, window=window)
+    item = SourceReport(sp.name)
+    report.sources.append(item)
+    for stage in wanted:
+        if stage.name not in stages_of(sp):
+            continue
+        t0 = time.perf_counter()
+        work = partial(_run_stage, rt, sp, stage, log, bronze)
+        try:
+            result = _recorded(rt, sp.name, stage.name, log, work)
+        except StageFailed as exc:  # what the failing stage noticed is counted too
+            item.findings.extend(exc.findings)
+            raise
+        finally:  # a failed stage's time is reported as well
+            item.seconds[stage.name] = round(time.perf_counter() - t0, 3)
+        item.rows[stage.name] = result.rows
+        item.findings.extend(result.findings)
+
+
+def _derived_only(selected: Sequence[SourcePlan], stages: Sequence[Stage]) -> None:
+    """``--source`` naming a derived source for stages it does not run is bad input."""
+    for sp in selected:
+        if not any(s.name in stages_of(sp) for s in stages):
+            names = "/".join(s.name for s in stages)
+            raise InputError(
+                f"source {sp.name} is derived from {sp.parent} (it reads {sp.parent}'s bronze "
+                f"{sp.bronze_table}): it has no {names} stage; run that for --source "
+                f"{sp.parent}, or `xoelt transform --source {sp.name}`"
+            )
 
 
 def _dbt_gold(rt: Runtime, report: RunReport) -> None:
@@ -460,8 +504,8 @@ def status(plan: RunPlan, settings: Settings | None = None) -> StatusReport:
     with Runtime(plan, settings) as rt, _failing_as("status", None, None):
         wh = rt.warehouse
         counts: list[LayerCount] = []
-        tables = [("bronze", sp.bronze_table) for sp in plan.sources]
-        tables += [("silver", sp.silver_table) for sp in plan.sources]
+        tables = [("bronze", sp.bronze_table) for sp in plan.sources if not sp.derived]
+        tables += [("silver", sp.silver_table) for sp in plan.sources if sp.has_silver]
         tables += [("gold", g.table) for g in plan.gold]
         for layer, table in tables:
             exists = wh.table_columns(table) is not None
@@ -527,6 +571,10 @@ def data_tests(plan: RunPlan, settings: Settings | None = None) -> DataTestRun:
         log = get_logger(pipeline=plan.name, source="test", run_id=rt.run_id, window=window)
         from xoelt.datatests.runner import gold_suites, run_suites, silver_suite
 
-        suites = [silver_suite(sp, plan.window) for sp in plan.sources if sp.silver.tests]
+        suites = [
+            silver_suite(sp, plan.window)
+            for sp in plan.sources
+            if sp.has_silver and sp.silver.tests
+        ]
         report = run_suites(rt, [*suites, *gold_suites(plan)], log)
         return DataTestRun(plan, rt.run_id, report.outcomes)

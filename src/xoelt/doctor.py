@@ -277,8 +277,8 @@ def doctor(
     )
     source_creds: dict[tuple[str, str], bool] = {}
     for p in pipelines:
-        for src, sc in p.sources.items():
-            cls = get_source(sc.source_type)
+        for src, sc in p.extracting.items():  # a derived source calls no API
+            cls = get_source(sc.type_name)
             extractor = p.extractor_config(src)
             variables = cls.credential_vars(extractor)
             file = getattr(extractor, "credentials_file", None)  # a key file named in config
@@ -330,12 +330,12 @@ def doctor(
             dag = p.dag
             at = align_to_schedule(moment.astimezone(dag.time_window.zone), dag.schedule)
             window = resolve_window(dag.time_window, at, dag.schedule)
-            for src, sc in p.sources.items():
+            for src, sc in p.extracting.items():
                 subject = f"{p.name} {src}"
                 if not source_creds[(p.name, src)]:
                     doc.add("source", subject, "skip", "credentials missing")
                     continue
-                cls = get_source(sc.source_type)
+                cls = get_source(sc.type_name)
 
                 def probe(
                     cls: Any = cls, src: str = src, p: Pipeline = p, window: Any = window

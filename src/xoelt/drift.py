@@ -22,7 +22,7 @@ carries them, so the failed ledger row keeps them too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from xoelt.config.models import SchemaPolicy, SilverConfig
@@ -69,7 +69,9 @@ def _plural(columns: Sequence[str], one: str, many: str) -> str:
     return one if len(columns) == 1 else many
 
 
-def _missing_outcome(column: str, on_missing: str, silver: SilverConfig) -> tuple[Severity, str]:
+def _missing_outcome(
+    column: str, on_missing: str, silver: SilverConfig, needed: Mapping[str, str]
+) -> tuple[Severity, str]:
     """(severity, why) for a column the pull lacks; severity ``error`` refuses the load."""
     if on_missing != "auto":
         severity: Severity = {"fail": "error", "warn": "warn", "null": "info"}[on_missing]
@@ -78,20 +80,32 @@ def _missing_outcome(column: str, on_missing: str, silver: SilverConfig) -> tupl
         return "error", "silver keys on it"
     if column in silver.columns:
         return "error", "silver types it"
+    if column in needed:
+        return "error", needed[column]
     return "warn", "on_missing_column: auto"
 
 
 def check_drift(
-    drift: Drift, policy: SchemaPolicy, silver: SilverConfig, bronze: TableRef
+    drift: Drift,
+    policy: SchemaPolicy,
+    silver: SilverConfig,
+    bronze: TableRef,
+    needed: Mapping[str, str] | None = None,
 ) -> tuple[Finding, ...]:
     """Apply ``policy`` to ``drift``: the findings to record, or a DataError (carrying them)
     naming every column the policy refuses. Nothing has been loaded when it raises, and the
-    findings then say what *would* have happened to the columns the policy lets through."""
+    findings then say what *would* have happened to the columns the policy lets through.
+
+    ``needed``: columns other sources need of this bronze (those derived from it: their
+    ``where``, keys and typed columns), each with why; ``auto`` fails for them too."""
+    needed = needed or {}
     on_new = policy.on_new_column or DEFAULT_ON_NEW_COLUMN
     on_missing = policy.on_missing_column or DEFAULT_ON_MISSING_COLUMN
     by_outcome: dict[tuple[Severity, str], list[str]] = {}
     for column in drift.missing:
-        by_outcome.setdefault(_missing_outcome(column, on_missing, silver), []).append(column)
+        by_outcome.setdefault(_missing_outcome(column, on_missing, silver, needed), []).append(
+            column
+        )
     refused = [
         f"{_plural(cols, 'column', 'columns')} {_names(cols)} missing from this pull ({why})"
         for (severity, why), cols in by_outcome.items()

@@ -146,7 +146,11 @@ def list_pipelines(
                 timezone=dag.time_window.timezone,
                 refresh_type=dag.time_window.refresh_type,
                 sources=[
-                    {"name": n, "source_type": s.source_type, "load_strategy": s.load_strategy}
+                    {
+                        "name": n,
+                        "source_type": s.source_type or f"derived from {s.from_source}",
+                        "load_strategy": s.load_strategy,
+                    }
                     for n, s in pipeline.sources.items()
                 ],
                 next_runs=next_runs(pipeline, moment, count),

@@ -205,8 +205,8 @@ def credential_vars(bound: BoundTarget, pipelines: Sequence[Any]) -> set[str]:
     config = bound.warehouse
     found = {ref.var for ref in secret_refs(config)} if isinstance(config, BaseModel) else set()
     for pipeline in pipelines:
-        for name, source in pipeline.sources.items():
-            cls = get_source(source.source_type)
+        for name, source in pipeline.extracting.items():
+            cls = get_source(source.type_name)
             found.update(cls.credential_vars(pipeline.extractor_config(name)))
     return found
 

@@ -96,10 +96,12 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
         config = PipelineConfig.model_validate(data, context=context)
     except ValidationError as exc:
         raise PipelineInvalid(_problems(exc, (), PipelineConfig, lines, display)) from None
-    problems = _shared_tables(config, lines, display)
+    problems = [*_parents(config, lines, display), *_shared_tables(config, lines, display)]
     extractors: dict[str, BaseModel] = {}
     for name, source in config.sources.items():
-        model = get_source(source.source_type).Config
+        if source.derived:
+            continue
+        model = get_source(source.type_name).Config
         prefix: Loc = ("sources", name, "extractor")
         try:
             extractors[name] = model.model_validate(
@@ -112,24 +114,56 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
     return Pipeline(config, path, extractors)
 
 
+def _parents(config: PipelineConfig, lines: dict[Loc, int], display: str) -> list[ConfigError]:
+    """A derived source's ``from_source`` names a real (not derived) source of the pipeline."""
+    problems = []
+    for name, src in config.sources.items():
+        parent = src.from_source
+        if parent is None:
+            continue
+        loc: Loc = ("sources", name, "from_source")
+        if parent == name:
+            why = "a source cannot derive from itself"
+        elif parent not in config.sources:
+            real = [n for n, s in config.sources.items() if not s.derived and n != name]
+            hint = difflib.get_close_matches(parent, real, n=1)
+            why = f"no source {parent!r} in this pipeline" + (
+                f"; did you mean {hint[0]!r}?" if hint else f"; valid: {', '.join(real)}"
+            )
+        elif config.sources[parent].derived:
+            why = (
+                f"source {parent!r} is itself derived (from {config.sources[parent].from_source}); "
+                "derive from the source that loads the bronze table"
+            )
+        else:
+            continue
+        problems.append(
+            ConfigError(why, file=display, line=line_for(lines, loc), key=".".join(loc))
+        )
+    return problems
+
+
 def _shared_tables(
     config: PipelineConfig, lines: dict[Loc, int], display: str
 ) -> list[ConfigError]:
-    """Two sources writing one bronze or silver table would overwrite each other's rows."""
+    """Two sources writing one bronze or silver table would overwrite each other's rows (a
+    derived source writes no bronze; one with silver disabled, no silver)."""
     globals_ = config.globals.snowflake
     owners: dict[tuple[str, str, str], str] = {}
     problems = []
     for name, src in config.sources.items():
-        bronze = (
-            src.snowflake.database or globals_.database,
-            src.snowflake.schema_ or globals_.schema_,
-            src.snowflake.target_table,
-        )
-        silver = (globals_.database, globals_.silver_schema, src.silver.table or name.upper())
-        for layer, table, loc in (
-            ("bronze", bronze, ("sources", name, "snowflake", "target_table")),
-            ("silver", silver, ("sources", name, "silver", "table")),
-        ):
+        written: list[tuple[str, tuple[str, str, str], Loc]] = []
+        if src.snowflake is not None:
+            bronze = (
+                src.snowflake.database or globals_.database,
+                src.snowflake.schema_ or globals_.schema_,
+                src.snowflake.target_table,
+            )
+            written.append(("bronze", bronze, ("sources", name, "snowflake", "target_table")))
+        if src.silver.enabled:
+            silver = (globals_.database, globals_.silver_schema, src.silver.table or name.upper())
+            written.append(("silver", silver, ("sources", name, "silver", "table")))
+        for layer, table, loc in written:
             other = owners.setdefault(table, name)
             if other != name:
                 problems.append(
@@ -138,7 +172,7 @@ def _shared_tables(
                         "give each source its own table",
                         file=display,
                         line=line_for(lines, loc),
-                        key=".".join(loc),
+                        key=".".join(str(p) for p in loc),
                     )
                 )
     return problems

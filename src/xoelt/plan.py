@@ -23,9 +23,11 @@ from xoelt.sources.parts import part_name
 from xoelt.strategies import STRATEGIES, LoadStrategy, SilverColumns, SilverJob
 from xoelt.targets import BoundTarget
 from xoelt.timewindow import TimeWindow, resolve_window
-from xoelt.warehouse.base import BronzeLoad, FilePart, Script, TableRef
+from xoelt.warehouse.base import BronzeLoad, BronzeRows, FilePart, Script, TableRef
 
 COLUMNS_FROM_HEADER = "STAGED_FILE_HEADER"
+DERIVED = "derived"
+"""The ``source_type`` a derived source's plan shows (it has no extractor of its own)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,29 @@ class SourcePlan:
     schema_policy: SchemaPolicy = field(default_factory=SchemaPolicy)
     # how extract writes the window's data (format resolved: the source type's default)
     output: OutputConfig = field(default_factory=lambda: OutputConfig(format="csv"))
+    # a derived source: the source whose bronze table (``bronze_table``) it reads, filtered
+    parent: str | None = None
+    where: str | None = None
+
+    @property
+    def derived(self) -> bool:
+        return self.parent is not None
+
+    @property
+    def has_silver(self) -> bool:
+        """False for a bronze-only source (``silver: {enabled: false}``)."""
+        return self.silver.enabled
+
+    @property
+    def ordered_backfill(self) -> bool:
+        """Whether a backfill must take this source's windows in order (its strategy's SCD2
+        history; a bronze-only source keeps none)."""
+        return self.has_silver and self.strategy.ordered_backfill
+
+    @property
+    def bronze_rows(self) -> BronzeRows:
+        """The bronze rows silver reads: the whole table, or a derived source's filtered rows."""
+        return BronzeRows(self.bronze_table, self.where)
 
     @property
     def strategy(self) -> LoadStrategy:
@@ -104,7 +129,7 @@ class SourcePlan:
 
     def silver_job(self, window: TimeWindow) -> SilverJob:
         return SilverJob(
-            self.bronze_table,
+            self.bronze_rows,
             self.silver_table,
             self.silver,
             window.start.isoformat(),
@@ -118,8 +143,9 @@ class SourcePlan:
 
     @property
     def silver_tables(self) -> list[TableRef]:
-        """Every table silver writes (e.g. historical keeps snapshots beside the SCD2 table)."""
-        return self.strategy.tables(self.silver_table)
+        """Every table silver writes (e.g. historical keeps snapshots beside the SCD2 table);
+        none for a bronze-only source."""
+        return self.strategy.tables(self.silver_table) if self.has_silver else []
 
 
 @dataclass(frozen=True)
@@ -161,7 +187,8 @@ class RunPlan:
         return sorted((reads | named) - set(self.databases))
 
     def select(self, source: str | None) -> list[SourcePlan]:
-        """The source plans to run: all, or the one named (error lists valid names)."""
+        """The source plans to run (in run order, see :func:`run_order`): all, or the one
+        named (error lists valid names)."""
         if source is None:
             return self.sources
         for sp in self.sources:
@@ -179,21 +206,7 @@ class RunPlan:
             "target": {"name": self.target_name, "type": self.target.type},
             "schedule": self.pipeline.dag.schedule,
             "window": self.window.as_dict(),
-            "sources": [
-                {
-                    "name": sp.name,
-                    "source_type": sp.source_type,
-                    "load_strategy": sp.load_strategy,
-                    "request": sp.request,
-                    "ingest_key": f"{sp.ingest_bucket}/{sp.ingest_key}",
-                    "stage_key": f"{sp.stage_bucket}/{sp.stage_key}",
-                    "output": {"format": sp.format, "part_size": sp.output.part_size},
-                    "bronze_table": str(sp.bronze_table),
-                    "silver_table": str(sp.silver_table),
-                    "sql": sp.sql,
-                }
-                for sp in self.sources
-            ],
+            "sources": [_source_dict(sp) for sp in self.sources],
             "gold": [
                 {
                     "name": g.name,
@@ -208,6 +221,43 @@ class RunPlan:
         if self.dbt is not None:  # xoelt's own gold (the default) adds nothing
             out["transform"] = self.dbt.as_dict()
         return out
+
+
+def _source_dict(sp: SourcePlan) -> dict[str, Any]:
+    """One source in ``plan --format json``: a derived one names its parent and filter and
+    has no request, keys or output (it extracts nothing)."""
+    out: dict[str, Any] = {
+        "name": sp.name,
+        "source_type": sp.source_type,
+        "load_strategy": sp.load_strategy,
+    }
+    if sp.derived:
+        out |= {"from_source": sp.parent, "where": sp.where}
+    else:
+        out |= {
+            "request": sp.request,
+            "ingest_key": f"{sp.ingest_bucket}/{sp.ingest_key}",
+            "stage_key": f"{sp.stage_bucket}/{sp.stage_key}",
+            "output": {"format": sp.format, "part_size": sp.output.part_size},
+        }
+    out |= {
+        "bronze_table": str(sp.bronze_table),
+        "silver_table": str(sp.silver_table) if sp.has_silver else None,
+        "sql": sp.sql,
+    }
+    return out
+
+
+def run_order(pipeline: Pipeline) -> list[str]:
+    """The sources in the order a run takes them: each real source in file order, followed
+    at once by the sources derived from it (in file order), so a derived source's transform
+    runs after its parent's load and transform, on the bronze the parent just loaded."""
+    order = []
+    for name, src in pipeline.sources.items():
+        if not src.derived:
+            order.append(name)
+            order += [n for n, s in pipeline.sources.items() if s.from_source == name]
+    return order
 
 
 def build_plan(
@@ -229,20 +279,44 @@ def build_plan(
     storage = pipeline.globals.storage
     base = f"{dag.domain}/{dag.pipeline_name}"
     plans = []
-    for name, src in pipeline.sources.items():
-        bronze = TableRef(
-            src.snowflake.database or sf.database,
-            src.snowflake.schema_ or sf.schema_,
-            src.snowflake.target_table,
-        )
+    bronzes: dict[str, TableRef] = {}
+    for name in run_order(pipeline):
+        src = pipeline.sources[name]
         silver = TableRef(sf.database, sf.silver_schema, src.silver.table or name.upper())
-        cls = get_source(src.source_type)
+        if src.from_source is not None:  # run_order put its parent first
+            derived = SourcePlan(
+                name=name,
+                source_type=DERIVED,
+                load_strategy=src.load_strategy,
+                ingest_bucket=storage.ingest_bucket,
+                ingest_key="",
+                stage_bucket=storage.stage_bucket,
+                stage_key="",
+                bronze_table=bronzes[src.from_source],
+                silver_table=silver,
+                silver=src.silver,
+                schema_policy=src.schema_policy.under(pipeline.globals.schema_policy),
+                request={},
+                parent=src.from_source,
+                where=src.where,
+            )
+            sql = {"transform": derived.silver_script(window, None).statements()}
+            plans.append(dataclasses.replace(derived, sql=sql))
+            continue
+        target_table = src.target
+        bronze = TableRef(
+            target_table.database or sf.database,
+            target_table.schema_ or sf.schema_,
+            target_table.target_table,
+        )
+        bronzes[name] = bronze
+        cls = get_source(src.type_name)
         output = src.output.model_copy(update={"format": src.output.format or cls.output_format})
         first = part_name(name, 0, output.format or "csv")
         stage_key = f"stage/{base}/{name}/{src.load_strategy}/{window.tag}/{first}"
         draft = SourcePlan(
             name=name,
-            source_type=src.source_type,
+            source_type=src.type_name,
             load_strategy=src.load_strategy,
             ingest_bucket=storage.ingest_bucket,
             ingest_key=f"ingest/{base}/{name}/{window.tag}/{first}",
@@ -258,10 +332,9 @@ def build_plan(
         load = draft.bronze_load(
             [COLUMNS_FROM_HEADER], target.file_location(storage.stage_bucket, stage_key), window
         )
-        sql = {
-            "load": target.warehouse.bronze_script(load, None, None).statements(),
-            "transform": draft.silver_script(window, None).statements(),
-        }
+        sql = {"load": target.warehouse.bronze_script(load, None, None).statements()}
+        if draft.has_silver:
+            sql["transform"] = draft.silver_script(window, None).statements()
         plans.append(dataclasses.replace(draft, sql=sql))
     if gold is None:
         gold = pipeline_gold(pipeline, sql_root)

@@ -22,8 +22,10 @@ from xoelt.config.models import SilverConfig
 from xoelt.errors import DataError
 from xoelt.scd2 import UNKNOWN_HASH, Scd2Tables, row_hash
 from xoelt.warehouse.base import (
+    BronzeRows,
     Count,
     Mismatch,
+    Relation,
     Script,
     Step,
     TableRef,
@@ -127,9 +129,11 @@ def add_columns(
 
 @dataclass(frozen=True)
 class SilverJob:
-    """One window's silver transform: from which bronze table into which silver table."""
+    """One window's silver transform: from which bronze rows (a table's, or a derived
+    source's filtered rows: every strategy selects bronze through ``bronze.sql``) into which
+    silver table."""
 
-    bronze: TableRef
+    bronze: Relation  # a TableRef: all its rows
     silver_table: TableRef
     silver: SilverConfig
     window_start: str  # ISO 8601 in the pipeline's time zone (its local date is the label's)
@@ -171,7 +175,9 @@ class LoadStrategy:
         table = job.silver_table
 
         def message(expected: int, got: Count) -> str:
-            return f"silver {table} got {got.rows} rows from bronze's {expected}; rolled back"
+            return (
+                f"silver {table} got {got.rows} rows from {_bronze(job)}'s {expected}; rolled back"
+            )
 
         return message
 
@@ -275,7 +281,8 @@ class Historical(LoadStrategy):
 
         def message(expected: int, got: Count) -> str:
             return (
-                f"snapshot {table} got {got.rows} keys from bronze's {expected} distinct keys: "
+                f"snapshot {table} got {got.rows} keys from {_bronze(job)}'s {expected} "
+                "distinct keys: "
                 "keys that differ as text are equal (or not convertible) once typed by "
                 "silver.columns; rolled back"
             )
@@ -317,6 +324,12 @@ class Historical(LoadStrategy):
             holds=tables.snapshots,
             holds_where=_in_window(job),
         )
+
+
+def _bronze(job: SilverJob) -> str:
+    """Bronze as a reconciliation message names it (a derived source's: filtered)."""
+    filtered = isinstance(job.bronze, BronzeRows) and job.bronze.where is not None
+    return "the filtered bronze" if filtered else "bronze"
 
 
 def _in_window(job: SilverJob) -> str:

@@ -263,8 +263,22 @@ def test_cross_database_gold_on_snowflake(
                 'JOIN "CORE_DB"."GOLD"."DIM_AGENTS" AS a ON a."AGENT_ID" = c."AGENT_ID"'
             )
             joined = cur.fetchall()
+            # the derived rosters: each client's filtered rows of the one bronze table
+            cur.execute('SELECT COUNT(*) FROM "CORE_DB"."BRONZE"."BAMBOOHR_EMPLOYEES"')
+            bronze = cur.fetchone()
+            cur.execute(
+                'SELECT "ID", "CUSTOMCLIENT" FROM "CORE_DB"."SILVER"."ROSTER_WARBYPARKER" '
+                'WHERE "IS_CURRENT" ORDER BY 1'
+            )
+            warbyparker = cur.fetchall()
     finally:
         con.close()
+    people = estate_data.roster(0)
+    assert bronze == (len(people),)
+    assert warbyparker == sorted(
+        (p["id"], "Warby Parker") for p in people if p["customClient"] == "Warby Parker"
+    )
+    assert len(warbyparker) < len(people)
     assert len(joined) == len(estate.wbp.sessions)
     employee = {p["customGladlyAgentId"]: p["id"] for p in estate_data.roster(0)}
     assert all(int(e) == employee[a] for a, e, _ in joined)

@@ -53,7 +53,7 @@ def test_contract_pipeline_loads_unchanged() -> None:
     assert pipeline.name == "warbyparker/gladly_daily"
     src = pipeline.sources["contact_timestamps"]
     assert src.source_type == "gladly_api"
-    assert src.snowflake.target_table == "GLADLY_CONTACT_TIMESTAMPS"
+    assert src.target.target_table == "GLADLY_CONTACT_TIMESTAMPS"
     assert pipeline.globals.snowflake.schema_ == "BRONZE"
 
 

@@ -253,6 +253,41 @@ def parse_expression(text: str) -> Any:
     return tree
 
 
+def parse_predicate(text: str) -> str:
+    """``text`` (stripped) if it is one SQL boolean expression: a comparison, IN, LIKE,
+    IS [NOT] NULL, BETWEEN, AND/OR/NOT of those (a derived source's ``where``); a
+    ValueError in one line otherwise. Parsed once per text (cached, as test expressions)."""
+    marked = f"predicate:{text.strip()}"
+    if _PARSED.known(marked):
+        return text.strip()
+    from sqlglot import exp
+
+    tree = parse_expression(text)
+    inner = tree.unnest() if isinstance(tree, exp.Paren) else tree
+    if not isinstance(inner, exp.Predicate | exp.Connector | exp.Not | exp.Boolean):
+        raise ValueError(
+            f"{text!r} is not a predicate (a condition such as COLUMN = 'value', "
+            "COLUMN IN (...), or AND/OR/NOT of those)"
+        )
+    if any(node.comments for node in tree.walk()):
+        # it is pasted into a statement in parentheses: a `--` comment would swallow the rest
+        raise ValueError(f"{text!r}: no SQL comments in a where predicate (use YAML's #)")
+    _PARSED.add(marked)
+    return text.strip()
+
+
+def predicate_columns(text: str) -> set[str]:
+    """The column names a predicate reads, as Snowflake resolves them (unquoted: upper-case)."""
+    from sqlglot import exp
+
+    named = set()
+    for column in parse_expression(text).find_all(exp.Column):
+        ident = column.this
+        if isinstance(ident, exp.Identifier):
+            named.add(ident.this if ident.quoted else ident.this.upper())
+    return named
+
+
 DataTest = Annotated[
     NotNull | Unique | AcceptedValues | Relationships | RowCount | Volume | Freshness | Expression,
     Field(discriminator="kind"),

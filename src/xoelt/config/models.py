@@ -29,7 +29,7 @@ from pydantic import (
 
 from xoelt.config.alerts import AlertsConfig
 from xoelt.config.cron import kubernetes_schedule_problem, kubernetes_zone_problem
-from xoelt.config.datatests import DataTest
+from xoelt.config.datatests import DataTest, parse_predicate
 from xoelt.config.types import Bucket, Identifier, Name, SourceName, StrictModel
 
 SILVER_TYPE = re.compile(
@@ -231,13 +231,28 @@ class SilverConfig(StrictModel):
 
     ``tests``: data tests run on the silver table after each transform
     (:mod:`xoelt.config.datatests`).
+
+    ``enabled: false``: the source keeps bronze only (e.g. a bronze table other sources
+    derive their silver from, see :class:`SourceConfig`); no other silver key may be given.
     """
 
+    enabled: bool = True
     table: Identifier | None = None
     primary_key: list[Identifier] = []
     columns: dict[Identifier, Annotated[str, AfterValidator(_silver_type)]] = {}
     hard_deletes: HardDeletes = "invalidate"
     tests: list[DataTest] = []
+
+    @model_validator(mode="after")
+    def _nothing_when_disabled(self) -> SilverConfig:
+        given = [
+            k for k in type(self).model_fields if k != "enabled" and k in self.model_fields_set
+        ]
+        if not self.enabled and given:
+            raise ValueError(
+                f"{', '.join(given)}: not with enabled: false (the source has no silver)"
+            )
+        return self
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
@@ -288,21 +303,34 @@ class OutputConfig(StrictModel):
     gzip_level: int = Field(1, ge=1, le=9)
 
 
+DERIVED_FORBIDS = ("source_type", "extractor", "output", "snowflake")
+"""Keys a derived source may not have: it extracts, stages and loads nothing."""
+
+
 class SourceConfig(StrictModel):
-    source_type: str
+    """One source: a real one (``source_type``, ``extractor``, ``snowflake.target_table``:
+    extract, stage, load, transform), or a *derived* one: ``from_source`` names another
+    (real) source of the pipeline whose bronze table it builds its own silver from, keeping
+    the rows its ``where`` predicate (SQL over bronze's standardised column names) selects.
+    A derived source runs only the transform stage, after its parent's.
+    """
+
+    source_type: str | None = None
     load_strategy: str
     extractor: dict[str, Any] = {}
     output: OutputConfig = OutputConfig()
-    snowflake: SourceSnowflake
+    snowflake: SourceSnowflake | None = None
     silver: SilverConfig = SilverConfig()
     schema_policy: SchemaPolicy = SchemaPolicy()
     description: str | None = None
+    from_source: SourceName | None = None
+    where: Annotated[str, AfterValidator(parse_predicate)] | None = None
 
     @field_validator("source_type")
     @classmethod
-    def _registered(cls, value: str, info: ValidationInfo) -> str:
+    def _registered(cls, value: str | None, info: ValidationInfo) -> str | None:
         known = _vocabulary(info).source_types
-        if value not in known:
+        if value is not None and value not in known:
             raise ValueError(f"unknown source_type {value!r}; valid: {', '.join(sorted(known))}")
         return value
 
@@ -315,10 +343,52 @@ class SourceConfig(StrictModel):
         return value
 
     @model_validator(mode="after")
+    def _kind(self) -> SourceConfig:
+        if self.from_source is not None:
+            given = [k for k in DERIVED_FORBIDS if k in self.model_fields_set]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: a derived source (from_source: {self.from_source}) "
+                    "extracts nothing; it reads its parent's bronze table"
+                )
+            if not self.silver.enabled:
+                raise ValueError("a derived source is its silver: silver.enabled cannot be false")
+        else:
+            if self.where is not None:
+                raise ValueError("where: only for a derived source (with from_source)")
+            missing = [k for k in ("source_type", "snowflake") if k not in self.model_fields_set]
+            if missing:
+                raise ValueError(
+                    f"{' and '.join(missing)} required (or from_source, for a source derived "
+                    "from another source's bronze table)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _strategy_needs(self, info: ValidationInfo) -> SourceConfig:
-        if _vocabulary(info).load_strategies[self.load_strategy] and not self.silver.primary_key:
+        needs_key = _vocabulary(info).load_strategies[self.load_strategy]
+        if needs_key and self.silver.enabled and not self.silver.primary_key:
             raise ValueError(f"load_strategy {self.load_strategy} needs silver.primary_key")
         return self
+
+    @property
+    def derived(self) -> bool:
+        """Whether this source builds its silver from another source's bronze."""
+        return self.from_source is not None
+
+    @property
+    def type_name(self) -> str:
+        """The source type of a real source (a derived one has none)."""
+        if self.source_type is None:
+            raise ValueError(f"a derived source (from_source: {self.from_source}) has no type")
+        return self.source_type
+
+    @property
+    def target(self) -> SourceSnowflake:
+        """Where a real source loads its bronze table (a derived one loads none)."""
+        if self.snowflake is None:
+            raise ValueError(f"a derived source (from_source: {self.from_source}) loads nothing")
+        return self.snowflake
 
 
 def _one_or_many(value: Any) -> Any:
@@ -392,6 +462,11 @@ class Pipeline:
     @property
     def sources(self) -> dict[str, SourceConfig]:
         return self.config.sources
+
+    @property
+    def extracting(self) -> dict[str, SourceConfig]:
+        """The sources that extract, stage and load (every one not derived)."""
+        return {n: s for n, s in self.config.sources.items() if not s.derived}
 
     @property
     def transform(self) -> TransformConfig:

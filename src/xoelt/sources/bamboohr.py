@@ -16,9 +16,11 @@ defaults to ``https://api.bamboohr.com``), HTTP Basic with the API key as user n
   so its columns can change between runs when those settings change.
 
 ``keep: {field: customClient, values: [Warby Parker]}`` keeps only the employees whose
-field (compared as text, a cell as written below) is one of ``values``: BambooHR's custom
-report filters on nothing but ``lastChanged``, so one roster split per client is two sources
-making the same request, each keeping its client's rows (the manifest counts those dropped).
+field (compared as text, a cell as written below) is one of ``values`` (BambooHR's custom
+report filters on nothing but ``lastChanged``), for rows that must never land in bronze (the
+manifest counts those dropped). To split one roster into several silver tables, load it once
+and derive a source per part instead (``from_source`` with ``where``, see
+``pipelines/core/bamboohr_roster_daily.yaml``): one request, one bronze table.
 
 Cells follow xoelt's CSV convention: a JSON ``null`` or an absent key is a missing value
 (NULL in bronze), ``""`` stays an empty string, booleans are ``true``/``false`` and objects

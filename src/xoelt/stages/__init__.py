@@ -94,3 +94,9 @@ BRONZE_STAGE = "load"
 """The stage that fills bronze (its rows are a window's "rows loaded")."""
 LAST_STAGE = "transform"
 """The stage after which a window is done (and gold runs)."""
+
+
+def stages_of(sp: SourcePlan) -> tuple[str, ...]:
+    """The stages source ``sp`` runs, and leaves ledger rows for: a derived source (it reads
+    its parent's bronze) only transforms; every other one runs all four."""
+    return (LAST_STAGE,) if sp.derived else tuple(STAGES)

@@ -13,7 +13,9 @@ import dataclasses
 from typing import Any
 
 from xoelt.casts import check_casts
+from xoelt.config.datatests import predicate_columns
 from xoelt.errors import DataError, WarehouseError, XoeltError
+from xoelt.findings import Finding
 from xoelt.plan import SourcePlan
 from xoelt.runtime import Runtime
 from xoelt.stages import StageResult
@@ -30,7 +32,16 @@ from xoelt.warehouse.base import (
 
 
 def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
-    """Silver for one source: its strategy's script over what bronze holds, reconciled."""
+    """Silver for one source: its strategy's script over what bronze holds (a derived
+    source: the rows of its parent's bronze its ``where`` keeps), reconciled. A bronze-only
+    source (silver disabled) writes nothing: its row says so in a finding."""
+    if not sp.has_silver:
+        log.info("silver disabled", bronze=str(sp.bronze_table))
+        note = Finding(
+            "silver_disabled",
+            f"silver.enabled is false: bronze {sp.bronze_table} only, no silver written",
+        )
+        return StageResult(0, findings=(note,))
     wh = rt.warehouse
     bronze_cols = wh.table_columns(sp.bronze_table)
     if bronze_cols is None:
@@ -41,8 +52,9 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
         raise DataError(
             f"silver.columns names columns bronze {sp.bronze_table} lacks: {', '.join(missing)}"
         )
+    _check_where(sp, bronze_cols)
     _check_bronze_window(wh, sp, rt.plan.window)
-    findings = check_casts(wh, sp.bronze_table, sp.silver, sp.schema_policy.max_cast_failures)
+    findings = check_casts(wh, sp.bronze_rows, sp.silver, sp.schema_policy.max_cast_failures)
     columns = SilverColumns.of(source_cols, sp.silver)
     script = sp.strategy.script(sp.silver_job(rt.plan.window), columns)
     # New bronze columns reach silver's existing tables (DDL: before the transaction).
@@ -64,6 +76,7 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
     log.info(
         "silver",
         table=str(sp.silver_table),
+        **({"from_source": sp.parent, "bronze_rows": counts.rows} if sp.derived else {}),
         rows=result.rows,
         strategy=sp.load_strategy,
         duplicate_keys_dropped=counts.rows - counts.distinct_keys,
@@ -77,6 +90,21 @@ def run(rt: Runtime, sp: SourcePlan, log: Any) -> StageResult:
         tests.raise_for_errors(found)
         found = (*found, *tests.findings)
     return StageResult(result.rows, findings=found)
+
+
+def _check_where(sp: SourcePlan, bronze_cols: list[str]) -> None:
+    """A derived source's ``where`` names only columns its parent's bronze has (else the
+    warehouse's own error would say less): unquoted names compare upper-cased, as Snowflake
+    resolves them."""
+    if sp.where is None:
+        return
+    missing = sorted(predicate_columns(sp.where) - set(bronze_cols))
+    if missing:
+        raise DataError(
+            f"where {sp.where!r} names {', '.join(missing)}, which bronze {sp.bronze_table} "
+            f"(source {sp.parent}) lacks; its columns: "
+            f"{', '.join(c for c in bronze_cols if c not in METADATA_NAMES)}"
+        )
 
 
 def _check_bronze_window(wh: Warehouse, sp: SourcePlan, window: TimeWindow) -> None:
@@ -94,20 +122,22 @@ def _check_bronze_window(wh: Warehouse, sp: SourcePlan, window: TimeWindow) -> N
 
 
 def _key_counts(wh: Warehouse, sp: SourcePlan) -> KeyCounts:
-    """Bronze's rows and distinct primary keys; a NULL in a key part is a DataError."""
-    rows = count_rows(wh, sp.bronze_table)
+    """The rows silver reads from bronze (a derived source's: filtered) and their distinct
+    primary keys; a NULL in a key part is a DataError."""
+    rows_from = sp.bronze_rows
+    rows = count_rows(wh, rows_from)
     key_names = sp.silver.primary_key
     if not key_names:
         return KeyCounts(rows, rows)
     key = ", ".join(quote(k) for k in key_names)
     nulls = " OR ".join(f"{quote(k)} IS NULL" for k in key_names)
     distinct = execute(
-        wh, f"SELECT COUNT(*) FROM (SELECT DISTINCT {key} FROM {sp.bronze_table.sql}) AS k"
+        wh, f"SELECT COUNT(*) FROM (SELECT DISTINCT {key} FROM {rows_from.sql}) AS k"
     )
-    null_rows = int(execute(wh, f"SELECT COUNT(*) FROM {sp.bronze_table.sql} WHERE {nulls}")[0][0])
+    null_rows = int(execute(wh, f"SELECT COUNT(*) FROM {rows_from.sql} WHERE {nulls}")[0][0])
     if null_rows:
         raise DataError(
-            f"{null_rows} bronze row(s) of {sp.bronze_table} have a NULL in primary key "
+            f"{null_rows} bronze row(s) of {rows_from} have a NULL in primary key "
             f"{', '.join(key_names)}"
         )
     return KeyCounts(rows, int(distinct[0][0]))

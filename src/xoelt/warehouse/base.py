@@ -74,6 +74,32 @@ class TableRef:
 
 
 @dataclass(frozen=True)
+class BronzeRows:
+    """The bronze rows a silver transform reads: all of ``table``'s, or those a derived
+    source's ``where`` (one predicate without comments, validated at load) keeps.
+
+    :attr:`sql` is a FROM item, so every strategy, the cast count and the key counts select
+    through this one value and a derived source's filter cannot be left out of one of them.
+    """
+
+    table: TableRef
+    where: str | None = None
+
+    @property
+    def sql(self) -> str:
+        if self.where is None:
+            return self.table.sql
+        return f"(SELECT * FROM {self.table.sql} WHERE ({self.where})) AS {quote('_XO_BRONZE')}"
+
+    def __str__(self) -> str:
+        return str(self.table) if self.where is None else f"{self.table} where {self.where}"
+
+
+Relation = TableRef | BronzeRows
+"""Something rows are selected from: a table, or a table's filtered rows."""
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What differs between engines, as data; shared code branches on these, not on types.
 
@@ -241,7 +267,7 @@ def execute(wh: Warehouse, sql: str) -> list[tuple[Any, ...]]:
     return wh.query(sql).rows
 
 
-def count_rows(wh: Warehouse, table: TableRef, where: str | None = None) -> int:
+def count_rows(wh: Warehouse, table: Relation, where: str | None = None) -> int:
     """Rows in ``table`` (those matching the condition ``where``, if given)."""
     condition = f" WHERE {where}" if where else ""
     return int(wh.query(f"SELECT COUNT(*) FROM {table.sql}{condition}").rows[0][0])
