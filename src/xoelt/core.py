@@ -235,15 +235,7 @@ def _execute(
             tests.raise_for_errors()
             return StageResult(sum(report.gold.values()), findings=tests.findings)
 
-        t0 = time.perf_counter()
-        try:
-            result = _recorded(rt, GOLD, GOLD, log, materialise, failing_as=LAST_STAGE)
-            report.gold_findings.extend(result.findings)
-        except StageFailed as exc:
-            report.gold_findings.extend(exc.findings)
-            raise
-        finally:
-            report.gold_seconds = round(time.perf_counter() - t0, 3)
+        _record_gold(rt, report, log, materialise)
     if rt.warehouse_open:
         report.warehouse_path = rt.warehouse.location(plan.database)
 
@@ -314,6 +306,14 @@ def _dbt_gold(rt: Runtime, report: RunReport) -> None:
         report.gold = outcome.models
         return StageResult(sum(outcome.models.values()), findings=outcome.findings)
 
+    _record_gold(rt, report, log, build)
+
+
+def _record_gold(
+    rt: Runtime, report: RunReport, log: Any, build: Callable[[], StageResult]
+) -> None:
+    """Gold (by either engine) as the run's last ledger row: its findings and time go to
+    ``report`` whether it succeeds or fails."""
     t0 = time.perf_counter()
     try:
         result = _recorded(rt, GOLD, GOLD, log, build, failing_as=LAST_STAGE)

@@ -23,7 +23,12 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import REPO
-from tests.integration.snowflake_fixtures import STAGE, create_database, fakesnow_kwargs
+from tests.integration.snowflake_fixtures import (
+    STAGE,
+    create_database,
+    fakesnow_kwargs,
+    fakesnow_target,
+)
 
 __all__ = ["fakesnow_kwargs"]
 
@@ -224,21 +229,7 @@ def test_cross_database_gold_on_snowflake(
     targets = tmp_path / "targets.yaml"
     targets.write_text(
         yaml.safe_dump(
-            {
-                "prod": {
-                    "type": "snowflake",
-                    "account": fakesnow_kwargs["account"],
-                    "user": fakesnow_kwargs["user"],
-                    "password": "${XO_TEST_SNOWFLAKE_PASSWORD}",
-                    "host": fakesnow_kwargs["host"],
-                    "port": fakesnow_kwargs["port"],
-                    "protocol": "http",
-                    "stage": f"CORE_DB.BRONZE.{STAGE}",
-                    "copy_transformations": False,
-                    "login_timeout": 10,
-                    "s3": {"endpoint_url": moto_endpoint, "region": "us-east-1"},
-                }
-            }
+            {"prod": fakesnow_target(fakesnow_kwargs, f"CORE_DB.BRONZE.{STAGE}", moto_endpoint)}
         )
     )
     estate = estate_data.Estate(estate_data.run_dates(1))

@@ -15,7 +15,12 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import REPO, Project
-from tests.integration.snowflake_fixtures import STAGE, create_database, fakesnow_kwargs
+from tests.integration.snowflake_fixtures import (
+    STAGE,
+    create_database,
+    fakesnow_kwargs,
+    fakesnow_target,
+)
 
 __all__ = ["fakesnow_kwargs"]
 
@@ -52,21 +57,7 @@ def project_on_snowflake(
     for name, database in (("parallel", "PAR_DB"), ("serial", "SER_DB")):
         path = project.root / "pipelines" / "demo" / f"{name}.yaml"
         path.write_text(yaml.safe_dump(_pipeline(name, database), sort_keys=False))
-    target = {
-        "prod": {
-            "type": "snowflake",
-            "account": fakesnow_kwargs["account"],
-            "user": fakesnow_kwargs["user"],
-            "password": "${XO_TEST_SNOWFLAKE_PASSWORD}",
-            "host": fakesnow_kwargs["host"],
-            "port": fakesnow_kwargs["port"],
-            "protocol": "http",
-            "stage": f"PAR_DB.BRONZE.{STAGE}",
-            "copy_transformations": False,
-            "login_timeout": 10,
-            "s3": {"endpoint_url": moto_endpoint, "region": "us-east-1"},
-        }
-    }
+    target = {"prod": fakesnow_target(fakesnow_kwargs, f"PAR_DB.BRONZE.{STAGE}", moto_endpoint)}
     (project.root / "targets.yaml").write_text(yaml.safe_dump(target))
     return project
 

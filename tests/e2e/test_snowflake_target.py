@@ -15,7 +15,12 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import REPO, Project
-from tests.integration.snowflake_fixtures import STAGE, create_database, fakesnow_kwargs
+from tests.integration.snowflake_fixtures import (
+    STAGE,
+    create_database,
+    fakesnow_kwargs,
+    fakesnow_target,
+)
 
 __all__ = ["fakesnow_kwargs"]
 
@@ -34,21 +39,7 @@ def sf_project(
     data = REPO / "pipelines" / "demo" / "data"
     for path in sorted(data.rglob("*.csv")):
         s3_client.upload_file(str(path), "xoelt-landing", path.relative_to(data).as_posix())
-    target = {
-        "prod": {
-            "type": "snowflake",
-            "account": fakesnow_kwargs["account"],
-            "user": fakesnow_kwargs["user"],
-            "password": "${XO_TEST_SNOWFLAKE_PASSWORD}",
-            "host": fakesnow_kwargs["host"],
-            "port": fakesnow_kwargs["port"],
-            "protocol": "http",
-            "stage": f"DEMO_DB.BRONZE.{STAGE}",
-            "copy_transformations": False,
-            "login_timeout": 10,
-            "s3": {"endpoint_url": moto_endpoint, "region": "us-east-1"},
-        }
-    }
+    target = {"prod": fakesnow_target(fakesnow_kwargs, f"DEMO_DB.BRONZE.{STAGE}", moto_endpoint)}
     (project.root / "targets.yaml").write_text(yaml.safe_dump(target))
     return project
 

@@ -163,3 +163,27 @@ def snowflake_wh(
     wh = SnowflakeWarehouse(fakesnow_kwargs, snowflake_database, copy_transformations=False)
     yield wh
     wh.close()
+
+
+def fakesnow_target(
+    fakesnow_kwargs: dict[str, Any], stage: str, moto_endpoint: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A ``snowflake`` target (as in ``targets.yaml``) on the fakesnow server: the password a
+    ``${VAR}`` reference, COPY without transformations (fakesnow cannot run them), and the
+    object store on moto when ``moto_endpoint`` is given."""
+    target: dict[str, Any] = {
+        "type": "snowflake",
+        "account": fakesnow_kwargs["account"],
+        "user": fakesnow_kwargs["user"],
+        "password": "${XO_TEST_SNOWFLAKE_PASSWORD}",
+        "host": fakesnow_kwargs["host"],
+        "port": fakesnow_kwargs["port"],
+        "protocol": "http",
+        "stage": stage,
+        "copy_transformations": False,
+        "login_timeout": 10,
+        **extra,
+    }
+    if moto_endpoint is not None:
+        target["s3"] = {"endpoint_url": moto_endpoint, "region": "us-east-1"}
+    return target

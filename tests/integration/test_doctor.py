@@ -24,7 +24,12 @@ from tests.fakes.gladly import FakeGladly
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.sheets import FakeSheets
 from tests.fakes.sprout import FakeSprout
-from tests.integration.snowflake_fixtures import STAGE, create_database, fakesnow_kwargs
+from tests.integration.snowflake_fixtures import (
+    STAGE,
+    create_database,
+    fakesnow_kwargs,
+    fakesnow_target,
+)
 from xoelt.cli import cli
 
 __all__ = ["fakesnow_kwargs"]
@@ -139,22 +144,7 @@ def _project(
     }
     (root / "pipelines" / "ops").mkdir(parents=True, exist_ok=True)
     (root / "pipelines" / "ops" / "everything.yaml").write_text(yaml.safe_dump(doc))
-    target = {
-        "prod": {
-            "type": "snowflake",
-            "account": fakesnow_kwargs["account"],
-            "user": fakesnow_kwargs["user"],
-            "password": "${XO_TEST_SNOWFLAKE_PASSWORD}",
-            "warehouse": "XO_WH",
-            "host": fakesnow_kwargs["host"],
-            "port": fakesnow_kwargs["port"],
-            "protocol": "http",
-            "stage": stage,
-            "copy_transformations": False,
-            "login_timeout": 10,
-            "s3": {"endpoint_url": moto_endpoint, "region": "us-east-1"},
-        }
-    }
+    target = {"prod": fakesnow_target(fakesnow_kwargs, stage, moto_endpoint, warehouse="XO_WH")}
     (root / "targets.yaml").write_text(yaml.safe_dump(target))
 
 

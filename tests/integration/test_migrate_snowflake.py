@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from tests.integration.snowflake_fixtures import create_database, fakesnow_kwargs
+from tests.integration.snowflake_fixtures import create_database, fakesnow_kwargs, fakesnow_target
 from xoelt.cli import cli
 
 __all__ = ["fakesnow_kwargs"]
@@ -40,20 +40,7 @@ def test_migrate_on_snowflake(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fakesnow_kwargs: dict[str, Any]
 ) -> None:
     create_database(fakesnow_kwargs, DATABASE)
-    target = {
-        "prod": {
-            "type": "snowflake",
-            "account": fakesnow_kwargs["account"],
-            "user": fakesnow_kwargs["user"],
-            "password": "${XO_TEST_SNOWFLAKE_PASSWORD}",
-            "host": fakesnow_kwargs["host"],
-            "port": fakesnow_kwargs["port"],
-            "protocol": "http",
-            "stage": f"{DATABASE}.BRONZE.XO_STAGE",
-            "copy_transformations": False,
-            "login_timeout": 10,
-        }
-    }
+    target = {"prod": fakesnow_target(fakesnow_kwargs, f"{DATABASE}.BRONZE.XO_STAGE")}
     (tmp_path / "targets.yaml").write_text(yaml.safe_dump(target))
     folder = tmp_path / "sql" / "migrations"
     folder.mkdir(parents=True)
