@@ -7,7 +7,9 @@ project's ``profile:``) with one output named after the warehouse type.
 - **duckdb** (dbt-duckdb): ``path`` is the pipeline's database file, every other database
   the run touches (its bronze tables') is attached under its own name, so dbt sees the same
   catalogs as xoelt's session (``DEMO_DB.SILVER.WORK_SESSIONS``); the session's time zone is
-  UTC, as xoelt's is. One thread: DuckDB has one writer. DuckDB attaches a file once per
+  UTC, as xoelt's is. The databases of ``transform.reads`` (another pipeline's gold, e.g.
+  ``CORE_DB``) are attached read-only; a missing file is a run error naming the database,
+  as for xoelt's own gold. One thread: DuckDB has one writer. DuckDB attaches a file once per
   process, so xoelt's own session is released while dbt runs (:func:`holds_files`).
 - **snowflake** (dbt-snowflake): account, user, role, warehouse, host/port/protocol and the
   connect timeout from the target; the database is the pipeline's and the schema its gold
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xoelt.errors import ConfigError
+from xoelt.errors import ConfigError, RunError
 
 if TYPE_CHECKING:
     from xoelt.runtime import Runtime
@@ -62,7 +64,18 @@ def duckdb_profile(rt: Runtime, query_tag: str) -> DbtProfile:
     """dbt-duckdb on the DuckDB files of the run's databases (see the module docstring)."""
     plan = rt.plan
     location = plan.target.warehouse.location
-    attach = [{"path": location(db), "alias": db} for db in plan.databases if db != plan.database]
+    attach: list[dict[str, Any]] = [
+        {"path": location(db), "alias": db} for db in plan.databases if db != plan.database
+    ]
+    for db in dict.fromkeys(plan.dbt.reads if plan.dbt else ()):
+        if db == plan.database or db in plan.databases:
+            continue
+        if not Path(location(db)).is_file():
+            raise RunError(
+                f"dbt transform reads database {db} (transform.reads), which does not exist "
+                f"at {location(db)}: run the pipelines of database {db} first"
+            )
+        attach.append({"path": location(db), "alias": db, "read_only": True})
     output: dict[str, Any] = {
         "type": "duckdb",
         "path": location(plan.database),

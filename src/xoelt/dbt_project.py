@@ -43,6 +43,7 @@ class DbtPlan:
     profiles_dir: Path | None = None
     target: str | None = None
     vars: Mapping[str, Any] = field(default_factory=dict)
+    reads: tuple[str, ...] = ()  # other databases the project reads (attached read-only)
 
     def vars_for(self, window: TimeWindow, run_at: date | datetime | None, run_id: str) -> dict:
         """The ``--vars`` of one run: the pipeline's, then the window's on top."""
@@ -66,6 +67,7 @@ class DbtPlan:
             "profiles_dir": str(self.profiles_dir) if self.profiles_dir else None,
             "target": self.target,
             "vars": sorted({*self.vars, *WINDOW_VARS}),
+            "reads": list(self.reads),
         }
 
 
@@ -89,6 +91,7 @@ def dbt_plan(pipeline: Pipeline, sql_root: Path) -> DbtPlan | None:
         profiles,
         transform.target,
         dict(transform.vars),
+        tuple(transform.reads),
     )
 
 

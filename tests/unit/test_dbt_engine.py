@@ -19,7 +19,7 @@ import yaml
 
 from xoelt.dbt_profiles import holds_files, profile_for
 from xoelt.dbt_project import WINDOW_VARS, DbtPlan, dbt_plan
-from xoelt.errors import ConfigError
+from xoelt.errors import ConfigError, RunError
 from xoelt.pipelines import PipelineInvalid, load_pipeline
 from xoelt.plan import RunPlan, build_plan
 from xoelt.runtime import Runtime
@@ -217,3 +217,36 @@ def test_without_dbt_installed_the_error_says_what_to_install(
         ConfigError, match=r"needs dbt-snowflake: pip install 'xoelt\[dbt-snowflake\]'"
     ):
         _runner(rt, "snowflake")
+
+
+def test_duckdb_profile_attaches_the_databases_read_read_only(tmp_path: Path) -> None:
+    with_project(tmp_path)
+    transform = {**PIPELINE["transform"], "reads": ["CORE_DB"]}
+    write(tmp_path, transform)
+    (tmp_path / "targets.yaml").write_text(TARGETS)
+    settings = Settings(
+        home=tmp_path / "h", sql_root=tmp_path / "sql", targets_file=tmp_path / "targets.yaml"
+    )
+    name, bound = resolve_target("local", settings)
+    pipeline = load_pipeline(tmp_path / "pipelines" / "shop" / "orders_daily.yaml", env={})
+    plan = build_plan(pipeline, name, bound, date(2026, 11, 3), settings.sql_root)
+    assert plan.dbt is not None and plan.dbt.as_dict()["reads"] == ["CORE_DB"]
+    rt = Runtime(plan, settings, env={})
+    with pytest.raises(RunError, match=r"reads database CORE_DB .* run the pipelines of database"):
+        profile_for(rt, "tag")
+    warehouse = tmp_path / "h" / "warehouse"
+    warehouse.mkdir(parents=True, exist_ok=True)
+    import duckdb
+
+    duckdb.connect(str(warehouse / "CORE_DB.duckdb")).close()
+    (doc,) = yaml.safe_load(profile_for(rt, "tag").yaml()).values()
+    core = str((warehouse / "CORE_DB.duckdb").resolve())
+    assert {"path": core, "alias": "CORE_DB", "read_only": True} in [
+        {**a, "path": str(Path(a["path"]).resolve())} for a in doc["outputs"]["duckdb"]["attach"]
+    ]
+
+
+def test_reads_is_a_dbt_key(tmp_path: Path) -> None:
+    path = write(tmp_path, {"engine": "xoelt", "reads": ["CORE_DB"]})
+    (message,) = problems(path)
+    assert "reads: only with engine: dbt" in message

@@ -395,7 +395,7 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-DBT_KEYS = ("project_dir", "select", "exclude", "profiles_dir", "target", "vars")
+DBT_KEYS = ("project_dir", "select", "exclude", "profiles_dir", "target", "vars", "reads")
 
 
 class TransformConfig(StrictModel):
@@ -418,6 +418,7 @@ class TransformConfig(StrictModel):
     profiles_dir: str | None = None
     target: str | None = None
     vars: dict[str, Any] = {}
+    reads: list[Identifier] = []
 
     @model_validator(mode="after")
     def _keys_for_engine(self) -> TransformConfig:
