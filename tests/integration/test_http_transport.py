@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from xoelt.errors import ConfigError
-from xoelt.sources.http_transport import transport
+from xoelt.sources._http_transport import transport
 
 
 @pytest.fixture(autouse=True)

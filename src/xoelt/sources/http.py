@@ -224,7 +224,7 @@ class HttpClient:
         timeout = httpx.Timeout(
             self.retry.timeout_seconds, connect=self.retry.connect_timeout_seconds
         )
-        from xoelt.sources.http_transport import transport
+        from xoelt.sources._http_transport import transport
 
         self._client = httpx.Client(
             base_url=base_url,
