@@ -47,3 +47,19 @@ def test_a_part_size_below_the_s3_minimum_is_raised_to_it() -> None:
 def test_an_object_too_big_for_s3_is_refused() -> None:
     with pytest.raises(StorageError, match="more than 10,000 x 5 GB"):
         copy_ranges(MAX_PARTS * FIVE_GB + 1, 128 * MIB)
+
+
+def test_an_object_one_part_would_hold_is_copied_as_two_halves() -> None:
+    """Above the threshold a copy runs in parallel: a 300 MiB object with 512 MiB parts is two
+    150 MiB halves, a 1 GiB one two 512 MiB parts, never a one-part multipart upload."""
+    assert copy_ranges(300 * MIB, 512 * MIB) == [(0, 150 * MIB - 1), (150 * MIB, 300 * MIB - 1)]
+    ranges = copy_ranges(1024**3, 512 * MIB)
+    assert len(ranges) == 2 and covers(ranges, 1024**3)
+    assert len(copy_ranges(5 * 1024**3, 512 * MIB)) == 10
+    odd = 2 * MIN_PART + 1
+    assert copy_ranges(odd, 8 * MIN_PART) == [(0, MIN_PART), (MIN_PART + 1, odd - 1)]
+
+
+def test_halves_are_not_made_below_the_s3_minimum() -> None:
+    """Two parts of an object under 10 MiB would break S3's 5 MiB minimum: one part it is."""
+    assert copy_ranges(9 * MIB, 512 * MIB) == [(0, 9 * MIB - 1)]

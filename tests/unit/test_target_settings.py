@@ -62,7 +62,7 @@ def test_s3_defaults_are_bounded_too() -> None:
     assert config["retries"] == {"mode": "standard", "total_max_attempts": 5}
     defaults = S3StoreConfig()
     assert defaults.multipart_copy_threshold == 256 * 1024**2
-    assert defaults.copy_part_size == 128 * 1024**2
+    assert defaults.copy_part_size == 512 * 1024**2
     assert (defaults.copy_concurrency, defaults.copy_part_attempts) == (8, 3)
 
 
