@@ -6,9 +6,9 @@ parts, with the store's defaults: two 512 MiB halves) should cost the client at 
 the CPU and the bytes of the 1 MB one (a single CopyObject). A third column stages the same
 1 GB with the multipart threshold at 5 GiB (one CopyObject), to separate what the object's
 size costs the client (nothing) from what copying it in parallel parts costs (one small
-signed request a part, plus CreateMultipartUpload and CompleteMultipartUpload). The real stage code runs
-(:func:`xoelt.stages.stage.run` on a Runtime built from a ``snowflake`` target whose ``s3:``
-points at moto; the warehouse is never opened by stage).
+signed request a part, plus CreateMultipartUpload and CompleteMultipartUpload).
+The real stage code runs (:func:`xoelt.stages.stage.run` on a Runtime built from a
+``snowflake`` target whose ``s3:`` points at moto; the warehouse is never opened by stage).
 
 moto and a byte-counting proxy run in a separate process (``python -m tests.fakes.s3_proxy``)
 so that this process's CPU time (``time.process_time``: every thread of this process) is the
