@@ -140,6 +140,7 @@ def run_measure(src: Path | None) -> dict[str, Any]:
 
 def base_src(commit: str, into: Path) -> Path:
     """``src/`` of ``commit``, unpacked under ``into`` and compiled (as ``make install`` does)."""
+    into.mkdir(parents=True, exist_ok=True)
     archive = into / "base.tar"
     subprocess.run(
         ["git", "archive", "--format=tar", "-o", str(archive), commit, "src"], cwd=REPO, check=True
