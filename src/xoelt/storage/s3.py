@@ -304,9 +304,9 @@ class S3ObjectStore:
         def pause(seconds: float) -> None:
             stop.wait(seconds)  # a retry's wait ends early when the copy is being given up
 
-        # S3 copies each range server-side; several at once is what makes a big copy fast.
-        # The calling thread copies parts too (one thread fewer to start and to hand the GIL
-        # to): ``copy_concurrency`` threads in all take the next range until none is left.
+        # S3 copies each range server-side; several at once is what makes a big copy fast:
+        # ``copy_concurrency`` threads take the next range until none is left. The calling
+        # thread only waits, so a signal raised in it never abandons a request in flight.
         numbered = iter(enumerate(ranges, start=1))
         taking = threading.Lock()
         copied: dict[int, dict[str, Any]] = {}
@@ -328,11 +328,10 @@ class S3ObjectStore:
                     stop.set()
                     raise
 
-        helpers = min(self.copy_concurrency, len(ranges)) - 1
-        pool = ThreadPoolExecutor(helpers, "xoelt-s3-copy") if helpers else None
+        helpers = min(self.copy_concurrency, len(ranges))
+        pool = ThreadPoolExecutor(helpers, "xoelt-s3-copy")
         try:
-            futures = [pool.submit(copy_parts) for _ in range(helpers)] if pool else []
-            copy_parts()
+            futures = [pool.submit(copy_parts) for _ in range(helpers)]
             for future in futures:
                 future.result()  # a helper's unexpected error (not a StorageError) is raised
             if failed:
@@ -344,13 +343,11 @@ class S3ObjectStore:
         except BaseException:
             stop.set()
             # parts still in flight may land after an abort; wait for them to end first
-            if pool:
-                pool.shutdown(wait=True)
+            pool.shutdown(wait=True)
             self._abort(dst_bucket, dst_key, upload, log)
             raise
         finally:
-            if pool:
-                pool.shutdown(wait=False)
+            pool.shutdown(wait=False)
 
     def _abort(self, bucket: str, key: str, upload: str, log: Any) -> None:
         """AbortMultipartUpload (retried); if even that fails, say so and leave it to the
