@@ -132,8 +132,12 @@ def test_snowflake_answering_500_to_statements_fails_within_statement_timeout(
     line = one_error_line(proc)
     assert line.startswith("error: load failed source=contact_timestamps, work_sessions")
     assert "HTTP 500" in line
-    # statement_timeout bounds the statement and the connector's retries of it
-    assert elapsed < 3 + 1 + 4 + SLACK, (elapsed, line)
+    # statement_timeout bounds the statement and the connector's retries of it (3 s); its
+    # timer then cancels the statement, a request retried for network_timeout (3 s) that
+    # the interpreter waits for at exit; one request (socket_timeout) and one sleep between
+    # retries (capped at a quarter of the budget: 1 s) may run past each budget. The
+    # connector's own backoff could draw 8 s sleeps here (14.4 s in a CI run).
+    assert elapsed < 3 + 3 + 1 + 1 + SLACK, (elapsed, line)
     assert 2 <= server.hits < 20  # retried, but not forever
     (login,) = server.logins
     params = login["SESSION_PARAMETERS"]

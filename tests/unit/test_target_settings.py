@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ def test_snowflake_bounds_are_settable(tmp_path: Path) -> None:
         10,
     )
     assert kwargs["session_parameters"]["STATEMENT_TIMEOUT_IN_SECONDS"] == 90
+    # sleeps between the connector's retries: at most a quarter of the tightest budget (5 s)
+    assert max(itertools.islice(kwargs["backoff_policy"](), 200)) == 1
+
+
+def test_default_backoff_keeps_the_connectors_cap() -> None:
+    kwargs = SnowflakeTarget.model_validate(PROD).connect_kwargs({"SNOWFLAKE_PASSWORD": "pw"})
+    sleeps = list(itertools.islice(kwargs["backoff_policy"](), 500))
+    assert sleeps[0] == 1 and max(sleeps) == 15  # 60 s login_timeout // 4
 
 
 def test_s3_defaults_are_bounded_too() -> None:

@@ -111,7 +111,8 @@ class SnowflakeConfig(StrictModel):
     ``login_timeout`` (connecting) or ``network_timeout`` (any other request) has passed,
     where it would otherwise retry forever; ``statement_timeout`` is the session's
     ``STATEMENT_TIMEOUT_IN_SECONDS``, after which Snowflake cancels a statement. Connecting is
-    retried only while ``login_timeout`` lasts. ``query_tags: false`` is for emulators
+    retried only while ``login_timeout`` lasts. The connector's sleeps between retries are
+    capped at a quarter of the tightest of these budgets, so one sleep cannot outlast them. ``query_tags: false`` is for emulators
     (fakesnow) that cannot ``ALTER SESSION SET QUERY_TAG``.
     """
 
@@ -168,6 +169,7 @@ class SnowflakeConfig(StrictModel):
             "network_timeout": self.network_timeout,
             "socket_timeout": self.socket_timeout,
             "application": "xoelt",
+            "backoff_policy": self._backoff_policy(),
             "session_parameters": {
                 "TIMEZONE": "UTC",
                 "QUERY_TAG": "xoelt",
@@ -182,6 +184,18 @@ class SnowflakeConfig(StrictModel):
             if getattr(self, key) is not None:
                 kwargs[key] = getattr(self, key)
         return kwargs
+
+    def _backoff_policy(self) -> Any:
+        """The connector's full-jitter exponential backoff, capped at a quarter of the
+        tightest budget (at least 1 s, at most the connector's own 16 s cap).
+
+        The connector checks its budget before a sleep, never during one, and its default
+        policy may draw 8 s or more after a few retries: with a 3 s ``statement_timeout`` a
+        single sleep could triple the time a failing statement takes to fail."""
+        from snowflake.connector.backoff_policies import exponential_backoff
+
+        budget = min(self.login_timeout, self.network_timeout, self.statement_timeout)
+        return exponential_backoff(cap=min(16, max(1, budget // 4)))
 
     def bronze_script(
         self, load: BronzeLoad, existing: Sequence[str] | None, run: RunStamp | None
