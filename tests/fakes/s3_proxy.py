@@ -295,11 +295,10 @@ def main() -> None:
     the client's own CPU is counted in the benchmark's process)."""
     import logging
 
-    from moto.server import ThreadedMotoServer
+    from tests.fakes.moto_s3 import start_moto_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
+    moto = start_moto_server()
     _, moto_port = moto.get_host_and_port()
     with S3Proxy(moto_port) as proxy:
         print(proxy.port, moto_port, flush=True)

@@ -214,26 +214,50 @@ def test_xoelt_extract_processes_share_the_limit_through_the_local_target(
     assert json.loads(state.read_text())["leases"] == {}
 
 
-def test_s3_update_is_atomic_across_writers(s3_client: Any) -> None:
-    """Conditional PUTs: four writers, every increment kept (lost races are retried)."""
+def test_s3_update_is_atomic_across_writers(
+    s3_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Conditional PUTs: four writers, every increment kept (lost races are retried).
+
+    moto runs in this process, so its object lookup is slowed by 1 ms to widen the window
+    between a writer's read and its conditional PUT: races are then certain, not rare, and a
+    fake that checked ``If-Match`` and wrote in two steps would lose increments here
+    (:mod:`tests.fakes.moto_s3` makes moto's per-key requests atomic, as S3's are).
+    """
     import threading
+
+    from moto.s3.models import S3Backend
 
     from xoelt.storage.s3 import S3ObjectStore
 
+    lookup = S3Backend.get_object
+
+    def slow_lookup(self: Any, *args: Any, **kwargs: Any) -> Any:
+        found = lookup(self, *args, **kwargs)
+        time.sleep(0.001)
+        return found
+
+    monkeypatch.setattr(S3Backend, "get_object", slow_lookup)
     bucket = f"stage-{uuid.uuid4().hex[:10]}"
     s3_client.create_bucket(Bucket=bucket)
 
     def bump(current: bytes | None) -> tuple[bytes, None]:
         return str(int(current or b"0") + 1).encode(), None
 
+    failures: list[BaseException] = []
+
     def worker() -> None:
         store = S3ObjectStore(client=s3_client)
-        for _ in range(15):
-            store.update(bucket, "n.txt", bump)
+        try:
+            for _ in range(15):
+                store.update(bucket, "n.txt", bump)
+        except BaseException as exc:  # a worker's error fails the test, not just its count
+            failures.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert failures == []
     assert s3_client.get_object(Bucket=bucket, Key="n.txt")["Body"].read() == b"60"
