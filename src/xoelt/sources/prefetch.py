@@ -44,11 +44,15 @@ class Prefetch(Generic[PageT]):
 
     def _run(self) -> None:
         try:
-            for page in self._pages:
+            pages = iter(self._pages)
+            # Checked before each next page too: once the reader stops, no request starts.
+            while not self._stopped.is_set():
+                page = next(pages, self._END)
                 if self._stopped.is_set():
                     return
                 self._put(page)
-            self._put(self._END)
+                if page is self._END:
+                    return
         except BaseException as exc:  # handed to the reader, which raises it
             self._put(None, exc)
 

@@ -396,6 +396,88 @@ class Tail:
             self.guids.add(msg.get("guid"))
 
 
+UNREAD: Any = object()  # the cursor is not read from the tail: parse the answer for it
+
+
+def cursor_ahead(raw: bytes) -> Any:
+    """``paging.next_cursor`` of an answer, read from its last bytes without parsing the
+    page: the answer must end with ``"paging":{…}}``, the object parsing as JSON. None: a
+    ``paging`` object without a cursor (the last page); :data:`UNREAD` when the answer does
+    not end that way (the caller parses it). Inside a JSON string a quote is escaped, so
+    ``"paging":`` followed by one JSON value and the closing brace is a member of the
+    top-level object, and the last one (which is the one a parser keeps)."""
+    import orjson
+
+    at = raw.rfind(b'"paging":', max(0, len(raw) - 4096))
+    if at < 0:
+        return UNREAD
+    rest = raw[at + len(b'"paging":') :].rstrip()
+    if not rest.endswith(b"}"):
+        return UNREAD
+    try:
+        paging = orjson.loads(rest[:-1])
+    except orjson.JSONDecodeError:
+        return UNREAD
+    if type(paging) is not dict:
+        return UNREAD
+    following = paging.get("next_cursor")
+    if following is None or (type(following) is str and following):
+        return following
+    return UNREAD  # "" or not a string: the full parse says what is wrong
+
+
+class Answer:
+    """One page's answer as it came: decoded and checked by the thread that writes it
+    (orjson holds the GIL for about a millisecond a page, which would otherwise delay the
+    next request)."""
+
+    __slots__ = ("_decoded", "ahead", "raw", "where")
+
+    def __init__(self, raw: bytes, where: str) -> None:
+        self.raw, self.where = raw, where
+        self.ahead = cursor_ahead(raw)
+        self._decoded: Any = UNREAD
+
+    def decoded(self) -> dict[str, Any]:
+        """The answer as a JSON object with a ``data`` array; a clear error otherwise."""
+        if self._decoded is not UNREAD:
+            return self._decoded
+        import orjson
+
+        try:
+            answer = orjson.loads(self.raw)
+        except orjson.JSONDecodeError as exc:
+            snippet = self.raw[:120].decode("utf-8", "replace").replace("\n", " ")
+            raise SourceError(f"{self.where}: response is not JSON: {snippet!r}") from exc
+        if not isinstance(answer, dict):
+            raise SourceError(f"{self.where}: expected a JSON object, got {type(answer).__name__}")
+        if isinstance(answer.get("error"), str):
+            raise SourceError(f"{self.where}: {answer['error'][:200]}")
+        if not isinstance(answer.get("data"), list):
+            raise SourceError(f"{self.where}: response has no 'data' array")
+        self._decoded = answer
+        return answer
+
+    def cursor(self, answer: dict[str, Any]) -> str | None:
+        """``paging.next_cursor`` of the decoded answer (None: the last page)."""
+        paging = answer.get("paging")
+        following = paging.get("next_cursor") if isinstance(paging, dict) else None
+        if following and not isinstance(following, str):
+            raise SourceError(f"{self.where}: paging.next_cursor is not a string")
+        return following or None
+
+    def data(self) -> list[Any]:
+        """The page's messages; when the next request went out on the cursor read ahead,
+        the parsed answer must name the same one."""
+        answer = self.decoded()
+        if self.ahead is not UNREAD and self.cursor(answer) != self.ahead:
+            raise SourceError(
+                f"{self.where}: paging.next_cursor differs from the one read from the "
+                "answer's end (a malformed answer)"
+            )
+        return answer["data"]
+
+
 class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_api"):
     """Sprout Social messages created in the window, one row per message."""
 
@@ -426,7 +508,12 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
                 raise ConfigError(f"{CUSTOMER_ENV}: {exc}") from None
         return token, customer, ref.var
 
-    def _pages(self, client: HttpClient, path: str, body: dict[str, Any]) -> Iterator[list[Any]]:
+    def _pages(self, client: HttpClient, path: str, body: dict[str, Any]) -> Iterator[Answer]:
+        """Every answer of one query, in order. The next request goes out as soon as the
+        cursor is known: read from the answer's tail (:func:`cursor_ahead`) when it ends
+        with its ``paging`` object, as Sprout's do, so the page itself is parsed by the
+        reader while the server works on the next one (:meth:`Answer.data` then checks the
+        parsed cursor is the one sent); otherwise parsed here first."""
         import orjson
 
         pages = CursorPaginator(repeated="the API returned the same cursor again")
@@ -436,23 +523,15 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
             try:
                 # httpx's ``json=`` sends the same compact UTF-8 bytes, through the stdlib
                 # encoder; the Content-Type header is the client's.
-                answer = client.json("POST", path, content=orjson.dumps(body))
+                raw = client.request("POST", path, content=orjson.dumps(body)).content
             except SourceError as exc:
                 raise SourceError(f"{exc.detail} (page {pages.page})") from exc
-            where = f"POST {path} (page {pages.page})"
-            if not isinstance(answer, dict):
-                raise SourceError(f"{where}: expected a JSON object, got {type(answer).__name__}")
-            if isinstance(answer.get("error"), str):
-                raise SourceError(f"{where}: {answer['error'][:200]}")
-            data = answer.get("data")
-            if not isinstance(data, list):
-                raise SourceError(f"{where}: response has no 'data' array")
-            yield data
-            paging = answer.get("paging")
-            following = paging.get("next_cursor") if isinstance(paging, dict) else None
-            if following and not isinstance(following, str):
-                raise SourceError(f"{where}: paging.next_cursor is not a string")
-            pages.update(following, where=where)
+            answer = Answer(raw, f"POST {path} (page {pages.page})")
+            following = answer.ahead
+            if following is UNREAD:
+                following = answer.cursor(answer.decoded())
+            yield answer
+            pages.update(following, where=answer.where)
 
     def extract(self, sink: CsvSink) -> None:
         """Stream the window's messages into ``sink``, continuing every query cut at the cap."""
@@ -516,7 +595,8 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
         tail, seen, pages = Tail(), 0, 0
         pager = Prefetch(self._pages(client, path, body), name="sprout-pages")
         try:
-            for data in pager:
+            for answer in pager:
+                data = answer.data()
                 pages += 1
                 seen += len(data)
                 if set(map(type, data)) - {dict}:
@@ -545,9 +625,12 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
                 if (totals["pages"] + pages) % 100 == 0:
                     self.ctx.log.info("sprout pages", pages=totals["pages"] + pages, rows=sink.rows)
         except BaseException:
+            # No new request starts after stop(), and close() fails one not yet answered,
+            # except a request already blocked reading its answer (closing a socket does
+            # not wake a thread in recv): that one ends at the answer or its timeout, in
+            # the daemon thread, and is dropped. The error is not held back for it.
             pager.stop()
-            client.close()  # ends a request still in flight in the helper thread
-            pager.stop(wait=5.0)
+            client.close()
             raise
         pager.stop(wait=5.0)  # answered its last page: the thread is ending
         totals["pages"] += pages
