@@ -90,5 +90,5 @@ def test_answer_checks_the_parsed_cursor_against_the_one_read_ahead() -> None:
 def test_a_bad_answer_names_its_page(raw: bytes, message: str) -> None:
     answer = Answer(raw, WHERE)
     with pytest.raises(SourceError) as caught:
-        answer.cursor(answer.decoded())
+        answer.cursor()
     assert str(caught.value).startswith(f"{WHERE}: ") and message in str(caught.value)

@@ -186,6 +186,20 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
+def decode_json(content: bytes, where: str, text: Callable[[], str] | None = None) -> Any:
+    """``content`` decoded as JSON; otherwise ``SourceError("<where>: response is not JSON:
+    <its first 120 characters>")``. ``text`` gives the body as text for that message
+    (default: the bytes as UTF-8)."""
+    import orjson
+
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        body = text() if text is not None else content.decode("utf-8", "replace")
+        snippet = body[:120].replace("\n", " ")
+        raise SourceError(f"{where}: response is not JSON: {snippet!r}") from exc
+
+
 def _where(method: str, url: Any) -> str:
     text = str(url)
     return f"{method} {text.split('?', 1)[0]}"
@@ -259,14 +273,8 @@ class HttpClient:
 
     def json(self, method: str, url: str, **kwargs: Any) -> Any:
         """Send with retries and decode a JSON body; a malformed body is a clear error."""
-        import orjson
-
         response = self.request(method, url, **kwargs)
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            snippet = response.text[:120].replace("\n", " ")
-            raise SourceError(f"{_where(method, url)}: response is not JSON: {snippet!r}") from exc
+        return decode_json(response.content, _where(method, url), lambda: response.text)
 
     def download(self, method: str, url: str, path: Path, **kwargs: Any) -> httpx.Response:
         """Stream the body to ``path`` (constant memory); a retry starts the file over."""

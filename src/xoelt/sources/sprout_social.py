@@ -47,7 +47,7 @@ from xoelt.config.types import BaseUrl, Secret, StrictModel
 from xoelt.errors import ConfigError, SourceError
 from xoelt.findings import Finding
 from xoelt.sources.base import CsvSink, Source, env_label, secret_ref
-from xoelt.sources.http import HttpClient, RetryConfig
+from xoelt.sources.http import HttpClient, RetryConfig, decode_json
 from xoelt.sources.paging import CursorPaginator
 from xoelt.sources.prefetch import Prefetch
 from xoelt.sources.ratelimit import RateLimits, limiter_for
@@ -436,19 +436,14 @@ class Answer:
     def __init__(self, raw: bytes, where: str) -> None:
         self.raw, self.where = raw, where
         self.ahead = cursor_ahead(raw)
-        self._decoded: Any = UNREAD
+        self._decoded: dict[str, Any] | None = None
 
     def decoded(self) -> dict[str, Any]:
-        """The answer as a JSON object with a ``data`` array; a clear error otherwise."""
-        if self._decoded is not UNREAD:
+        """The answer as a JSON object with a ``data`` array (parsed once); a clear error
+        otherwise."""
+        if self._decoded is not None:
             return self._decoded
-        import orjson
-
-        try:
-            answer = orjson.loads(self.raw)
-        except orjson.JSONDecodeError as exc:
-            snippet = self.raw[:120].decode("utf-8", "replace").replace("\n", " ")
-            raise SourceError(f"{self.where}: response is not JSON: {snippet!r}") from exc
+        answer = decode_json(self.raw, self.where)
         if not isinstance(answer, dict):
             raise SourceError(f"{self.where}: expected a JSON object, got {type(answer).__name__}")
         if isinstance(answer.get("error"), str):
@@ -458,9 +453,9 @@ class Answer:
         self._decoded = answer
         return answer
 
-    def cursor(self, answer: dict[str, Any]) -> str | None:
+    def cursor(self) -> str | None:
         """``paging.next_cursor`` of the decoded answer (None: the last page)."""
-        paging = answer.get("paging")
+        paging = self.decoded().get("paging")
         following = paging.get("next_cursor") if isinstance(paging, dict) else None
         if following and not isinstance(following, str):
             raise SourceError(f"{self.where}: paging.next_cursor is not a string")
@@ -469,13 +464,12 @@ class Answer:
     def data(self) -> list[Any]:
         """The page's messages; when the next request went out on the cursor read ahead,
         the parsed answer must name the same one."""
-        answer = self.decoded()
-        if self.ahead is not UNREAD and self.cursor(answer) != self.ahead:
+        if self.ahead is not UNREAD and self.cursor() != self.ahead:
             raise SourceError(
                 f"{self.where}: paging.next_cursor differs from the one read from the "
                 "answer's end (a malformed answer)"
             )
-        return answer["data"]
+        return self.decoded()["data"]
 
 
 class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_api"):
@@ -529,7 +523,7 @@ class SproutSocialSource(Source[SproutSocialConfig], source_type="sprout_social_
             answer = Answer(raw, f"POST {path} (page {pages.page})")
             following = answer.ahead
             if following is UNREAD:
-                following = answer.cursor(answer.decoded())
+                following = answer.cursor()
             yield answer
             pages.update(following, where=answer.where)
 
