@@ -46,6 +46,7 @@ def silent_server() -> Generator[tuple[str, int]]:
 
 class _Always500(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body are two writes: no delayed-ACK stall
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -196,6 +196,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body are two writes: no delayed-ACK stall
 
     def setup(self) -> None:
         super().setup()

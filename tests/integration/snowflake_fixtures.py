@@ -8,8 +8,11 @@ wheel, since it cannot be downloaded here) reads ``s3://`` stage URLs from moto.
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +28,7 @@ _START_FAKESNOW = fakesnow.server
 
 STATEMENTS: list[str] = []
 """Every statement the fakesnow server ran this session, in order (tests read their slice)."""
+_NOW = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+\+00:00")
 _QUERY_TAG = re.compile(r"^ALTER SESSION SET QUERY_TAG = '((?:[^']|'')*)'$", re.S)
 
 STAGE_BUCKET = "xoelt-stage"
@@ -113,12 +117,65 @@ def fakesnow_kwargs(moto_endpoint: str) -> Iterator[dict[str, Any]]:
         return call
 
     with pytest.MonkeyPatch.context() as mp:
+        _transform_in_place(mp, FakeSnowflakeCursor, exp.Expression)
         mp.setattr(FakeSnowflakeCursor, "execute", recording_execute)
         mp.setattr(FakeSnowflakeCursor, "_describe_last_sql", describe_last_sql)
         mp.setattr(fs_copy, "_inserts", padded_inserts)
         mp.setattr(fs_copy.ReadCSV, "read_expression", quoted_empty_is_a_string)
         with _START_FAKESNOW() as kwargs:
             yield kwargs
+
+
+@dataclass
+class TransformAudit:
+    """Whether :func:`_transform_in_place` checks each statement, and what differed."""
+
+    on: bool
+    differences: list[str] = field(default_factory=list)
+
+
+AUDIT = TransformAudit(on=os.environ.get("XOELT_TEST_FAKESNOW_AUDIT") == "1")
+
+
+def _transform_in_place(mp: pytest.MonkeyPatch, cursor: Any, expression: Any) -> None:
+    """Speed, not behaviour: fakesnow's ``_transform`` chains ~75 sqlglot ``transform`` calls
+    on a statement, each with sqlglot's default ``copy=True``, i.e. a deep copy of the whole
+    tree per step: about half of a Snowflake end-to-end test's time went to ``deepcopy``.
+    Here the statement is copied once and the chain's own steps run in place on that copy
+    (sqlglot's ``transform`` walks the copy it makes in place anyway, so a step sees the same
+    tree either way); a ``transform`` called from *inside* a step keeps its ``copy``.
+    While :data:`AUDIT` is on (``XOELT_TEST_FAKESNOW_AUDIT=1`` for a whole run) fakesnow's own
+    chain also runs on every statement, and a difference (``repr`` of the result: every node
+    and argument; the clock fakesnow stamps a created stage with aside) is recorded and
+    fails the statement."""
+    local = threading.local()
+    base_transform, base_chain = expression.transform, cursor._transform
+
+    def transform(self: Any, fun: Any, *args: Any, copy: bool = True, **kwargs: Any) -> Any:
+        depth = getattr(local, "depth", None)
+        if depth is None:  # not inside the chain
+            return base_transform(self, fun, *args, copy=copy, **kwargs)
+        local.depth = depth + 1
+        try:
+            return base_transform(self, fun, *args, copy=copy and depth > 0, **kwargs)
+        finally:
+            local.depth = depth
+
+    def chain(self: Any, statement: Any, params: Any) -> Any:
+        audit = AUDIT.on
+        expected = repr(base_chain(self, statement.copy(), params)) if audit else ""
+        local.depth = 0
+        try:
+            out = base_chain(self, statement.copy(), params)
+        finally:
+            local.depth = None
+        if audit and _NOW.sub("<now>", repr(out)) != _NOW.sub("<now>", expected):
+            AUDIT.differences.append(statement.sql(dialect="snowflake"))
+            raise AssertionError(f"in-place transform differs for {statement.sql()!r}")
+        return out
+
+    mp.setattr(expression, "transform", transform)
+    mp.setattr(cursor, "_transform", chain)
 
 
 def create_database(kwargs: dict[str, Any], database: str) -> None:
